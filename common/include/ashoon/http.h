@@ -1,0 +1,93 @@
+/*
+ * ashoon/http.h - HTTP(S) server on libevent's evhttp.
+ *
+ * One handler sees every request (routing is the caller's). The handler may
+ * answer at once or later (after NNG or DB work); it must answer exactly
+ * once with an ash_http_reply* call, unless the client went away first:
+ * then the request is "gone", replies are silently dropped, and the
+ * on_gone callback (if any) runs so the caller can release its state. The
+ * ash_http_req stays valid until the reply is sent or, if gone, until the
+ * caller calls ash_http_req_release(). Loop thread only.
+ *
+ * Limits: bodies over max_body get 413 with a JSON error before the body
+ * is read (Content-Length) or as soon as it passes the limit (chunked);
+ * headers over max_headers get 431; idle and slow clients are cut after
+ * timeout_s. TLS (>= 1.2) is on when tls_cert and tls_key are set.
+ */
+#ifndef ASHOON_HTTP_H
+#define ASHOON_HTTP_H
+
+#include <ashoon/loop.h>
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct ash_http_server ash_http_server;
+typedef struct ash_http_req    ash_http_req;
+
+typedef struct ash_http_opts {
+	const char *addr;     /* "host:port"; port 0 picks a free one */
+	const char *tls_cert; /* PEM chain path, or NULL/"" for plain HTTP */
+	const char *tls_key;  /* PEM key path */
+	size_t      max_body; /* bytes */
+	size_t      max_headers; /* bytes of all headers */
+	int         timeout_s;   /* read/write timeout per connection */
+} ash_http_opts;
+
+typedef void (*ash_http_handler)(ash_http_req *req, void *arg);
+
+/* Loop thread. Binds and listens. ASH_EINVAL for a bad addr or unreadable
+ * TLS files, ASH_EUNAVAIL if the address cannot be bound. */
+ash_err ash_http_server_open(ash_loop *loop, const ash_http_opts *opts,
+    ash_http_handler handler, void *arg, ash_http_server **out) ASH_MUSTCHECK;
+
+/* The bound TCP port (useful with port 0). */
+int ash_http_server_port(const ash_http_server *srv);
+
+/* Closes the listening sockets; requests already accepted continue. */
+void ash_http_server_stop_accepting(ash_http_server *srv);
+
+/* Frees the server and every connection. Requests still unanswered are
+ * marked gone first (their on_gone runs). NULL is fine. */
+void ash_http_server_close(ash_http_server *srv);
+
+/* Request accessors; returned strings are borrowed from req. */
+const char *ash_http_req_method(const ash_http_req *req); /* "GET", ... */
+const char *ash_http_req_path(const ash_http_req *req);   /* decoded, no
+                                                             query string */
+const char *ash_http_req_header(const ash_http_req *req, const char *name);
+const char *ash_http_req_peer(const ash_http_req *req); /* client IP */
+/* Value of one query-string parameter (decoded), NULL if absent. */
+const char *ash_http_req_query(ash_http_req *req, const char *key);
+/* The whole body as one contiguous buffer (not NUL-terminated). */
+void ash_http_req_body(ash_http_req *req, const char **data, size_t *len);
+
+/* Response headers; call before replying. */
+void ash_http_req_set_header(
+    ash_http_req *req, const char *name, const char *value);
+
+/* Sends the response and frees req (unless gone: then nothing is sent and
+ * req is freed too). content_type may be NULL. */
+void ash_http_reply(ash_http_req *req, int status, const char *content_type,
+    const char *body, size_t len);
+void ash_http_reply_json(ash_http_req *req, int status, const cJSON *doc);
+
+/* The platform's error body:
+ *   {"error":{"code":code,"message":message,"request_id":request_id}}
+ * request_id may be NULL (then omitted). */
+void ash_http_reply_error(ash_http_req *req, int status, const char *code,
+    const char *message, const char *request_id);
+
+/* Called on the loop when the client disconnects before the reply. After
+ * it the caller must call ash_http_req_release() once it holds no more
+ * references (possibly inside the callback). */
+void ash_http_req_on_gone(ash_http_req *req, void (*cb)(void *arg), void *arg);
+bool ash_http_req_gone(const ash_http_req *req);
+void ash_http_req_release(ash_http_req *req);
+
+/* Caller-owned per-request pointer (e.g. the gateway's call state). */
+void  ash_http_req_set_data(ash_http_req *req, void *data);
+void *ash_http_req_data(const ash_http_req *req);
+
+#endif

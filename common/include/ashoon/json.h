@@ -1,0 +1,42 @@
+/*
+ * ashoon/json.h - cJSON helpers with the traps closed (TOOLCHAIN §4).
+ *
+ * cJSON accepts trailing garbage and reads numbers as doubles, so: parse only
+ * through ash_json_parse (whole input must be one value, whitespace around it
+ * allowed), and carry 64-bit ids as strings (ash_json_get_i64 accepts either
+ * a decimal string or an integral number within +-2^53).
+ * Pure functions: any thread.
+ */
+#ifndef ASHOON_JSON_H
+#define ASHOON_JSON_H
+
+#include <ashoon/err.h>
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Parses exactly len bytes (need not be NUL-terminated). ASH_EBADJSON on
+ * any syntax error or trailing non-whitespace; ASH_ETOOBIG when nesting is
+ * deeper than 64. Free *out with cJSON_Delete. */
+ash_err ash_json_parse(const char *buf, size_t len, cJSON **out) ASH_MUSTCHECK;
+
+/* Compact rendering; free with cJSON_free (NULL only if doc is NULL). */
+char *ash_json_render(const cJSON *doc);
+
+/* Typed getters on an object member. They never allocate. */
+const char *ash_json_str(const cJSON *obj, const char *key); /* NULL if not
+                                                                a string */
+ash_err ash_json_get_i64(const cJSON *obj, const char *key, int64_t *out)
+    ASH_MUSTCHECK; /* ENOTFOUND missing, EINVAL wrong type or range */
+ash_err ash_json_get_int(
+    const cJSON *obj, const char *key, int *out) ASH_MUSTCHECK;
+bool ash_json_bool(const cJSON *obj, const char *key, bool def);
+
+/* Adds a 64-bit integer as a decimal string member. */
+void ash_json_add_i64(cJSON *obj, const char *key, int64_t v);
+
+/* Adds a string member (copied); aborts on OOM like ash_xmalloc. */
+void ash_json_add_str(cJSON *obj, const char *key, const char *s);
+
+#endif
