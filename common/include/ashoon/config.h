@@ -38,7 +38,7 @@ typedef struct ash_cfg_key {
 	const char  *name; /* NULL ends the table */
 	ash_cfg_type type;
 	void        *target; /* char **, int * or bool * per type */
-	const char  *def;    /* default text, or NULL (= empty / required) */
+	const char  *def;    /* default text, or NULL (= unset / required) */
 	long long    min, max;
 	unsigned     flags;
 	const char  *help; /* one line for docs/OPERATIONS.md */
@@ -78,13 +78,20 @@ typedef struct ash_cfg_report {
 } ash_cfg_report;
 
 /* Loads tables[0..ntables) in order from env (NULL = getenv). Every problem
- * goes to rep (may be NULL) and, when log is true, to the log as CFG-BAD
- * lines. ASH_EINVAL if there was any problem; targets of good keys are set
- * either way. A key set both as NAME and NAME_FILE is a problem. */
+ * is appended to rep (may be NULL; start from {NULL, 0}, release with
+ * ash_cfg_report_fini); nothing is logged here. ASH_EINVAL if there was any
+ * problem; targets of good keys are set either way, targets of bad keys are
+ * left alone. A key set both as NAME and NAME_FILE is a problem. An unset
+ * optional key without default gives NULL / 0 / false. A STR target that
+ * already holds a string (an earlier load) is freed before it is replaced,
+ * so targets must start NULL. */
 ash_err ash_cfg_load_from(const ash_cfg_key *const *tables, int ntables,
     ash_cfg_getenv_fn env, void *env_arg, ash_cfg_report *rep) ASH_MUSTCHECK;
 
-/* ash_cfg_load_from with getenv and logging: what services call. */
+/* ash_cfg_load_from with getenv and logging: what services call. Logs each
+ * problem as an error line CFG-BAD, then a CFG-BAD count line. It does not
+ * log the effective configuration: the caller does that with
+ * ash_cfg_log_effective once the log level from the config is applied. */
 ash_err ash_cfg_load(
     const ash_cfg_key *const *tables, int ntables) ASH_MUSTCHECK;
 

@@ -50,7 +50,8 @@ ash_err ash_hex_decode(
 
 /* The master keys: one or more versions; the highest encrypts, all decrypt.
  * Spec (ASHOON_MASTER_KEY): "BASE64" (version 1), or comma-separated
- * "N:BASE64" entries, N in 1..65535, each key exactly 32 bytes. */
+ * "N:BASE64" entries, N in 1..65535, each key exactly 32 bytes. Whitespace
+ * around an entry is ignored (a key file's trailing newline). */
 typedef struct ash_keyring ash_keyring;
 
 /* ASH_EINVAL with a reason (static string, names no key material) in *why
@@ -61,7 +62,8 @@ void ash_keyring_free(ash_keyring *kr); /* wipes keys; NULL is fine */
 int  ash_keyring_current(const ash_keyring *kr);
 bool ash_keyring_has(const ash_keyring *kr, int version);
 
-/* Encrypts with the current key and a fresh random IV. *out: free(). */
+/* Encrypts with the current key and a fresh random IV. *out: free().
+ * aad must not be NULL. ASH_EINTERNAL only if OpenSSL itself fails. */
 ash_err ash_crypto_seal(const ash_keyring *kr, const char *aad, const void *pt,
     size_t n, char **out) ASH_MUSTCHECK;
 

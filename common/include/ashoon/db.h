@@ -37,12 +37,15 @@
 typedef struct ash_db_pool ash_db_pool;
 typedef struct ash_db_tx   ash_db_tx;
 
+/* schema: a lower-case identifier (it travels in the options string), or
+ * NULL to keep the role's search_path. query_timeout_ms and max_queue are
+ * >= 1; max_queue counts queries waiting beyond the idle connections. */
 typedef struct ash_db_opts {
 	const char *dsn;              /* libpq conninfo (secret: not logged) */
 	const char *schema;           /* search_path for every connection */
 	int         size;             /* connections, >= 1 */
 	int         query_timeout_ms; /* per query deadline */
-	int         connect_timeout_ms; /* per connection attempt */
+	int         connect_timeout_ms; /* per attempt; <= 0: none */
 	int         max_queue;          /* queued queries beyond: EUNAVAIL */
 } ash_db_opts;
 
@@ -62,22 +65,27 @@ typedef void (*ash_db_cb)(void *arg, ash_err rv, const PGresult *res);
 
 /* Loop thread. Starts connecting (does not wait). The DSN's host must be an
  * IP address or a socket directory, or a name that is resolved once on the
- * worker pool. ASH_EINVAL for a DSN libpq cannot parse. */
+ * worker pool. ASH_EINVAL for a DSN libpq cannot parse, bad opts, or a host
+ * name with work == NULL. work runs PQcancel; without it a timed-out query
+ * drops its connection instead. */
 ash_err ash_db_pool_open(ash_loop *loop, ash_work_pool *work,
     const ash_db_opts *opts, ash_db_pool **out) ASH_MUSTCHECK;
 
 /* Loop thread. Every query not yet answered gets ASH_ECANCELED before this
- * returns; open transactions are rolled back by closing their connection.
- * NULL is fine. */
+ * returns; open transactions are rolled back by closing their connection
+ * (their ash_db_tx handles are invalid afterwards). May be called from a
+ * pool callback. NULL is fine. */
 void ash_db_pool_close(ash_db_pool *pool);
 
-/* Number of connections currently usable (connected and not broken). */
+/* Number of query connections currently usable (connected and not broken;
+ * the LISTEN connection is not counted). */
 int ash_db_pool_up(const ash_db_pool *pool);
 
 /* Loop thread. params[0..n) are borrowed for the call (copied as needed);
  * NULL entries are SQL NULL. On ASH_OK cb is called exactly once, later.
- * ASH_EUNAVAIL (no connection / queue full) and ASH_ECLOSED are returned
- * directly and cb is not called. */
+ * ASH_EUNAVAIL (no connection / queue full), ASH_ECLOSED and ASH_EINVAL
+ * (NULL sql or cb, n outside 0..65535) are returned directly and cb is not
+ * called. */
 ash_err ash_db_query(ash_db_pool *pool, const char *sql, int n,
     const char *const *params, ash_db_cb cb, void *arg) ASH_MUSTCHECK;
 
@@ -93,14 +101,17 @@ ash_err ash_db_tx_begin(
 ash_err ash_db_tx_query(ash_db_tx *tx, const char *sql, int n,
     const char *const *params, ash_db_cb cb, void *arg) ASH_MUSTCHECK;
 
-/* Ends tx (which must not be used afterwards). cb (may be NULL for
- * rollback) gets the COMMIT result: ASH_OK only when the commit is durable
- * as configured. */
+/* Ends tx (which must not be used afterwards). cb (may be NULL) gets the
+ * result: for COMMIT, ASH_OK only when the server answered COMMIT (an
+ * aborted tx gives ASH_EDB, a lost connection ASH_EUNAVAIL); ROLLBACK gives
+ * ASH_OK also when the connection was lost (the server rolled back). */
 void ash_db_tx_commit(ash_db_tx *tx, ash_db_cb cb, void *arg);
 void ash_db_tx_rollback(ash_db_tx *tx, ash_db_cb cb, void *arg);
 
-/* LISTEN on channel over a dedicated connection, re-issued after every
- * reconnect. cb runs on the loop for each NOTIFY; strings are borrowed. */
+/* LISTEN on channel (1..63 bytes, matched exactly) over a dedicated
+ * connection, re-issued after every reconnect; notifications sent while it
+ * is down are lost. cb runs on the loop for each NOTIFY; strings are
+ * borrowed. ASH_EINVAL for a bad channel, ASH_ECLOSED while closing. */
 typedef void (*ash_db_notify_cb)(
     void *arg, const char *channel, const char *payload);
 ash_err ash_db_listen(ash_db_pool *pool, const char *channel,
@@ -113,7 +124,10 @@ ash_err ash_db_listen(ash_db_pool *pool, const char *channel,
  * in its own transaction with its row. The schema itself must exist (it is
  * created by `ashoonctl db bootstrap`, owned by the service's role).
  * *version is the highest applied version afterwards (may be NULL).
- * Logs DB-MIGRATE per file; on failure logs the file and error. */
+ * Logs DB-MIGRATE per file; on failure logs the file and error.
+ * ASH_EDB: a migration failed (it was rolled back); ASH_ECONFLICT: a
+ * recorded version has another name (renamed file); ASH_EUNAVAIL: cannot
+ * connect; ASH_EINVAL: versions not ascending. */
 ash_err ash_db_migrate(const char *dsn, const char *schema,
     const ash_db_migration *migrations, int *version) ASH_MUSTCHECK;
 

@@ -36,14 +36,17 @@ typedef struct ash_jwt_expect {
 } ash_jwt_expect;
 
 /* Signs claims (copied into the payload) with alg. key: the HMAC secret for
- * HS256, a private key PEM for RS256/ES256. *out: free(). */
+ * HS256, a private key PEM for RS256/ES256. *out: free(). ASH_EINVAL if
+ * claims is not an object or key is empty or unusable for alg. */
 ash_err ash_jwt_sign(ash_jwt_alg alg, const void *key, size_t keylen,
     const cJSON *claims, char **out) ASH_MUSTCHECK;
 
 /* Verifies token against key (HMAC secret, or public key PEM) and expect.
  * Every failure is ASH_EUNAUTH with a static reason in *why ("alg
  * mismatch", "expired", "bad signature", "wrong audience", ...), which is
- * safe to log. On ASH_OK *claims is the payload: cJSON_Delete it. */
+ * safe to log. On ASH_OK *claims is the payload: cJSON_Delete it.
+ * An empty key is refused ("no key"; libjwt would skip the signature
+ * check), as is a token over 16 KiB ("malformed token"). */
 ash_err ash_jwt_verify(const char *token, const void *key, size_t keylen,
     const ash_jwt_expect *expect, cJSON **claims,
     const char **why) ASH_MUSTCHECK;

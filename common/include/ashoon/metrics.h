@@ -41,7 +41,9 @@ void ash_gauge_add(ash_gauge *g, int64_t v);
 void ash_histogram_observe(ash_histogram *h, double v);
 
 /* Renders label pairs k1, v1, k2, v2, ... (NULL-terminated) into buf as
- * `k1="v1",k2="v2"` with \, " and newline escaped. Returns buf. */
+ * `k1="v1",k2="v2"` with \, " and newline escaped. Returns buf. If cap is
+ * too small, a value is cut before an escape and a pair that does not fit
+ * is dropped, so buf always holds a well-formed label set. */
 char *ash_metrics_labels(char *buf, size_t cap, ...);
 
 /* Prometheus text exposition format 0.0.4 (# HELP, # TYPE, samples; for

@@ -1,0 +1,227 @@
+/*
+ * bus_pubsub.c - events: publish (never blocks), subscribe (RECVFD polled
+ * by libevent and drained with NNG_FLAG_NONBLOCK, so no NNG thread ever
+ * touches the loop), and the forwarder that gives events one address.
+ */
+#include "bus_impl.h"
+
+#include <ashoon/ids.h>
+
+#include <event2/event.h>
+#include <nng/protocol/pubsub0/pub.h>
+#include <nng/protocol/pubsub0/sub.h>
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ash_bus_pub {
+	nng_socket sock;
+};
+
+struct ash_bus_sub {
+	nng_socket       sock;
+	struct event    *ev;
+	ash_bus_event_cb cbs[ASH_TOPIC_COUNT];
+	void            *args[ASH_TOPIC_COUNT];
+	unsigned long    bad; /* malformed events dropped */
+};
+
+struct ash_bus_forwarder {
+	nng_socket in, out;
+	pthread_t  thread;
+};
+
+static ash_err
+attach(nng_socket s, const char *url, bool listen)
+{
+	int rv = listen ? nng_listen(s, url, NULL, 0)
+	                : nng_dial(s, url, NULL, NNG_FLAG_NONBLOCK);
+
+	if (rv != 0) {
+		ash_log_error(NULL, "BUS-ATTACH", "%s %s: %s",
+		    listen ? "listen" : "dial", url, nng_strerror(rv));
+		return rv == NNG_EADDRINUSE ? ASH_EUNAVAIL : ASH_EINVAL;
+	}
+	return ASH_OK;
+}
+
+ash_err
+ash_bus_pub_open(const char *url, bool listen, ash_bus_pub **out)
+{
+	ash_bus_pub *p = ash_xcalloc(1, sizeof(*p));
+	ash_err      rv;
+
+	if (nng_pub0_open(&p->sock) != 0) {
+		free(p);
+		return ASH_EINTERNAL;
+	}
+	nng_socket_set_ms(p->sock, NNG_OPT_RECONNMINT, 100);
+	nng_socket_set_ms(p->sock, NNG_OPT_RECONNMAXT, 2000);
+	if ((rv = attach(p->sock, url, listen)) != ASH_OK) {
+		nng_close(p->sock);
+		free(p);
+		return rv;
+	}
+	*out = p;
+	return ASH_OK;
+}
+
+void
+ash_bus_pub_close(ash_bus_pub *p)
+{
+	if (p == NULL)
+		return;
+	nng_close(p->sock);
+	free(p);
+}
+
+ash_err
+ash_bus_publish(
+    ash_bus_pub *p, int topic, const char *tenant, const cJSON *body)
+{
+	char   id[ASH_REQID_LEN];
+	size_t len;
+	char  *msg;
+	int    rv;
+
+	ash_id_request(id);
+	id[0] = 'e'; /* event ids read e-... */
+	msg   = ash_event_render(topic, id, tenant, ash_wall_ms(), body, &len);
+	rv    = nng_send(p->sock, msg, len, NNG_FLAG_NONBLOCK);
+	cJSON_free(msg);
+	return ash__bus_err(rv);
+}
+
+static void
+sub_deliver(ash_bus_sub *s, const char *buf, size_t len)
+{
+	ash_event ev;
+
+	if (ash_event_parse(buf, len, &ev) != ASH_OK) {
+		s->bad++;
+		ash_log_warn(
+		    NULL, "BUS-BADEVENT", "dropped a malformed event");
+	} else if (s->cbs[ev.topic] != NULL) {
+		s->cbs[ev.topic](s->args[ev.topic], &ev);
+	}
+	ash_event_fini(&ev);
+}
+
+static void
+sub_on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	ash_bus_sub *s = arg;
+	nng_msg     *msg;
+
+	/* RECVFD only says "something may be there": drain until EAGAIN. */
+	while (nng_recvmsg(s->sock, &msg, NNG_FLAG_NONBLOCK) == 0) {
+		sub_deliver(s, nng_msg_body(msg), nng_msg_len(msg));
+		nng_msg_free(msg);
+	}
+}
+
+ash_err
+ash_bus_sub_open(ash_loop *loop, const char *url, bool listen, size_t max_msg,
+    ash_bus_sub **out)
+{
+	ash_bus_sub *s = ash_xcalloc(1, sizeof(*s));
+	int          fd;
+	ash_err      rv;
+
+	if (nng_sub0_open(&s->sock) != 0) {
+		free(s);
+		return ASH_EINTERNAL;
+	}
+	if ((rv = ash__bus_sock_opts(s->sock, max_msg)) != ASH_OK ||
+	    (rv = attach(s->sock, url, listen)) != ASH_OK ||
+	    nng_socket_get_int(s->sock, NNG_OPT_RECVFD, &fd) != 0) {
+		nng_close(s->sock);
+		free(s);
+		return rv ? rv : ASH_EINTERNAL;
+	}
+	s->ev = event_new(
+	    ash_loop_base(loop), fd, EV_READ | EV_PERSIST, sub_on_readable, s);
+	event_add(s->ev, NULL);
+	*out = s;
+	return ASH_OK;
+}
+
+void
+ash_bus_sub_close(ash_bus_sub *s)
+{
+	if (s == NULL)
+		return;
+	event_free(s->ev);
+	nng_close(s->sock);
+	free(s);
+}
+
+ash_err
+ash_bus_subscribe(ash_bus_sub *s, int topic, ash_bus_event_cb cb, void *arg)
+{
+	const char *name = ash_topic(topic)->name;
+	char        prefix[128];
+	size_t      n = strlen(name);
+
+	ASH_ASSERT(n + 1 < sizeof(prefix));
+	/* "name " so that "conv.message" does not also match
+	 * "conv.message.in". */
+	memcpy(prefix, name, n);
+	prefix[n] = ' ';
+	if (nng_socket_set(s->sock, NNG_OPT_SUB_SUBSCRIBE, prefix, n + 1) != 0)
+		return ASH_EINTERNAL;
+	s->cbs[topic]  = cb;
+	s->args[topic] = arg;
+	return ASH_OK;
+}
+
+static void *
+forwarder_main(void *arg)
+{
+	ash_bus_forwarder *f = arg;
+
+	/* Returns when either socket is closed. */
+	(void) nng_device(f->in, f->out);
+	return NULL;
+}
+
+ash_err
+ash_bus_forwarder_start(
+    const char *in_url, const char *out_url, ash_bus_forwarder **out)
+{
+	ash_bus_forwarder *f  = ash_xcalloc(1, sizeof(*f));
+	ash_err            rv = ASH_EINTERNAL;
+
+	if (nng_sub0_open_raw(&f->in) != 0)
+		goto fail;
+	if (nng_pub0_open_raw(&f->out) != 0)
+		goto fail_in;
+	if ((rv = attach(f->in, in_url, true)) != ASH_OK ||
+	    (rv = attach(f->out, out_url, true)) != ASH_OK)
+		goto fail_out;
+	if (pthread_create(&f->thread, NULL, forwarder_main, f) != 0) {
+		rv = ASH_EINTERNAL;
+		goto fail_out;
+	}
+	*out = f;
+	return ASH_OK;
+fail_out:
+	nng_close(f->out);
+fail_in:
+	nng_close(f->in);
+fail:
+	free(f);
+	return rv;
+}
+
+void
+ash_bus_forwarder_stop(ash_bus_forwarder *f)
+{
+	if (f == NULL)
+		return;
+	nng_close(f->in);
+	nng_close(f->out);
+	pthread_join(f->thread, NULL);
+	free(f);
+}

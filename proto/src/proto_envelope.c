@@ -1,0 +1,367 @@
+/*
+ * proto_envelope.c - request, reply and event envelopes: parse, validate,
+ * render. Validation is driven by the field rows of ops.def.
+ */
+#include <ashoon/ids.h>
+#include <ashoon/json.h>
+#include <ashoon/proto.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MSG(...) snprintf(msg, cap, __VA_ARGS__)
+
+static bool
+is_id64(const cJSON *v)
+{
+	const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
+	size_t      n;
+
+	if (s == NULL)
+		return false;
+	if (*s == '-')
+		s++;
+	n = strlen(s);
+	if (n == 0 || n > 19)
+		return false;
+	return strspn(s, "0123456789") == n;
+}
+
+static bool
+type_ok(ash_field_type t, const cJSON *v)
+{
+	switch (t) {
+	case ASH_FT_STR:
+		return cJSON_IsString(v);
+	case ASH_FT_INT:
+		return cJSON_IsNumber(v) &&
+		    v->valuedouble == floor(v->valuedouble) &&
+		    fabs(v->valuedouble) <= 9007199254740992.0;
+	case ASH_FT_ID:
+		return is_id64(v);
+	case ASH_FT_UUID:
+		return cJSON_IsString(v) && ash_id_uuid_valid(v->valuestring);
+	case ASH_FT_BOOL:
+		return cJSON_IsBool(v);
+	case ASH_FT_OBJ:
+		return cJSON_IsObject(v);
+	case ASH_FT_ARR:
+		return cJSON_IsArray(v);
+	case ASH_FT_ANY:
+		return true;
+	}
+	return false;
+}
+
+static const char *const type_names[] = {"a string", "an integer",
+    "an id string", "a UUID", "a boolean", "an object", "an array", "a value"};
+
+ash_err
+ash_proto_check(
+    const ash_field *fields, int n, const cJSON *body, char *msg, size_t cap)
+{
+	for (int i = 0; i < n; i++) {
+		const cJSON *v = body
+		    ? cJSON_GetObjectItemCaseSensitive(body, fields[i].name)
+		    : NULL;
+		/* null counts as absent: optional fields may be nulled. */
+		if (v == NULL || cJSON_IsNull(v)) {
+			if (!fields[i].required)
+				continue;
+			MSG("missing required field \"%s\"", fields[i].name);
+			return ASH_EINVAL;
+		}
+		if (!type_ok(fields[i].type, v)) {
+			MSG("field \"%s\" must be %s", fields[i].name,
+			    type_names[fields[i].type]);
+			return ASH_EINVAL;
+		}
+	}
+	return ASH_OK;
+}
+
+/* v, id and an optional tenant are common to requests and events. */
+static ash_err
+parse_common(const cJSON *doc, const char **id, const char **tenant, char *msg,
+    size_t cap)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, "v");
+	const char  *t = ash_json_str(doc, "tenant");
+
+	*id = ash_json_str(doc, "id");
+	if (*id != NULL && !ash_id_request_valid(*id))
+		*id = NULL;
+	if (!cJSON_IsNumber(v) || v->valuedouble != ASH_PROTO_VERSION) {
+		MSG("unsupported envelope version");
+		return ASH_EINVAL;
+	}
+	if (*id == NULL) {
+		MSG("missing or invalid \"id\"");
+		return ASH_EINVAL;
+	}
+	if (t != NULL && !ash_id_uuid_valid(t)) {
+		MSG("\"tenant\" must be a UUID");
+		return ASH_EINVAL;
+	}
+	*tenant = t;
+	return ASH_OK;
+}
+
+/* The body member as an object, adding {} when absent. */
+static cJSON *
+body_of(cJSON *doc)
+{
+	cJSON *b = cJSON_GetObjectItemCaseSensitive(doc, "body");
+
+	if (b == NULL || cJSON_IsNull(b)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(doc, "body");
+		b = cJSON_AddObjectToObject(doc, "body");
+	}
+	return cJSON_IsObject(b) ? b : NULL;
+}
+
+static ash_err
+request_fill(ash_request *req, char *msg, size_t cap)
+{
+	const cJSON *pr =
+	    cJSON_GetObjectItemCaseSensitive(req->doc, "principal");
+	const char *op = ash_json_str(req->doc, "op");
+	ash_err     rv;
+
+	if ((rv = parse_common(req->doc, &req->id, &req->tenant, msg, cap)))
+		return rv;
+	if (op == NULL || (req->op = ash_op_find(op)) < 0) {
+		MSG("unknown op \"%.64s\"", op ? op : "");
+		return op ? ASH_ENOTFOUND : ASH_EINVAL;
+	}
+	if (ash_json_get_i64(req->doc, "deadline_ms", &req->deadline_ms) ||
+	    req->deadline_ms <= 0) {
+		MSG("missing or invalid \"deadline_ms\"");
+		return ASH_EINVAL;
+	}
+	if (pr != NULL && !cJSON_IsObject(pr) && !cJSON_IsNull(pr)) {
+		MSG("\"principal\" must be an object");
+		return ASH_EINVAL;
+	}
+	req->user = ash_json_str(pr, "user");
+	req->role = ash_json_str(pr, "role");
+	if ((req->body = body_of(req->doc)) == NULL) {
+		MSG("\"body\" must be an object");
+		return ASH_EINVAL;
+	}
+	const ash_op_desc *d = ash_op(req->op);
+	return ash_proto_check(d->req, d->nreq, req->body, msg, cap);
+}
+
+ash_err
+ash_request_parse(
+    const char *buf, size_t len, ash_request *req, char *msg, size_t cap)
+{
+	ash_err rv;
+
+	memset(req, 0, sizeof(*req));
+	req->op = -1;
+	if ((rv = ash_json_parse(buf, len, &req->doc)) != ASH_OK) {
+		MSG("envelope is not valid JSON");
+		return ASH_EBADJSON;
+	}
+	if (!cJSON_IsObject(req->doc)) {
+		MSG("envelope must be an object");
+		return ASH_EBADJSON;
+	}
+	return request_fill(req, msg, cap);
+}
+
+void
+ash_request_fini(ash_request *req)
+{
+	cJSON_Delete(req->doc);
+	memset(req, 0, sizeof(*req));
+}
+
+static cJSON *
+envelope_new(const char *id)
+{
+	cJSON *doc = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(doc, "v", ASH_PROTO_VERSION);
+	if (id != NULL)
+		ash_json_add_str(doc, "id", id);
+	return doc;
+}
+
+static void
+add_body(cJSON *doc, const cJSON *body)
+{
+	cJSON *b = body ? cJSON_Duplicate(body, true) : cJSON_CreateObject();
+
+	ASH_ASSERT(b != NULL);
+	cJSON_AddItemToObject(doc, "body", b);
+}
+
+static char *
+render_free(cJSON *doc)
+{
+	char *s = ash_json_render(doc);
+
+	cJSON_Delete(doc);
+	ASH_ASSERT(s != NULL);
+	return s;
+}
+
+char *
+ash_request_render(int op, const char *id, const char *tenant,
+    const char *user, const char *role, int64_t deadline_ms, const cJSON *body)
+{
+	cJSON *doc = envelope_new(id);
+
+	ash_json_add_str(doc, "op", ash_op(op)->name);
+	if (tenant != NULL)
+		ash_json_add_str(doc, "tenant", tenant);
+	if (user != NULL || role != NULL) {
+		cJSON *p = cJSON_AddObjectToObject(doc, "principal");
+		if (user != NULL)
+			ash_json_add_str(p, "user", user);
+		if (role != NULL)
+			ash_json_add_str(p, "role", role);
+	}
+	cJSON_AddNumberToObject(doc, "deadline_ms", (double) deadline_ms);
+	add_body(doc, body);
+	return render_free(doc);
+}
+
+char *
+ash_reply_render_ok(const char *id, int status, const cJSON *body)
+{
+	cJSON *doc = envelope_new(id);
+
+	cJSON_AddNumberToObject(doc, "status", status);
+	add_body(doc, body);
+	return render_free(doc);
+}
+
+char *
+ash_reply_render_err(
+    const char *id, int status, const char *code, const char *message)
+{
+	cJSON *doc = envelope_new(id);
+	cJSON *err;
+
+	cJSON_AddNumberToObject(doc, "status", status);
+	err = cJSON_AddObjectToObject(doc, "error");
+	ash_json_add_str(err, "code", code);
+	ash_json_add_str(err, "message", message ? message : "");
+	return render_free(doc);
+}
+
+static ash_err
+reply_fill(ash_reply *rep)
+{
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(rep->doc, "status");
+	const cJSON *err = cJSON_GetObjectItemCaseSensitive(rep->doc, "error");
+	const cJSON *v   = cJSON_GetObjectItemCaseSensitive(rep->doc, "v");
+
+	if (!cJSON_IsNumber(v) || v->valuedouble != ASH_PROTO_VERSION ||
+	    !cJSON_IsNumber(st) || st->valuedouble < 100 ||
+	    st->valuedouble > 599)
+		return ASH_EINVAL;
+	rep->id     = ash_json_str(rep->doc, "id");
+	rep->status = (int) st->valuedouble;
+	if (rep->status < 400)
+		return (rep->body = body_of(rep->doc)) ? ASH_OK : ASH_EINVAL;
+	rep->code    = ash_json_str(err, "code");
+	rep->message = ash_json_str(err, "message");
+	return rep->code ? ASH_OK : ASH_EINVAL;
+}
+
+ash_err
+ash_reply_parse(const char *buf, size_t len, ash_reply *rep)
+{
+	ash_err rv;
+
+	memset(rep, 0, sizeof(*rep));
+	if ((rv = ash_json_parse(buf, len, &rep->doc)) != ASH_OK)
+		return ASH_EBADJSON;
+	if (!cJSON_IsObject(rep->doc))
+		return ASH_EBADJSON;
+	return reply_fill(rep);
+}
+
+void
+ash_reply_fini(ash_reply *rep)
+{
+	cJSON_Delete(rep->doc);
+	memset(rep, 0, sizeof(*rep));
+}
+
+char *
+ash_event_render(int topic, const char *id, const char *tenant, int64_t ts,
+    const cJSON *body, size_t *len)
+{
+	const char *name = ash_topic(topic)->name;
+	cJSON      *doc  = envelope_new(id);
+	char       *env, *out;
+	size_t      n;
+
+	ash_json_add_str(doc, "topic", name);
+	if (tenant != NULL)
+		ash_json_add_str(doc, "tenant", tenant);
+	cJSON_AddNumberToObject(doc, "ts", (double) ts);
+	add_body(doc, body);
+	env = render_free(doc);
+	n   = strlen(name) + 1 + strlen(env);
+	out = cJSON_malloc(n + 1);
+	ASH_ASSERT(out != NULL);
+	snprintf(out, n + 1, "%s %s", name, env);
+	cJSON_free(env);
+	*len = n;
+	return out;
+}
+
+static ash_err
+event_fill(ash_event *ev, const char *prefix, size_t plen)
+{
+	const char *topic = ash_json_str(ev->doc, "topic");
+	char        msg[128];
+	ash_err     rv;
+
+	if ((rv = parse_common(
+	         ev->doc, &ev->id, &ev->tenant, msg, sizeof(msg))) != ASH_OK)
+		return rv;
+	if (topic == NULL || strlen(topic) != plen ||
+	    memcmp(topic, prefix, plen) != 0 ||
+	    (ev->topic = ash_topic_find(topic)) < 0)
+		return ASH_EINVAL;
+	if (ash_json_get_i64(ev->doc, "ts", &ev->ts) != ASH_OK)
+		return ASH_EINVAL;
+	if ((ev->body = body_of(ev->doc)) == NULL)
+		return ASH_EINVAL;
+	const ash_topic_desc *d = ash_topic(ev->topic);
+	return ash_proto_check(
+	    d->fields, d->nfields, ev->body, msg, sizeof(msg));
+}
+
+ash_err
+ash_event_parse(const char *buf, size_t len, ash_event *ev)
+{
+	const char *sp = memchr(buf, ' ', len);
+
+	memset(ev, 0, sizeof(*ev));
+	ev->topic = -1;
+	if (sp == NULL)
+		return ASH_EINVAL;
+	if (ash_json_parse(sp + 1, len - (size_t) (sp + 1 - buf), &ev->doc) !=
+	    ASH_OK)
+		return ASH_EBADJSON;
+	if (!cJSON_IsObject(ev->doc))
+		return ASH_EBADJSON;
+	return event_fill(ev, buf, (size_t) (sp - buf));
+}
+
+void
+ash_event_fini(ash_event *ev)
+{
+	cJSON_Delete(ev->doc);
+	memset(ev, 0, sizeof(*ev));
+}

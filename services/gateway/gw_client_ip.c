@@ -1,0 +1,131 @@
+/*
+ * gw_client_ip.c - who the client is, for rate limits and logs.
+ *
+ * Behind a load balancer every request comes from the balancer's address,
+ * so X-Forwarded-For is honoured - but only when the peer is a configured
+ * trusted proxy (ASHOON_TRUSTED_PROXIES, CIDRs), and only up to the first
+ * address from the right that is not one: anything left of it was written
+ * by the client and cannot be trusted.
+ */
+#include "gw.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct cidr {
+	int           family;
+	unsigned char addr[16];
+	int           bits;
+} cidr;
+
+struct gw_proxies {
+	cidr *nets;
+	int   n;
+};
+
+static bool
+cidr_parse(const char *s, cidr *c)
+{
+	char  buf[64];
+	char *slash;
+	int   max;
+
+	snprintf(buf, sizeof(buf), "%s", s);
+	slash = strchr(buf, '/');
+	if (slash)
+		*slash++ = '\0';
+	c->family = strchr(buf, ':') ? AF_INET6 : AF_INET;
+	max       = c->family == AF_INET ? 32 : 128;
+	if (inet_pton(c->family, buf, c->addr) != 1)
+		return false;
+	c->bits = slash ? atoi(slash) : max;
+	return c->bits >= 0 && c->bits <= max &&
+	    (slash == NULL || strspn(slash, "0123456789") == strlen(slash));
+}
+
+static bool
+cidr_contains(const cidr *c, const char *ip)
+{
+	unsigned char a[16];
+	int           full, rest;
+
+	if (inet_pton(c->family, ip, a) != 1)
+		return false;
+	full = c->bits / 8;
+	rest = c->bits % 8;
+	if (memcmp(a, c->addr, (size_t) full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	unsigned char mask = (unsigned char) (0xff << (8 - rest));
+	return (a[full] & mask) == (c->addr[full] & mask);
+}
+
+ash_err
+gw_proxies_parse(const char *list, gw_proxies **out)
+{
+	gw_proxies *p    = ash_xcalloc(1, sizeof(*p));
+	char       *copy = ash_xstrdup(list), *save = NULL;
+
+	for (char *t = strtok_r(copy, ", ", &save); t;
+	     t       = strtok_r(NULL, ", ", &save)) {
+		p->nets =
+		    ash_xrealloc(p->nets, sizeof(cidr) * (size_t) (p->n + 1));
+		if (!cidr_parse(t, &p->nets[p->n])) {
+			ash_log_error(NULL, "CFG-BAD",
+			    "ASHOON_TRUSTED_PROXIES: bad CIDR \"%.64s\"", t);
+			free(copy);
+			gw_proxies_free(p);
+			return ASH_EINVAL;
+		}
+		p->n++;
+	}
+	free(copy);
+	*out = p;
+	return ASH_OK;
+}
+
+void
+gw_proxies_free(gw_proxies *p)
+{
+	if (p == NULL)
+		return;
+	free(p->nets);
+	free(p);
+}
+
+static bool
+trusted(const gw_proxies *p, const char *ip)
+{
+	for (int i = 0; i < p->n; i++)
+		if (cidr_contains(&p->nets[i], ip))
+			return true;
+	return false;
+}
+
+void
+gw_client_ip(const gw_proxies *p, const char *peer, const char *xff, char *out,
+    size_t cap)
+{
+	char buf[512];
+
+	snprintf(out, cap, "%s", peer ? peer : "?");
+	if (xff == NULL || p->n == 0 || !trusted(p, out))
+		return;
+	snprintf(buf, sizeof(buf), "%s", xff);
+	/* Walk from the right: each hop we trust vouches for the next. */
+	for (;;) {
+		char *comma = strrchr(buf, ',');
+		char *ip    = comma ? comma + 1 : buf;
+		ip += strspn(ip, " ");
+		ip[strcspn(ip, " ")] = '\0';
+		if (*ip == '\0')
+			return;
+		snprintf(out, cap, "%s", ip);
+		if (!trusted(p, ip) || comma == NULL)
+			return;
+		*comma = '\0';
+	}
+}

@@ -1,0 +1,20 @@
+/*
+ * ashoon-retention-purger - enforces the retention schedule.
+ *
+ * So far it runs the shared service skeleton (libashoon svc.h): its own
+ * schema and migrations, the sys.* ops on its bus address, metrics, READY
+ * and a graceful drain. Its own ops arrive with the issues that need them.
+ */
+#include <ashoon/svc.h>
+
+extern const ash_db_migration rp_migrations[];
+
+int
+main(int argc, char **argv)
+{
+	static const ash_svc_def def = {
+	    .id         = ASH_SVC_RETENTION_PURGER,
+	    .migrations = rp_migrations,
+	};
+	return ash_svc_main(&def, argc, argv);
+}

@@ -1,0 +1,520 @@
+/* Unit tests: bus (req/rep on one loop over ipc://, pub/sub, forwarder). */
+#include <ash_test.h>
+#include <ashoon/bus.h>
+#include <ashoon/json.h>
+
+#include <event2/event.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static char url[128];
+
+static const char *
+fresh_url(void)
+{
+	static int n;
+	snprintf(url, sizeof(url), "ipc:///tmp/ash-test-bus-%d-%d",
+	    (int) getpid(), ++n);
+	return url;
+}
+
+/* --- a tiny world: one loop, one server, one client -------------------- */
+
+typedef struct world {
+	ash_loop       *loop;
+	ash_bus_server *srv;
+	ash_bus_client *cli;
+	int             answered; /* results received */
+	int             want;     /* stop after this many */
+	ash_bus_result  last;     /* copy of the last result (no body) */
+	char            last_body[512];
+	int             handled;  /* handler invocations */
+	ash_bus_call   *held;     /* a call the handler kept */
+	int             delay_ms; /* handler replies after this */
+} world;
+
+static void
+world_open(world *w, int slots)
+{
+	ash_bus_server_opts so = {fresh_url(), slots, 1 << 20, "test"};
+	ash_bus_client_opts co = {url, 1 << 20, "test"};
+
+	memset(w, 0, sizeof(*w));
+	ASH_T_OK(ash_loop_new(&w->loop));
+	ASH_T_OK(ash_bus_server_open(w->loop, &so, &w->srv));
+	ASH_T_OK(ash_bus_client_open(w->loop, &co, &w->cli));
+}
+
+static void
+world_close(world *w)
+{
+	ash_bus_client_close(w->cli);
+	ash_bus_server_close(w->srv);
+	ash_loop_free(w->loop);
+}
+
+/* Waits (running the loop) until the client sees a peer. */
+static void
+wait_peer(world *w)
+{
+	for (int i = 0; i < 200 && ash_bus_client_peers(w->cli) == 0; i++)
+		usleep(5000);
+	ASH_T_EQ_INT(ash_bus_client_peers(w->cli), 1);
+}
+
+static void
+on_result(void *arg, const ash_bus_result *r)
+{
+	world *w = arg;
+
+	w->last         = *r;
+	w->last.body    = NULL;
+	w->last_body[0] = '\0';
+	if (r->body) {
+		char *s = ash_json_render(r->body);
+		snprintf(w->last_body, sizeof(w->last_body), "%s", s);
+		cJSON_free(s);
+	}
+	w->last.code    = NULL;
+	w->last.message = NULL;
+	if (r->code)
+		snprintf(w->last_body, sizeof(w->last_body), "%s: %s", r->code,
+		    r->message ? r->message : "");
+	if (++w->answered == w->want)
+		ash_loop_exit_when_idle(w->loop, 0);
+}
+
+static ash_err
+send_echo(world *w, const char *data, int timeout_ms)
+{
+	cJSON           *b = cJSON_CreateObject();
+	ash_bus_req_opts o = {ASH_OP_SYS_ECHO, "r-test", NULL, NULL, NULL,
+	    ash_wall_ms() + timeout_ms};
+	ash_err          rv;
+
+	cJSON_AddStringToObject(b, "data", data);
+	rv = ash_bus_request(w->cli, &o, b, on_result, w);
+	cJSON_Delete(b);
+	return rv;
+}
+
+static void
+reply_echo(ash_bus_call *call)
+{
+	const ash_request *req = ash_bus_call_req(call);
+	cJSON             *b   = cJSON_CreateObject();
+
+	cJSON_AddItemToObject(b, "data",
+	    cJSON_Duplicate(cJSON_GetObjectItem(req->body, "data"), true));
+	ash_bus_call_reply(call, 200, b);
+}
+
+static void
+on_later(evutil_socket_t fd, short what, void *arg)
+{
+	reply_echo(arg);
+}
+
+static void
+h_echo(ash_bus_call *call, void *arg)
+{
+	world *w = arg;
+
+	w->handled++;
+	if (w->delay_ms == 0) {
+		reply_echo(call);
+		return;
+	}
+	struct timeval tv = {0, w->delay_ms * 1000};
+	event_base_once(
+	    ash_loop_base(w->loop), -1, EV_TIMEOUT, on_later, call, &tv);
+}
+
+static void
+run(world *w, int want)
+{
+	w->want = want;
+	ash_loop_run(w->loop);
+}
+
+ASH_TEST(request_reply_round_trip)
+{
+	world w;
+
+	world_open(&w, 4);
+	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	wait_peer(&w);
+	ASH_T_OK(send_echo(&w, "hello \xc3\xa9", 2000));
+	run(&w, 1);
+	ASH_T_OK(w.last.err);
+	ASH_T_EQ_INT(w.last.status, 200);
+	ASH_T_EQ_STR(w.last_body, "{\"data\":\"hello \xc3\xa9\"}");
+	world_close(&w);
+}
+
+ASH_TEST(concurrent_requests_beyond_slots_all_answered)
+{
+	world w;
+
+	world_open(&w, 4);
+	w.delay_ms = 20;
+	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	wait_peer(&w);
+	for (int i = 0; i < 40; i++)
+		ASH_T_OK(send_echo(&w, "x", 5000));
+	run(&w, 40);
+	ASH_T_EQ_INT(w.answered, 40);
+	ASH_T_EQ_INT(w.handled, 40);
+	ASH_T_OK(w.last.err);
+	world_close(&w);
+}
+
+ASH_TEST(unserved_op_is_404_with_reason)
+{
+	world            w;
+	ash_bus_req_opts o = {ASH_OP_SYS_INFO, "r-1", NULL, NULL, NULL, 0};
+
+	world_open(&w, 2);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	wait_peer(&w);
+	o.deadline_ms = ash_wall_ms() + 2000;
+	ASH_T_OK(ash_bus_request(w.cli, &o, NULL, on_result, &w));
+	run(&w, 1);
+	ASH_T_EQ_INT(w.last.status, 404);
+	ASH_T_EQ_STR(
+	    w.last_body, "not_found: op sys.info is not served by test");
+	world_close(&w);
+}
+
+ASH_TEST(no_peer_fails_at_once)
+{
+	world   w;
+	int64_t t0;
+
+	world_open(&w, 2);
+	ash_bus_server_close(w.srv); /* nobody listens any more */
+	w.srv = NULL;
+	usleep(50000);
+	t0 = ash_now_ms();
+	ASH_T_ERR(send_echo(&w, "x", 5000), ASH_EUNAVAIL);
+	ASH_T_TRUE(ash_now_ms() - t0 < 100);
+	world_close(&w);
+}
+
+ASH_TEST(deadline_passes_then_late_reply_is_harmless)
+{
+	world w;
+
+	world_open(&w, 2);
+	w.delay_ms = 300;
+	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	wait_peer(&w);
+	ASH_T_OK(send_echo(&w, "slow", 100));
+	run(&w, 1);
+	ASH_T_ERR(w.last.err, ASH_ETIMEDOUT);
+	/* Let the handler's late reply happen on the same loop. */
+	struct timeval tv = {0, 400000};
+	event_base_loopexit(ash_loop_base(w.loop), &tv);
+	event_base_dispatch(ash_loop_base(w.loop));
+	ASH_T_EQ_INT(ash_bus_server_inflight(w.srv), 0);
+	ASH_T_ERR(send_echo(&w, "x", -1), ASH_ETIMEDOUT); /* already late */
+	world_close(&w);
+}
+
+static void
+h_bad_reply(ash_bus_call *call, void *arg)
+{
+	ash_bus_call_reply(call, 200, cJSON_CreateObject()); /* no "data" */
+}
+
+ASH_TEST(reply_breaking_the_contract_becomes_500)
+{
+	world w;
+
+	world_open(&w, 2);
+	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_bad_reply, &w);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	wait_peer(&w);
+	ASH_T_OK(send_echo(&w, "x", 2000));
+	run(&w, 1);
+	ASH_T_EQ_INT(w.last.status, 500);
+	ASH_T_CONTAINS(w.last_body, "internal");
+	world_close(&w);
+}
+
+/* A raw REQ socket: what a buggy or hostile peer could send. */
+static int
+raw_call(const char *u, const char *payload, char *out, size_t cap)
+{
+	nng_socket s;
+	char      *buf = NULL;
+	size_t     n;
+	int        rv;
+
+	nng_req0_open(&s);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 300);
+	nng_dial(s, u, NULL, 0);
+	nng_send(s, (void *) payload, strlen(payload), 0);
+	rv = nng_recv(s, &buf, &n, NNG_FLAG_ALLOC);
+	if (rv == 0) {
+		snprintf(out, cap, "%.*s", (int) n, buf);
+		nng_free(buf, n);
+	}
+	nng_close(s);
+	return rv;
+}
+
+static void *
+raw_thread(void *arg)
+{
+	world *w = arg;
+	char   out[512], env[256];
+
+	ASH_T_EQ_INT(raw_call(url, "{not json", out, sizeof(out)), 0);
+	snprintf(w->last_body, sizeof(w->last_body), "%s", out);
+	/* Deadline in the past: dropped, never handled, never answered. */
+	snprintf(env, sizeof(env),
+	    "{\"v\":1,\"op\":\"sys.echo\",\"id\":\"r-late\","
+	    "\"deadline_ms\":1000,\"body\":{\"data\":1}}");
+	w->answered = raw_call(url, env, out, sizeof(out));
+	return NULL;
+}
+
+static void
+on_thread_done(evutil_socket_t fd, short what, void *arg)
+{
+	ash_loop_exit_when_idle(arg, 0);
+}
+
+ASH_TEST(malformed_envelope_gets_400_and_late_one_is_dropped)
+{
+	world     w;
+	pthread_t t;
+
+	world_open(&w, 2);
+	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	pthread_create(&t, NULL, raw_thread, &w);
+	struct timeval tv = {1, 0};
+	event_base_once(ash_loop_base(w.loop), -1, EV_TIMEOUT, on_thread_done,
+	    w.loop, &tv);
+	ash_loop_run(w.loop);
+	pthread_join(t, NULL);
+	ASH_T_CONTAINS(w.last_body, "\"status\":400");
+	ASH_T_CONTAINS(w.last_body, "malformed_json");
+	ASH_T_EQ_INT(w.answered, NNG_ETIMEDOUT);
+	ASH_T_EQ_INT(w.handled, 0);
+	world_close(&w);
+}
+
+static void
+h_hold(ash_bus_call *call, void *arg)
+{
+	world *w = arg;
+	w->handled++;
+	w->held = call;
+}
+
+static void
+on_release_held(evutil_socket_t fd, short what, void *arg)
+{
+	world *w = arg;
+	reply_echo(w->held);
+	w->held = NULL;
+}
+
+static void
+on_stop_recv(evutil_socket_t fd, short what, void *arg)
+{
+	world         *w  = arg;
+	struct timeval tv = {0, 200000};
+
+	/* Drain with one call in the handler: stop receiving, then finish
+	 * it; a request sent after the drain started is not handled. */
+	ash_bus_server_stop_recv(w->srv);
+	ASH_T_OK(send_echo(w, "after", 500));
+	event_base_once(
+	    ash_loop_base(w->loop), -1, EV_TIMEOUT, on_release_held, w, &tv);
+}
+
+ASH_TEST(drain_finishes_inflight_and_takes_nothing_new)
+{
+	world w;
+
+	world_open(&w, 2);
+	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_hold, &w);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	wait_peer(&w);
+	ASH_T_OK(send_echo(&w, "first", 3000));
+	struct timeval tv = {0, 100000};
+	event_base_once(
+	    ash_loop_base(w.loop), -1, EV_TIMEOUT, on_stop_recv, &w, &tv);
+	run(&w, 2);
+	ASH_T_EQ_INT(w.handled, 1); /* "after" never reached the handler */
+	ASH_T_EQ_INT(w.answered, 2);
+	ASH_T_ERR(w.last.err, ASH_ETIMEDOUT); /* the last to finish: "after" */
+	world_close(&w);
+}
+
+static void
+on_close_server(evutil_socket_t fd, short what, void *arg)
+{
+	world *w = arg;
+	ash_bus_server_close(w->srv);
+	w->srv = NULL;
+	reply_echo(w->held); /* the handler finishes after the close */
+	w->held = NULL;
+}
+
+ASH_TEST(server_gone_under_a_request_fails_it_at_once)
+{
+	world   w;
+	int64_t t0;
+
+	world_open(&w, 2);
+	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_hold, &w);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	wait_peer(&w);
+	t0 = ash_now_ms();
+	ASH_T_OK(send_echo(&w, "x", 5000));
+	struct timeval tv = {0, 100000};
+	event_base_once(
+	    ash_loop_base(w.loop), -1, EV_TIMEOUT, on_close_server, &w, &tv);
+	run(&w, 1);
+	/* Not the 5 s deadline: the reset is reported as soon as it happens,
+	 * and the request is not silently sent again. */
+	ASH_T_ERR(w.last.err, ASH_EUNAVAIL);
+	ASH_T_TRUE(ash_now_ms() - t0 < 2000);
+	ASH_T_EQ_INT(w.handled, 1);
+	world_close(&w);
+}
+
+ASH_TEST(client_close_cancels_outstanding_requests)
+{
+	world          w;
+	struct timeval tv = {0, 100000};
+
+	world_open(&w, 2);
+	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_hold, &w);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	wait_peer(&w);
+	ASH_T_OK(send_echo(&w, "x", 5000));
+	event_base_once(ash_loop_base(w.loop), -1, EV_TIMEOUT, on_thread_done,
+	    w.loop, &tv);
+	ash_loop_run(w.loop); /* the handler takes the call and keeps it */
+	ASH_T_EQ_INT(w.handled, 1);
+	ASH_T_EQ_INT(w.answered, 0);
+	ash_bus_client_close(w.cli);
+	w.cli = NULL;
+	ASH_T_EQ_INT(w.answered, 1);
+	ASH_T_ERR(w.last.err, ASH_ECANCELED);
+	/* The server closes while its handler still holds the call; the late
+	 * reply is discarded and frees what is left (ASan checks). */
+	ash_bus_server_close(w.srv);
+	w.srv = NULL;
+	reply_echo(w.held);
+	world_close(&w);
+}
+
+ASH_TEST(restarted_server_is_redialed)
+{
+	world               w;
+	ash_bus_server_opts so = {NULL, 2, 1 << 20, "test"};
+
+	world_open(&w, 2);
+	so.url = url;
+	ash_bus_server_close(w.srv);
+	for (int i = 0; i < 100 && ash_bus_client_peers(w.cli) > 0; i++)
+		usleep(10000);
+	ASH_T_EQ_INT(ash_bus_client_peers(w.cli), 0);
+	ASH_T_OK(ash_bus_server_open(w.loop, &so, &w.srv));
+	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	wait_peer(&w); /* within 2 s: reconnect backoff is capped there */
+	ASH_T_OK(send_echo(&w, "back", 2000));
+	run(&w, 1);
+	ASH_T_EQ_INT(w.last.status, 200);
+	world_close(&w);
+}
+
+/* --- pub/sub through the forwarder ------------------------------------- */
+
+typedef struct evw {
+	ash_loop *loop;
+	int       got;
+	char      service[32];
+} evw;
+
+static void
+on_started(void *arg, const ash_event *ev)
+{
+	evw *e = arg;
+	snprintf(e->service, sizeof(e->service), "%s",
+	    ash_json_str(ev->body, "service"));
+	e->got++;
+	ash_loop_exit_when_idle(e->loop, 0);
+}
+
+static void
+on_publish(evutil_socket_t fd, short what, void *arg)
+{
+	ash_bus_pub *p = arg;
+	cJSON       *b = cJSON_CreateObject();
+
+	/* A malformed event first: it must be dropped, not delivered. */
+	cJSON_AddStringToObject(b, "service", "bad");
+	ASH_T_OK(ash_bus_publish(p, ASH_TOPIC_SYS_STARTED, NULL, b));
+	cJSON_AddStringToObject(b, "version", "1");
+	cJSON_AddStringToObject(b, "instance", "h:1");
+	cJSON_ReplaceItemInObject(b, "service", cJSON_CreateString("good"));
+	ASH_T_OK(ash_bus_publish(p, ASH_TOPIC_SYS_STARTED, NULL, b));
+	cJSON_Delete(b);
+}
+
+ASH_TEST(events_flow_through_the_forwarder)
+{
+	char               in[128], out[128];
+	ash_bus_forwarder *f;
+	ash_bus_pub       *p;
+	ash_bus_sub       *s;
+	evw                e = {0};
+
+	snprintf(in, sizeof(in), "%s", fresh_url());
+	snprintf(out, sizeof(out), "%s", fresh_url());
+	ASH_T_OK(ash_loop_new(&e.loop));
+	ASH_T_OK(ash_bus_forwarder_start(in, out, &f));
+	ASH_T_OK(ash_bus_pub_open(in, false, &p));
+	ASH_T_OK(ash_bus_sub_open(e.loop, out, false, 1 << 20, &s));
+	ASH_T_OK(ash_bus_subscribe(s, ASH_TOPIC_SYS_STARTED, on_started, &e));
+	/* Give the dials time to connect (pub/sub drops before that). */
+	struct timeval tv = {0, 300000};
+	event_base_once(
+	    ash_loop_base(e.loop), -1, EV_TIMEOUT, on_publish, p, &tv);
+	ash_loop_run(e.loop);
+	ASH_T_EQ_INT(e.got, 1);
+	ASH_T_EQ_STR(e.service, "good");
+	ash_bus_sub_close(s);
+	ash_bus_pub_close(p);
+	ash_bus_forwarder_stop(f);
+	ash_loop_free(e.loop);
+}
+
+ASH_TEST_MAIN(ASH_TEST_ENTRY(request_reply_round_trip),
+    ASH_TEST_ENTRY(concurrent_requests_beyond_slots_all_answered),
+    ASH_TEST_ENTRY(unserved_op_is_404_with_reason),
+    ASH_TEST_ENTRY(no_peer_fails_at_once),
+    ASH_TEST_ENTRY(deadline_passes_then_late_reply_is_harmless),
+    ASH_TEST_ENTRY(reply_breaking_the_contract_becomes_500),
+    ASH_TEST_ENTRY(malformed_envelope_gets_400_and_late_one_is_dropped),
+    ASH_TEST_ENTRY(drain_finishes_inflight_and_takes_nothing_new),
+    ASH_TEST_ENTRY(server_gone_under_a_request_fails_it_at_once),
+    ASH_TEST_ENTRY(client_close_cancels_outstanding_requests),
+    ASH_TEST_ENTRY(restarted_server_is_redialed),
+    ASH_TEST_ENTRY(events_flow_through_the_forwarder))

@@ -1,0 +1,249 @@
+/* Unit tests: json (whole-input parsing, depth cap, exact 64-bit ids). */
+#include <ash_test.h>
+#include <ashoon/json.h>
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+static ash_err
+parse_str(const char *s, cJSON **out)
+{
+	return ash_json_parse(s, strlen(s), out);
+}
+
+/* Parses s (which must be valid) into a document for the getter tests. */
+static cJSON *
+doc_of(const char *s)
+{
+	cJSON *doc = NULL;
+
+	if (parse_str(s, &doc) != ASH_OK)
+		abort();
+	return doc;
+}
+
+ASH_TEST(trailing_garbage_rejected)
+{
+	const char *bad[] = {"{}x", "{} {}", "[1]]", "1 2", "\"a\"\"b\"", "",
+	    "  ", "{", "{}\x01", "[\"a\x01\"]", "nul"};
+	cJSON      *doc   = (cJSON *) &doc; /* must stay untouched */
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ASH_T_ERR(parse_str(bad[i], &doc), ASH_EBADJSON);
+	ASH_T_TRUE(doc == (cJSON *) &doc);
+}
+
+ASH_TEST(surrounding_whitespace_ok)
+{
+	cJSON *doc = NULL;
+
+	ASH_T_OK(parse_str(" \t\r\n{\"a\": [1, 2]} \n\t ", &doc));
+	ASH_T_TRUE(cJSON_IsArray(cJSON_GetObjectItem(doc, "a")));
+	cJSON_Delete(doc);
+	ASH_T_OK(parse_str("42", &doc));
+	ASH_T_TRUE(cJSON_IsNumber(doc));
+	cJSON_Delete(doc);
+}
+
+ASH_TEST(parses_by_length_only)
+{
+	/* Exactly 7 heap bytes and no NUL: ASan flags any read past them. */
+	char  *buf = malloc(7);
+	cJSON *doc = NULL;
+
+	memcpy(buf, "[1,2]xx", 7);
+	ASH_T_OK(ash_json_parse(buf, 5, &doc));
+	ASH_T_EQ_INT(cJSON_GetArraySize(doc), 2);
+	cJSON_Delete(doc);
+	ASH_T_ERR(ash_json_parse(buf, 7, &doc), ASH_EBADJSON);
+	ASH_T_ERR(ash_json_parse(buf, 4, &doc), ASH_EBADJSON);
+	free(buf);
+	/* An embedded NUL must not end the input early. */
+	ASH_T_ERR(ash_json_parse("{}\0x", 4, &doc), ASH_EBADJSON);
+	ASH_T_ERR(ash_json_parse(NULL, 0, &doc), ASH_EBADJSON);
+}
+
+/* n nested arrays, optionally wrapping a string full of brackets. */
+static char *
+nested(int n, const char *inner)
+{
+	size_t len = strlen(inner);
+	char  *s   = malloc(2 * (size_t) n + len + 1);
+
+	memset(s, '[', (size_t) n);
+	memcpy(s + n, inner, len);
+	memset(s + n + len, ']', (size_t) n);
+	s[2 * n + len] = '\0';
+	return s;
+}
+
+ASH_TEST(depth_64_ok_65_too_big)
+{
+	char  *ok    = nested(64, "");
+	char  *deep  = nested(65, "");
+	char  *huge  = nested(5000, "");
+	char  *quote = nested(2,
+	     "\"[[[[[[[[[[[[[[[[[[[[\\\"[[[[[[[[[[[[[[[[[[[[[["
+	      "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"");
+	cJSON *doc   = NULL;
+
+	ASH_T_OK(parse_str(ok, &doc));
+	cJSON_Delete(doc);
+	ASH_T_ERR(parse_str(deep, &doc), ASH_ETOOBIG);
+	ASH_T_ERR(parse_str(huge, &doc), ASH_ETOOBIG);
+	/* Brackets inside a string (even after \") are not nesting. */
+	ASH_T_OK(parse_str(quote, &doc));
+	cJSON_Delete(doc);
+	free(ok), free(deep), free(huge), free(quote);
+
+	/* Objects count the same as arrays. */
+	char obj[64 * 6 + 64 + 8] = "";
+	for (int i = 0; i < 64; i++)
+		strcat(obj, "{\"a\":");
+	strcat(obj, "1");
+	for (int i = 0; i < 64; i++)
+		strcat(obj, "}");
+	ASH_T_OK(parse_str(obj, &doc));
+	cJSON_Delete(doc);
+	obj[strlen(obj) - 65] = '\0'; /* drop "1" and the closers */
+	strcat(obj, "{}");
+	for (int i = 0; i < 64; i++)
+		strcat(obj, "}");
+	ASH_T_ERR(parse_str(obj, &doc), ASH_ETOOBIG);
+}
+
+ASH_TEST(i64_from_string_exact)
+{
+	cJSON  *doc = doc_of("{\"a\":\"9007199254740993\",\"b\":\"-12\","
+	                      "\"max\":\"9223372036854775807\","
+	                      "\"min\":\"-9223372036854775808\"}");
+	int64_t v   = 0;
+
+	ASH_T_OK(ash_json_get_i64(doc, "a", &v));
+	ASH_T_TRUE(v == INT64_C(9007199254740993));
+	ASH_T_OK(ash_json_get_i64(doc, "b", &v));
+	ASH_T_EQ_INT(v, -12);
+	ASH_T_OK(ash_json_get_i64(doc, "max", &v));
+	ASH_T_TRUE(v == INT64_MAX);
+	ASH_T_OK(ash_json_get_i64(doc, "min", &v));
+	ASH_T_TRUE(v == INT64_MIN);
+	cJSON_Delete(doc);
+}
+
+ASH_TEST(i64_bad_strings_rejected)
+{
+	cJSON *doc =
+	    doc_of("{\"o\":\"9223372036854775808\","
+	           "\"u\":\"-9223372036854775809\","
+	           "\"big\":\"99999999999999999999\",\"p\":\"+1\","
+	           "\"s1\":\" 1\",\"s2\":\"1 \",\"e\":\"\",\"m\":\"-\","
+	           "\"x\":\"0x10\",\"f\":\"1.0\",\"n\":null,"
+	           "\"t\":true,\"arr\":[1]}");
+	const char *keys[] = {"o", "u", "big", "p", "s1", "s2", "e", "m", "x",
+	    "f", "n", "t", "arr"};
+	int64_t     v      = 77;
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		ASH_T_ERR(ash_json_get_i64(doc, keys[i], &v), ASH_EINVAL);
+	ASH_T_ERR(ash_json_get_i64(doc, "missing", &v), ASH_ENOTFOUND);
+	ASH_T_ERR(ash_json_get_i64(NULL, "o", &v), ASH_ENOTFOUND);
+	ASH_T_EQ_INT(v, 77); /* out untouched on error */
+	cJSON_Delete(doc);
+}
+
+ASH_TEST(i64_from_number_within_2_pow_53)
+{
+	cJSON *doc =
+	    doc_of("{\"max\":9007199254740992,"
+	           "\"min\":-9007199254740992,\"k\":1e3,"
+	           "\"over\":9007199254740994,\"neg\":-9007199254740994,"
+	           "\"frac\":1.5,\"huge\":1e300}");
+	int64_t v = 0;
+
+	ASH_T_OK(ash_json_get_i64(doc, "max", &v));
+	ASH_T_TRUE(v == INT64_C(9007199254740992));
+	ASH_T_OK(ash_json_get_i64(doc, "min", &v));
+	ASH_T_TRUE(v == -INT64_C(9007199254740992));
+	ASH_T_OK(ash_json_get_i64(doc, "k", &v));
+	ASH_T_EQ_INT(v, 1000);
+	ASH_T_ERR(ash_json_get_i64(doc, "over", &v), ASH_EINVAL);
+	ASH_T_ERR(ash_json_get_i64(doc, "neg", &v), ASH_EINVAL);
+	ASH_T_ERR(ash_json_get_i64(doc, "frac", &v), ASH_EINVAL);
+	ASH_T_ERR(ash_json_get_i64(doc, "huge", &v), ASH_EINVAL);
+	cJSON_Delete(doc);
+}
+
+ASH_TEST(int_range_checked)
+{
+	cJSON *doc =
+	    doc_of("{\"max\":2147483647,\"over\":2147483648,"
+	           "\"min\":\"-2147483648\",\"under\":\"-2147483649\","
+	           "\"s\":\"x\"}");
+	int v = 5;
+
+	ASH_T_OK(ash_json_get_int(doc, "max", &v));
+	ASH_T_EQ_INT(v, INT_MAX);
+	ASH_T_OK(ash_json_get_int(doc, "min", &v));
+	ASH_T_EQ_INT(v, INT_MIN);
+	v = 5;
+	ASH_T_ERR(ash_json_get_int(doc, "over", &v), ASH_EINVAL);
+	ASH_T_ERR(ash_json_get_int(doc, "under", &v), ASH_EINVAL);
+	ASH_T_ERR(ash_json_get_int(doc, "s", &v), ASH_EINVAL);
+	ASH_T_ERR(ash_json_get_int(doc, "none", &v), ASH_ENOTFOUND);
+	ASH_T_EQ_INT(v, 5);
+	cJSON_Delete(doc);
+}
+
+ASH_TEST(bool_and_str_defaults)
+{
+	cJSON *doc = doc_of(
+	    "{\"t\":true,\"f\":false,\"s\":\"true\",\"n\":1,\"str\":\"hi\"}");
+
+	ASH_T_TRUE(ash_json_bool(doc, "t", false));
+	ASH_T_TRUE(!ash_json_bool(doc, "f", true));
+	ASH_T_TRUE(ash_json_bool(doc, "s", true));
+	ASH_T_TRUE(!ash_json_bool(doc, "s", false));
+	ASH_T_TRUE(!ash_json_bool(doc, "n", false));
+	ASH_T_TRUE(ash_json_bool(doc, "missing", true));
+	ASH_T_TRUE(ash_json_bool(NULL, "t", true));
+	ASH_T_EQ_STR(ash_json_str(doc, "str"), "hi");
+	ASH_T_NULL(ash_json_str(doc, "n"));
+	ASH_T_NULL(ash_json_str(doc, "missing"));
+	cJSON_Delete(doc);
+}
+
+ASH_TEST(add_i64_renders_as_string)
+{
+	cJSON  *obj = cJSON_CreateObject();
+	char   *text;
+	cJSON  *back = NULL;
+	int64_t v    = 0;
+
+	ash_json_add_i64(obj, "id", INT64_C(9007199254740993));
+	ash_json_add_i64(obj, "min", INT64_MIN);
+	ash_json_add_str(obj, "q", "a\"b");
+	text = ash_json_render(obj);
+	ASH_T_EQ_STR(text,
+	    "{\"id\":\"9007199254740993\","
+	    "\"min\":\"-9223372036854775808\",\"q\":\"a\\\"b\"}");
+	ASH_T_OK(parse_str(text, &back));
+	ASH_T_OK(ash_json_get_i64(back, "id", &v));
+	ASH_T_TRUE(v == INT64_C(9007199254740993));
+	ASH_T_OK(ash_json_get_i64(back, "min", &v));
+	ASH_T_TRUE(v == INT64_MIN);
+	ASH_T_NULL(ash_json_render(NULL));
+	cJSON_free(text);
+	cJSON_Delete(back);
+	cJSON_Delete(obj);
+}
+
+ASH_TEST_MAIN(ASH_TEST_ENTRY(trailing_garbage_rejected),
+    ASH_TEST_ENTRY(surrounding_whitespace_ok),
+    ASH_TEST_ENTRY(parses_by_length_only),
+    ASH_TEST_ENTRY(depth_64_ok_65_too_big),
+    ASH_TEST_ENTRY(i64_from_string_exact),
+    ASH_TEST_ENTRY(i64_bad_strings_rejected),
+    ASH_TEST_ENTRY(i64_from_number_within_2_pow_53),
+    ASH_TEST_ENTRY(int_range_checked), ASH_TEST_ENTRY(bool_and_str_defaults),
+    ASH_TEST_ENTRY(add_i64_renders_as_string))
