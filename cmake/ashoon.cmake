@@ -8,10 +8,6 @@ target_compile_options(ash_warnings INTERFACE
 target_compile_definitions(ash_warnings INTERFACE _GNU_SOURCE
   ASH_VERSION="${PROJECT_VERSION}")
 
-# TEMPORARY while libashoon's modules land in parallel: executables link
-# even if a module they do not use is not written yet. Removed once all are in.
-string(APPEND CMAKE_EXE_LINKER_FLAGS " -Wl,--unresolved-symbols=ignore-in-shared-libs")
-
 if(ASH_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-sanitize-recover=all
     -fno-omit-frame-pointer)

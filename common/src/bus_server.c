@@ -356,6 +356,9 @@ call_end(ash_bus_call *call, char *rendered, int status)
 	ash_bus_server *srv = s->srv;
 
 	ASH_ASSERT(s->state == SLOT_HANDLE);
+	ash_log_debug(&call->log, "BUS-CALL", "%s answered %d in %lld ms",
+	    ash_op(call->req.op)->name, status,
+	    (long long) (ash_now_ms() - s->t0));
 	ash_request_fini(&call->req);
 	memset(&call->log, 0, sizeof(call->log));
 	if (srv->closed) {

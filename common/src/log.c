@@ -93,13 +93,14 @@ put_ts(char *buf, size_t cap, size_t *len)
 {
 	struct timespec ts;
 	struct tm       tm;
-	char            t[40];
+	char            t[40], ms[8];
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	snprintf(t, sizeof(t), "\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+	/* strftime keeps the compiler's width analysis happy for any year. */
+	strftime(t, sizeof(t) - 8, "\"%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ms, sizeof(ms), ".%03dZ\"", (int) (ts.tv_nsec / 1000000));
+	strcat(t, ms);
 	put(buf, cap, len, t);
 }
 

@@ -229,6 +229,11 @@ svc_init(ash_svc *svc)
 	        ASH_OK ||
 	    (rv = svc_open_bus(svc)) != ASH_OK)
 		return rv;
+	/* Dial every peer now: a client opened on first use would have no
+	 * connection yet and fail that first request with "unavailable". */
+	for (int i = 0; i < ASH_SVC_COUNT; i++)
+		if (ash_svc_peer(svc, i) == NULL)
+			return ASH_EINVAL;
 	if (svc->def->init && (rv = svc->def->init(svc)) != ASH_OK)
 		return rv;
 	svc->inited = true;

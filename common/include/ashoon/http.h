@@ -7,12 +7,19 @@
  * then the request is "gone", replies are silently dropped, and the
  * on_gone callback (if any) runs so the caller can release its state. The
  * ash_http_req stays valid until the reply is sent or, if gone, until the
- * caller calls ash_http_req_release(). Loop thread only.
+ * caller either calls ash_http_req_release() or replies (one of the two,
+ * once). A client that closes or resets its connection while its request
+ * is pending is gone, and so is one that half-closes (shutdown(SHUT_WR))
+ * after sending it. Loop thread only.
  *
- * Limits: bodies over max_body get 413 with a JSON error before the body
- * is read (Content-Length) or as soon as it passes the limit (chunked);
- * headers over max_headers get 431; idle and slow clients are cut after
- * timeout_s. TLS (>= 1.2) is on when tls_cert and tls_key are set.
+ * Limits: a request whose Content-Length exceeds max_body gets 413 with
+ * the JSON error before its body is read, and one whose head exceeds
+ * max_headers gets 431 with the JSON error; the handler never sees either.
+ * A chunked body is stopped by evhttp itself once it passes max_body: 413
+ * with evhttp's HTML page (libevent 2.1.12 has no hook there). Methods
+ * other than GET POST PUT PATCH DELETE OPTIONS HEAD get evhttp's 501 page.
+ * Idle and slow clients are cut after timeout_s. TLS (>= 1.2) is on when
+ * tls_cert and tls_key are set.
  */
 #ifndef ASHOON_HTTP_H
 #define ASHOON_HTTP_H
@@ -27,12 +34,14 @@ typedef struct ash_http_server ash_http_server;
 typedef struct ash_http_req    ash_http_req;
 
 typedef struct ash_http_opts {
-	const char *addr;     /* "host:port"; port 0 picks a free one */
+	const char *addr;     /* "host:port", "[v6]:port" or ":port" (all
+	                         addresses); port 0 picks a free one */
 	const char *tls_cert; /* PEM chain path, or NULL/"" for plain HTTP */
 	const char *tls_key;  /* PEM key path */
-	size_t      max_body; /* bytes */
-	size_t      max_headers; /* bytes of all headers */
-	int         timeout_s;   /* read/write timeout per connection */
+	size_t      max_body; /* bytes; 0 = 1 MiB */
+	size_t      max_headers; /* bytes of the request head; 0 = 16 KiB */
+	int         timeout_s;   /* read/write timeout per connection;
+	                            <= 0 = 30 */
 } ash_http_opts;
 
 typedef void (*ash_http_handler)(ash_http_req *req, void *arg);
@@ -49,10 +58,13 @@ int ash_http_server_port(const ash_http_server *srv);
 void ash_http_server_stop_accepting(ash_http_server *srv);
 
 /* Frees the server and every connection. Requests still unanswered are
- * marked gone first (their on_gone runs). NULL is fine. */
+ * marked gone first (their on_gone runs). NULL is fine. Not from inside
+ * the handler. */
 void ash_http_server_close(ash_http_server *srv);
 
-/* Request accessors; returned strings are borrowed from req. */
+/* Request accessors; returned strings are borrowed from req. Once req is
+ * gone, header and query lookups return NULL; method, path, peer and body
+ * stay available. */
 const char *ash_http_req_method(const ash_http_req *req); /* "GET", ... */
 const char *ash_http_req_path(const ash_http_req *req);   /* decoded, no
                                                              query string */
@@ -68,7 +80,9 @@ void ash_http_req_set_header(
     ash_http_req *req, const char *name, const char *value);
 
 /* Sends the response and frees req (unless gone: then nothing is sent and
- * req is freed too). content_type may be NULL. */
+ * req is freed too). content_type may be NULL (no Content-Type). status is
+ * 200..599. A HEAD response carries Content-Length: len but no body; 204
+ * and 304 carry neither. */
 void ash_http_reply(ash_http_req *req, int status, const char *content_type,
     const char *body, size_t len);
 void ash_http_reply_json(ash_http_req *req, int status, const cJSON *doc);
@@ -81,7 +95,11 @@ void ash_http_reply_error(ash_http_req *req, int status, const char *code,
 
 /* Called on the loop when the client disconnects before the reply. After
  * it the caller must call ash_http_req_release() once it holds no more
- * references (possibly inside the callback). */
+ * references (possibly inside the callback), or reply (dropped). Register
+ * it before the handler returns: a disconnect is only noticed on the loop,
+ * and a later registration is not called for one already noticed (check
+ * ash_http_req_gone()). ash_http_req_release() on a request that is not
+ * gone is a programming error (asserted). */
 void ash_http_req_on_gone(ash_http_req *req, void (*cb)(void *arg), void *arg);
 bool ash_http_req_gone(const ash_http_req *req);
 void ash_http_req_release(ash_http_req *req);

@@ -13,8 +13,13 @@
  * unspecified addresses (v4 and v6, including v4-mapped) unless the client
  * was created with allow_private. The check runs on the address curl
  * actually connects to (CURLOPT_OPENSOCKETFUNCTION), so DNS rebinding
- * cannot get around it; a refused connect is ASH_EFORBIDDEN. Redirects are
- * not followed. Loop thread only.
+ * cannot get around it; a refused connect is ASH_EFORBIDDEN. Such a
+ * transfer never reuses a pooled connection. Redirects are not followed,
+ * proxies from the environment are not used, and "Expect: 100-continue"
+ * is not sent. Loop thread only.
+ *
+ * Callbacks run from the loop, never from inside curl: a callback may
+ * start transfers and cancel others, but not free the client (asserted).
  */
 #ifndef ASHOON_HTTPC_H
 #define ASHOON_HTTPC_H
@@ -53,19 +58,26 @@ typedef struct ash_httpc_response {
 /* Loop thread, exactly once per accepted transfer. resp is non-NULL when
  * rv is ASH_OK (any HTTP status, including 4xx/5xx); borrowed until return.
  * ASH_ETIMEDOUT, ASH_EUNAVAIL (connect/DNS failure), ASH_ETOOBIG (response
- * over max_response), ASH_EFORBIDDEN (private address), ASH_ECANCELED. */
+ * over max_response), ASH_EFORBIDDEN (private address), ASH_ECANCELED,
+ * ASH_EUPSTREAM (anything else: TLS failure, reset, malformed response). */
 typedef void (*ash_httpc_cb)(
     void *arg, ash_err rv, const ash_httpc_response *resp);
 
+/* Loop thread. opts may be NULL (defaults). ASH_EUNAVAIL when this libcurl
+ * resolves names synchronously (it would block the loop). */
 ash_err ash_httpc_new(
     ash_loop *loop, const ash_httpc_opts *opts, ash_httpc **out) ASH_MUSTCHECK;
 
 /* Cancels every transfer (their callbacks get ASH_ECANCELED before this
- * returns) and frees the client. NULL is fine. */
+ * returns; a send from one of them gets ASH_ECLOSED) and frees the client.
+ * NULL is fine. Not from a transfer callback (asserted). */
 void ash_httpc_free(ash_httpc *c);
 
 /* Starts a transfer; the request is copied. *xfer (if xfer is non-NULL)
- * can be used to cancel until the callback has run. */
+ * can be used to cancel until the callback has run. ASH_EINVAL for a bad
+ * request (URL not http/https, method not a token of A-Z, timeout_ms <= 0,
+ * a header line with CR or LF, body_len without body), ASH_ECLOSED while
+ * ash_httpc_free runs. */
 ash_err ash_httpc_send(ash_httpc *c, const ash_httpc_request *req,
     ash_httpc_cb cb, void *arg, ash_httpc_xfer **xfer) ASH_MUSTCHECK;
 
@@ -75,7 +87,7 @@ const char *ash_httpc_response_header(
     const ash_httpc_response *resp, const char *name);
 
 /* Cancels one transfer: its callback runs with ASH_ECANCELED before this
- * returns. */
+ * returns. A no-op from inside that transfer's own callback. */
 void ash_httpc_cancel(ash_httpc_xfer *xfer);
 
 #endif

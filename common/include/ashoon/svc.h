@@ -76,8 +76,8 @@ ash_db_pool       *ash_svc_db(ash_svc *svc);
 ash_metrics       *ash_svc_metrics(ash_svc *svc);
 ash_bus_server    *ash_svc_bus(ash_svc *svc);
 
-/* A client for another service (opened on first use, closed at exit).
- * NULL only if its address is malformed (logged). */
+/* The client for another service (every peer is dialed at start-up and
+ * closed at exit). NULL only if its address is malformed (logged). */
 ash_bus_client *ash_svc_peer(ash_svc *svc, int svc_id);
 
 /* The service's own state, set in init. */

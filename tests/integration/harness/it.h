@@ -15,8 +15,10 @@
 #include <ash_test.h>
 #include <ashoon/err.h>
 
+#include <cjson/cJSON.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 /* --- Postgres ----------------------------------------------------------- */
 
@@ -37,8 +39,101 @@ const char *it_pg_try(const char *dsn, const char *sql);
 /* A DSN for dsn's database as another user. */
 void it_dsn_as(const char *dsn, const char *user, char *out, size_t cap);
 
-/* Drops databases made by it_db_create and stops processes started by
- * it_proc_start; call at the end of every case (also run atexit). */
+/* Drops databases made by it_db_create and kills processes still running;
+ * registered with atexit by it_db_create. */
 void it_cleanup(void);
+
+/* --- processes ---------------------------------------------------------- */
+
+typedef struct it_proc it_proc;
+
+/* Starts argv[0] (a path) with exactly the environment env (NULL-terminated
+ * "K=V"; PATH and sanitizer options are added), stderr and stdout to log.
+ * Does not wait. */
+it_proc *it_proc_start(char *const argv[], char *const env[], const char *log);
+/* Waits up to ms for a line containing needle in the log; fails the case
+ * (printing the log's tail) if it does not come or the process exits. */
+void it_proc_wait_log(it_proc *p, const char *needle, int ms);
+/* True if the log contains needle now. */
+bool it_proc_log_has(it_proc *p, const char *needle);
+/* Sends sig. */
+void it_proc_signal(it_proc *p, int sig);
+/* Waits up to ms for exit; returns the exit code (128+signal if killed), or
+ * -1 on timeout (then the process is still running). */
+int it_proc_wait(it_proc *p, int ms);
+/* SIGKILL if running, reap, free. NULL is fine. */
+void it_proc_free(it_proc *p);
+/* The log's tail, for failure messages (static buffer). */
+const char *it_proc_tail(it_proc *p);
+
+/* Kills every process still running (it_cleanup does this). */
+void it_procs_kill_all(void);
+
+/* A free TCP port on 127.0.0.1 (bind to 0, read, close). */
+int it_free_port(void);
+/* Where the build put a binary: "services/gateway/ashoon-gateway". */
+void it_bin(const char *rel, char *out, size_t cap);
+
+/* --- the platform ------------------------------------------------------- */
+
+#include <ashoon/proto.h>
+
+#define IT_MAX_ENV 48
+
+/* All seven services on one fresh database and free ports. */
+typedef struct it_stack {
+	char     tag[48];
+	char     dsn[320]; /* admin DSN of the stack's database */
+	char     base[64]; /* http://127.0.0.1:<port> */
+	int      http_port;
+	int      bus_port[ASH_SVC_COUNT];
+	int      metrics_port[ASH_SVC_COUNT];
+	it_proc *procs[ASH_SVC_COUNT];
+	char     logs[ASH_SVC_COUNT][512];
+	int      starts[ASH_SVC_COUNT];
+	char    *env[IT_MAX_ENV]; /* extra "K=V" for every service */
+	int      nenv;
+} it_stack;
+
+#define IT_ADMIN_TOKEN "it-admin-token-0123456789"
+
+/* Makes the database, runs `ashoonctl db bootstrap`, picks ports. */
+void it_stack_init(it_stack *s, const char *tag);
+/* Adds "K=V" to every service started afterwards. */
+void it_stack_env(it_stack *s, const char *kv);
+/* Starts one service and waits for its READY line. */
+void it_stack_start(it_stack *s, int svc);
+/* Starts all seven and waits until /readyz answers 200. */
+void it_stack_start_all(it_stack *s);
+void it_stack_wait_ready(it_stack *s);
+/* SIGTERM and wait up to 15 s: returns the exit code. */
+int it_stack_stop(it_stack *s, int svc);
+/* Stops everything still running (asserting clean exits) and frees. */
+void it_stack_fini(it_stack *s);
+
+/* Creates a tenant through the admin API; writes its id and API key. */
+void it_tenant_create(
+    it_stack *s, const char *name, char id[64], char key[128]);
+
+/* --- HTTP --------------------------------------------------------------- */
+
+typedef struct it_resp {
+	long   status;
+	char  *body; /* NUL-terminated */
+	cJSON *json; /* parsed body, or NULL */
+	char   headers[8192];
+} it_resp;
+
+/* A blocking request. headers: NULL-terminated "Name: value" or NULL. */
+void it_http(it_resp *r, const char *method, const char *url,
+    const char *const *headers, const char *body, size_t body_len);
+/* Convenience: request to s->base + path with an optional bearer. */
+void it_call(it_stack *s, it_resp *r, const char *method, const char *path,
+    const char *bearer, const char *body);
+/* Value of a response header (static buffer) or NULL. */
+const char *it_resp_header(const it_resp *r, const char *name);
+/* error.code of an error body, or "". */
+const char *it_resp_code(const it_resp *r);
+void        it_resp_fini(it_resp *r);
 
 #endif

@@ -144,5 +144,6 @@ it_dsn_as(const char *dsn, const char *user, char *out, size_t cap)
 void
 it_cleanup(void)
 {
+	it_procs_kill_all();
 	it_drop_dbs();
 }
