@@ -392,7 +392,9 @@ md_row(FILE *out, const ash_cfg_key *k)
 	if (k->type == ASH_CFG_T_INT || k->type == ASH_CFG_T_MS)
 		fprintf(out, ", %lld..%lld", k->min, k->max);
 	fputs(" | ", out);
-	if (k->def != NULL) {
+	if (k->def != NULL && *k->def == '\0') {
+		fputs("(empty)", out);
+	} else if (k->def != NULL) {
 		fputc('`', out);
 		md_cell(out, k->def);
 		fputc('`', out);

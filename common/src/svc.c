@@ -26,7 +26,7 @@ static ash_cfg_key common_keys[32];
 
 /* Builds the shared table; defaults depend on which service this is. */
 static void
-svc_build_keys(int self)
+svc_build_keys(int self, bool doc)
 {
 	const ash_svc_row *me = &ash_services[self];
 	int                n  = 0;
@@ -35,13 +35,20 @@ svc_build_keys(int self)
 	if (self != ASH_SVC_GATEWAY)
 		snprintf(def_metrics, sizeof(def_metrics), "127.0.0.1:%d",
 		    9100 + me->index);
+	if (doc) {
+		/* The generated docs describe every service at once. */
+		snprintf(def_schema, sizeof(def_schema), "<service schema>");
+		snprintf(def_metrics, sizeof(def_metrics),
+		    "127.0.0.1:910<n> (gateway: empty)");
+	}
 	common_keys[n++] = (ash_cfg_key) ASH_CFG_STR("ASHOON_LOG_LEVEL",
 	    cfg.log_level, "info", 0, "error, warn, info or debug");
 	common_keys[n++] = (ash_cfg_key) ASH_CFG_STR("ASHOON_DB_DSN",
 	    cfg.db_dsn, NULL, ASH_CFG_REQUIRED | ASH_CFG_SECRET,
 	    "libpq connection string, as this service's own role");
 	common_keys[n++] = (ash_cfg_key) ASH_CFG_STR("ASHOON_DB_SCHEMA",
-	    cfg.db_schema, def_schema, 0, "schema this service owns");
+	    cfg.db_schema, def_schema, 0,
+	    "schema this service owns (its name with _ for -)");
 	common_keys[n++] = (ash_cfg_key) ASH_CFG_INT("ASHOON_DB_POOL_SIZE",
 	    cfg.db_pool, "4", 1, 64, 0, "Postgres connections");
 	common_keys[n++] = (ash_cfg_key) ASH_CFG_MS(
@@ -76,7 +83,8 @@ svc_build_keys(int self)
 	    "default deadline of requests this service starts");
 	common_keys[n++] = (ash_cfg_key) ASH_CFG_STR("ASHOON_METRICS_ADDR",
 	    cfg.metrics_addr, def_metrics, 0,
-	    "host:port serving /metrics and /healthz; empty: none");
+	    "host:port serving /metrics and /healthz; empty: none; <n> as in "
+	    "the service's ASHOON_BUS_ default port 710<n>");
 	common_keys[n++] = (ash_cfg_key) ASH_CFG_MS("ASHOON_SHUTDOWN_GRACE_MS",
 	    cfg.grace_ms, "10000", 0, 600000, 0,
 	    "how long a SIGTERM waits for in-flight work");
@@ -284,10 +292,17 @@ svc_config(const ash_svc_def *def, int argc, char **argv)
 	int                n;
 	enum ash_log_level lvl = ASH_LOG_INFO;
 
-	svc_build_keys(def->id);
+	bool doc = argc > 1 && strcmp(argv[1], "--config-doc") == 0;
+
+	svc_build_keys(def->id, doc);
 	n = svc_tables(def, tables);
-	if (argc > 1 && strcmp(argv[1], "--config-doc") == 0) {
-		ash_cfg_render_markdown(tables, n, stdout);
+	if (doc) {
+		/* "shared": the keys every service reads; "own": this one's.
+		 */
+		bool own = argc > 2 && strcmp(argv[2], "own") == 0;
+		if (!own || n > 1)
+			ash_cfg_render_markdown(
+			    own ? tables + 1 : tables, 1, stdout);
 		return 0;
 	}
 	if (argc > 1 && strcmp(argv[1], "--version") == 0) {

@@ -68,6 +68,9 @@ gw_route_match(const char *method, const char *path, gw_match *m)
 {
 	bool path_seen = false;
 
+	/* HEAD is GET without the body (RFC 9110 §9.3.2); evhttp drops it. */
+	if (strcmp(method, "HEAD") == 0)
+		method = "GET";
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		if (!match_pattern(routes[i].pattern, path, m))
 			continue;

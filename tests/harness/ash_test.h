@@ -43,7 +43,7 @@ ash_t_fail(const char *file, int line, const char *what)
 
 #define ASH_T_FAILF(...)                                               \
 	do {                                                           \
-		char ash_t_buf_[1024];                                 \
+		char ash_t_buf_[4096];                                 \
 		snprintf(ash_t_buf_, sizeof(ash_t_buf_), __VA_ARGS__); \
 		ash_t_fail(__FILE__, __LINE__, ash_t_buf_);            \
 	} while (0)

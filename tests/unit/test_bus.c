@@ -3,22 +3,34 @@
 #include <ashoon/bus.h>
 #include <ashoon/json.h>
 
+#include <arpa/inet.h>
 #include <event2/event.h>
+#include <netinet/in.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static char url[128];
 
+/* A fresh loopback TCP address. Not ipc://: NNG 1.5.2 leaks an ipc
+ * listener closed while a connection to it is still being set up (seen
+ * under LeakSanitizer in about half the runs; tcp:// does not). */
 static const char *
 fresh_url(void)
 {
-	static int n;
-	snprintf(url, sizeof(url), "ipc:///tmp/ash-test-bus-%d-%d",
-	    (int) getpid(), ++n);
+	struct sockaddr_in a   = {.sin_family = AF_INET};
+	socklen_t          len = sizeof(a);
+	int                fd  = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ASH_T_TRUE(bind(fd, (struct sockaddr *) &a, sizeof(a)) == 0);
+	getsockname(fd, (struct sockaddr *) &a, &len);
+	close(fd);
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", ntohs(a.sin_port));
 	return url;
 }
 

@@ -13,8 +13,9 @@
  * ASHOON_SHUTDOWN_GRACE_MS passed (second signal: at once). Then def->fini
  * and everything else in reverse order.
  *
- * `ashoon-<svc> --config-doc` prints the configuration table in Markdown
- * (docs/OPERATIONS.md is generated from it); `--version` prints the version.
+ * `ashoon-<svc> --config-doc [own]` prints the shared (or, with `own`, the
+ * service's own) configuration table in Markdown: docs/OPERATIONS.md is
+ * generated from them by scripts/gen-docs. `--version` prints the version.
  */
 #ifndef ASHOON_SVC_H
 #define ASHOON_SVC_H

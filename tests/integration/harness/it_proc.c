@@ -81,12 +81,15 @@ it_proc_start(char *const argv[], char *const env[], const char *log)
 
 	p->status = -1;
 	snprintf(p->log, sizeof(p->log), "%s", log);
+	/* Truncate before forking: the caller may read the log at once and
+	 * must never see an earlier run's lines. */
+	int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ASH_T_TRUE(fd >= 0);
 	p->pid = fork();
 	if (p->pid == 0) {
 		/* If the test process dies (crash, ctest timeout), so do we.
 		 */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		dup2(fd, 1);
 		dup2(fd, 2);
 		close(fd);
@@ -94,6 +97,7 @@ it_proc_start(char *const argv[], char *const env[], const char *log)
 		fprintf(stderr, "execve %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
+	close(fd);
 	for (size_t i = owned; e[i] != NULL; i++)
 		free(e[i]);
 	free(e);
