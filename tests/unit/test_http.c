@@ -2,6 +2,7 @@
  * loop, raw sockets (on the loop thread or in a helper thread) for clients
  * that misbehave, and blocking libcurl in a helper thread for TLS. */
 #include <ash_test.h>
+#include <ash_test_loop.h>
 #include <ashoon/http.h>
 #include <ashoon/httpc.h>
 #include <ashoon/loop.h>
@@ -23,43 +24,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-static ash_loop *loop;
-static bool (*until)(void);
-static bool timed_out;
-
-static void
-on_tick(evutil_socket_t fd, short what, void *arg)
-{
-	if (until == NULL || until())
-		event_base_loopexit(ash_loop_base(loop), NULL);
-}
-
-static void
-on_deadline(evutil_socket_t fd, short what, void *arg)
-{
-	timed_out = true;
-	event_base_loopexit(ash_loop_base(loop), NULL);
-}
-
-/* Runs the loop until pred() holds (polled every 5 ms); fails after 10 s. */
-static void
-run_until(bool (*pred)(void))
-{
-	struct event_base *base = ash_loop_base(loop);
-	struct timeval     tick = {0, 5000}, limit = {10, 0};
-	struct event      *t = event_new(base, -1, EV_PERSIST, on_tick, NULL);
-	struct event      *d = evtimer_new(base, on_deadline, NULL);
-
-	until     = pred;
-	timed_out = false;
-	event_add(t, &tick);
-	evtimer_add(d, &limit);
-	event_base_dispatch(base);
-	event_free(t);
-	event_free(d);
-	ASH_T_TRUE(!timed_out);
-}
 
 static void
 after_ms(int ms, event_callback_fn fn, void *arg)
