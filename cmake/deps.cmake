@@ -31,4 +31,4 @@ add_library(ash_deps INTERFACE)
 target_link_libraries(ash_deps INTERFACE
   PkgConfig::LIBEVENT nng::nng PostgreSQL::PostgreSQL CURL::libcurl
   OpenSSL::SSL OpenSSL::Crypto PkgConfig::CJSON PkgConfig::LIBJWT
-  Threads::Threads)
+  Threads::Threads m)

@@ -183,13 +183,30 @@ ash_bus_client_open(
 	return ASH_OK;
 }
 
+/* NNG never finished closing: deliver what completed, cancel the rest for
+ * our callers, and leave every struct NNG might still touch alone. */
+static void
+client_abandon(ash_bus_client *c)
+{
+	ash_bus_result res = {.err = ASH_ECANCELED};
+
+	ash__mbox_kill(c->mb);
+	for (creq *r = c->outstanding; r != NULL; r = r->next)
+		r->cb(r->arg, &res);
+	c->outstanding = NULL;
+}
+
 void
 ash_bus_client_close(ash_bus_client *c)
 {
 	if (c == NULL)
 		return;
 	c->closing = true;
-	nng_close(c->sock); /* every outstanding aio completes */
+	/* Every outstanding aio completes while the socket closes. */
+	if (!ash__bus_close(c->sock, c->name, c)) {
+		client_abandon(c);
+		return;
+	}
 	for (creq *r = c->outstanding; r != NULL; r = r->next)
 		nng_aio_stop(r->aio);
 	ash__mbox_free(c->mb); /* delivers ECANCELED to each */

@@ -72,8 +72,8 @@ ash_bus_pub_close(ash_bus_pub *p)
 {
 	if (p == NULL)
 		return;
-	nng_close(p->sock);
-	free(p);
+	if (ash__bus_close(p->sock, "publisher", p))
+		free(p);
 }
 
 ash_err
@@ -153,8 +153,8 @@ ash_bus_sub_close(ash_bus_sub *s)
 	if (s == NULL)
 		return;
 	event_free(s->ev);
-	nng_close(s->sock);
-	free(s);
+	if (ash__bus_close(s->sock, "subscriber", s))
+		free(s);
 }
 
 ash_err
@@ -220,8 +220,15 @@ ash_bus_forwarder_stop(ash_bus_forwarder *f)
 {
 	if (f == NULL)
 		return;
-	nng_close(f->in);
-	nng_close(f->out);
-	pthread_join(f->thread, NULL);
-	free(f);
+	bool in  = ash__bus_close(f->in, "forwarder", f);
+	bool out = ash__bus_close(f->out, "forwarder", f);
+
+	/* nng_device returns once both are closed; if NNG got stuck it may
+	 * not, and the thread is left behind with f. */
+	if (in && out) {
+		pthread_join(f->thread, NULL);
+		free(f);
+	} else {
+		pthread_detach(f->thread);
+	}
 }

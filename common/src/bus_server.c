@@ -309,7 +309,11 @@ ash_bus_server_close(ash_bus_server *srv)
 		return;
 	srv->stopping = true;
 	srv->closed   = true;
-	nng_close(srv->sock); /* every pending aio completes with ECLOSED */
+	/* Every pending aio completes with ECLOSED. */
+	if (!ash__bus_close(srv->sock, srv->service, srv)) {
+		ash__mbox_kill(srv->mb); /* srv stays, parked */
+		return;
+	}
 	for (int i = 0; i < srv->nslots; i++)
 		if (srv->slots[i].aio)
 			nng_aio_stop(srv->slots[i].aio);

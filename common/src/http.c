@@ -469,6 +469,7 @@ ash_http_server_open(ash_loop *loop, const ash_http_opts *opts,
 		return rv;
 	}
 	srv          = ash_xcalloc(1, sizeof(*srv));
+	srv->loop    = loop;
 	srv->handler = handler;
 	srv->arg     = arg;
 	http_limits_init(&srv->lim, opts);
@@ -601,6 +602,8 @@ ash_http_reply(ash_http_req *req, int status, const char *content_type,
 
 	if (!req->gone) {
 		ASH_ASSERT(evreq != NULL);
+		if (req->conn != NULL)
+			ash__http_conn_sending(req->conn, evreq);
 		req_unlink(req);
 		http_send(evreq, status, content_type, body, len, false);
 	}

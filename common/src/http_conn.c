@@ -78,6 +78,7 @@ struct ash__http_conn {
 	bool                      busy;     /* inside our own input callback */
 	evutil_socket_t           fd;       /* index slot once attached */
 	ash_http_req             *req;      /* with the handler, or NULL */
+	unsigned                  writing;  /* replies not yet written */
 	guard_state               state;
 	uint64_t                  left; /* body bytes still to pass */
 	struct evbuffer          *held; /* incomplete head, not yet passed */
@@ -301,6 +302,9 @@ conn_on_close(struct evhttp_connection *evcon, void *arg)
 	ash__http_conn *c   = arg;
 	ash_http_req   *req = c->req;
 
+	/* Replies evhttp will now never finish writing. */
+	for (; c->writing > 0; c->writing--)
+		ash_loop_rele(c->srv->loop);
 	conn_free(c, true);
 	if (req != NULL)
 		ash__http_req_gone(req);
@@ -431,6 +435,25 @@ ash__http_conn_find(ash_http_server *srv, struct evhttp_connection *evcon)
 	if (fd < 0 || (size_t) fd >= srv->nconns)
 		return NULL;
 	return srv->conns[fd];
+}
+
+static void
+conn_on_sent(struct evhttp_request *evreq, void *arg)
+{
+	ash__http_conn *c = arg;
+
+	ASH_ASSERT(c->writing > 0);
+	c->writing--;
+	ash_loop_rele(c->srv->loop);
+}
+
+/* See http_impl.h. */
+void
+ash__http_conn_sending(ash__http_conn *c, struct evhttp_request *evreq)
+{
+	c->writing++;
+	ash_loop_hold(c->srv->loop);
+	evhttp_request_set_on_complete_cb(evreq, conn_on_sent, c);
 }
 
 /* See http_impl.h. */

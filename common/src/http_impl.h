@@ -23,6 +23,7 @@ typedef struct ash__http_limits {
 typedef struct ash__http_conn ash__http_conn; /* http_conn.c */
 
 struct ash_http_server {
+	ash_loop                   *loop;
 	struct evhttp              *http;
 	struct evhttp_bound_socket *bound;   /* NULL after stop_accepting */
 	SSL_CTX                    *ssl_ctx; /* NULL for plain HTTP */
@@ -52,6 +53,11 @@ ash__http_conn *ash__http_conn_find(
 /* The request now with the handler (NULL once answered): if the
  * connection closes first, http_conn.c calls ash__http_req_gone(req). */
 void ash__http_conn_hold(ash__http_conn *c, ash_http_req *req);
+
+/* A reply is being handed to evhttp on c: the loop is held until evhttp
+ * has written it (or the connection died), so a drain never exits with a
+ * response still in a buffer. Call before evhttp_send_reply. */
+void ash__http_conn_sending(ash__http_conn *c, struct evhttp_request *evreq);
 
 /* After evhttp_free(): frees the states evhttp never closed. */
 void ash__http_conns_free(ash_http_server *srv);

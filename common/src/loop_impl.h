@@ -28,4 +28,9 @@ void ash__mbox_drain(ash__mbox *mb);
 /* Loop thread: drains, then frees. NULL is fine. */
 void ash__mbox_free(ash__mbox *mb);
 
+/* Loop thread: drains, then stops: later pushes are dropped without
+ * touching the loop (for an owner abandoned while another library may
+ * still call back). The mailbox itself is never freed. */
+void ash__mbox_kill(ash__mbox *mb);
+
 #endif

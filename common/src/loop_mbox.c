@@ -7,6 +7,7 @@
 #include <event2/event.h>
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 struct ash__mbox {
@@ -15,6 +16,7 @@ struct ash__mbox {
 	struct event   *ev;
 	ash__mbox_fn    fn;
 	void           *arg;
+	bool            dead; /* killed: pushes are dropped */
 };
 
 static void
@@ -40,15 +42,20 @@ ash__mbox_new(ash_loop *loop, ash__mbox_fn fn, void *arg)
 void
 ash__mbox_push(ash__mbox *mb, ash__mbox_node *node)
 {
+	bool dead;
+
 	node->next = NULL;
 	pthread_mutex_lock(&mb->mtx);
-	if (mb->tail)
-		mb->tail->next = node;
-	else
-		mb->head = node;
-	mb->tail = node;
+	if (!(dead = mb->dead)) {
+		if (mb->tail)
+			mb->tail->next = node;
+		else
+			mb->head = node;
+		mb->tail = node;
+	}
 	pthread_mutex_unlock(&mb->mtx);
-	event_active(mb->ev, EV_READ, 0);
+	if (!dead)
+		event_active(mb->ev, EV_READ, 0);
 }
 
 void
@@ -76,4 +83,15 @@ ash__mbox_free(ash__mbox *mb)
 	event_free(mb->ev);
 	pthread_mutex_destroy(&mb->mtx);
 	free(mb);
+}
+
+void
+ash__mbox_kill(ash__mbox *mb)
+{
+	ash__mbox_drain(mb);
+	pthread_mutex_lock(&mb->mtx);
+	mb->dead = true;
+	pthread_mutex_unlock(&mb->mtx);
+	event_free(mb->ev);
+	mb->ev = NULL;
 }

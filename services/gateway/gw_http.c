@@ -419,6 +419,9 @@ call_start(gw_call *c, ash_http_req *req)
 	else
 		ash_id_request(c->req_id);
 	ash_http_req_set_header(req, "X-Request-Id", c->req_id);
+	/* Draining: answer, but send keep-alive clients elsewhere. */
+	if (ash_loop_stopping(ash_svc_loop(c->gw->svc)))
+		ash_http_req_set_header(req, "Connection", "close");
 	gw_client_ip(c->gw->proxies, ash_http_req_peer(req),
 	    ash_http_req_header(req, "X-Forwarded-For"), c->ip, sizeof(c->ip));
 	ash_http_req_on_gone(req, on_client_gone, c);

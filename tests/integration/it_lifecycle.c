@@ -217,6 +217,66 @@ ASH_TEST(client_gone_during_a_slow_request_is_harmless)
 	it_stack_fini(&s);
 }
 
+/* Reads one HTTP response head+body (small) from fd into buf. */
+static void
+read_response(int fd, char *buf, size_t cap)
+{
+	size_t  n = 0;
+	ssize_t r;
+
+	/* Our responses here are tiny; stop at the end of the JSON body. */
+	while (n < cap - 1 && (r = read(fd, buf + n, cap - 1 - n)) > 0) {
+		n += (size_t) r;
+		buf[n] = '\0';
+		if (strstr(buf, "\r\n\r\n") &&
+		    strchr(strstr(buf, "\r\n\r\n"), '}'))
+			break;
+	}
+	buf[n] = '\0';
+}
+
+ASH_TEST(gateway_drain_closes_keepalive_connections_after_answering)
+{
+	it_stack           s;
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	char               buf[2048], id[64], key[128];
+	const char        *req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+	int                fd  = socket(AF_INET, SOCK_STREAM, 0);
+	bg_call            b;
+
+	it_stack_init(&s, "gwdrain");
+	it_stack_start_all(&s);
+	it_tenant_create(&s, "T", id, key);
+	a.sin_port        = htons((uint16_t) s.http_port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ASH_T_EQ_INT(connect(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+	ASH_T_TRUE(write(fd, req, strlen(req)) > 0);
+	read_response(fd, buf, sizeof(buf));
+	ASH_T_CONTAINS(buf, "200");
+	ASH_T_NOT_CONTAINS(buf, "Connection: close");
+	/* A slow request keeps the gateway draining... */
+	PGconn *lock = lock_schema(&s, "meta_ingest");
+	bg_start(&b, &s, "/api/v1/sys/meta-ingest/info", key);
+	wait_blocked(&s, "ashoon_meta_ingest");
+	it_proc_signal(s.procs[ASH_SVC_GATEWAY], SIGTERM);
+	it_proc_wait_log(
+	    s.procs[ASH_SVC_GATEWAY], "\"id\":\"SHUTDOWN\"", 5000);
+	/* ...meanwhile a keep-alive client is still answered, and told to
+	 * take its next request elsewhere. */
+	ASH_T_TRUE(write(fd, req, strlen(req)) > 0);
+	read_response(fd, buf, sizeof(buf));
+	ASH_T_CONTAINS(buf, "200");
+	ASH_T_CONTAINS(buf, "Connection: close");
+	close(fd);
+	unlock_schema(lock);
+	pthread_join(b.t, NULL);
+	ASH_T_EQ_INT(b.status, 200);
+	ASH_T_EQ_INT(it_proc_wait(s.procs[ASH_SVC_GATEWAY], 10000), 0);
+	it_proc_free(s.procs[ASH_SVC_GATEWAY]);
+	s.procs[ASH_SVC_GATEWAY] = NULL;
+	it_stack_fini(&s);
+}
+
 /* Runs a service binary once with env; returns its exit code. */
 static int
 run_once(const char *svc, char *const env[], it_proc **out)
@@ -313,6 +373,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(sigterm_lets_an_inflight_request_finish),
     ASH_TEST_ENTRY(stopped_service_gives_503_others_answer_restart_recovers),
     ASH_TEST_ENTRY(frozen_service_gives_504_and_recovers),
     ASH_TEST_ENTRY(client_gone_during_a_slow_request_is_harmless),
+    ASH_TEST_ENTRY(gateway_drain_closes_keepalive_connections_after_answering),
     ASH_TEST_ENTRY(
         config_errors_are_reported_together_and_secrets_never_logged),
     ASH_TEST_ENTRY(ashoonctl_creates_a_tenant_whose_key_works))
