@@ -25,8 +25,10 @@ typedef struct ash_test_case {
 	void (*fn)(void);
 } ash_test_case;
 
-static jmp_buf ash_t_jmp;
-static int     ash_t_checks;
+/* One of each per test program (defined by ASH_TEST_MAIN): helpers in other
+ * files (the integration harness) fail through the same jump buffer. */
+extern jmp_buf ash_t_jmp;
+extern int     ash_t_checks;
 
 #define ASH_TEST(name) static void name(void)
 #define ASH_TEST_ENTRY(name) \
@@ -161,7 +163,9 @@ ash_t_run(const ash_test_case *cases, size_t n, int argc, char **argv)
 }
 
 #define ASH_TEST_MAIN(...)                                                   \
-	int main(int argc, char **argv)                                      \
+	jmp_buf ash_t_jmp;                                                   \
+	int     ash_t_checks;                                                \
+	int     main(int argc, char **argv)                                  \
 	{                                                                    \
 		static const ash_test_case cases_[] = {__VA_ARGS__};         \
 		return ash_t_run(                                            \

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,19 +215,61 @@ it_procs_kill_all(void)
 		it_proc_free(all_procs[i]);
 }
 
+/* The low end of the kernel's ephemeral range: ports below it are never
+ * handed out for port 0 or outgoing connections, so a port we picked is
+ * not taken from under us by a service binding 127.0.0.1:0. */
+static int
+ephemeral_low(void)
+{
+	FILE *f   = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+	int   low = 32768, high;
+
+	if (f != NULL) {
+		if (fscanf(f, "%d %d", &low, &high) != 2)
+			low = 32768;
+		fclose(f);
+	}
+	return low;
+}
+
+static bool
+port_bindable(int port)
+{
+	struct sockaddr_in a  = {.sin_family = AF_INET};
+	int                fd = socket(AF_INET, SOCK_STREAM, 0);
+	bool               ok;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	a.sin_port        = htons((uint16_t) port);
+	ok                = bind(fd, (struct sockaddr *) &a, sizeof(a)) == 0;
+	close(fd);
+	return ok;
+}
+
 int
 it_free_port(void)
 {
-	struct sockaddr_in a   = {.sin_family = AF_INET};
-	socklen_t          len = sizeof(a);
-	int                fd  = socket(AF_INET, SOCK_STREAM, 0), port;
+	static int given[256];
+	static int ngiven;
+	int        low = ephemeral_low(), span = low - 10000;
 
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ASH_T_TRUE(bind(fd, (struct sockaddr *) &a, sizeof(a)) == 0);
-	getsockname(fd, (struct sockaddr *) &a, &len);
-	port = ntohs(a.sin_port);
-	close(fd);
-	return port;
+	if (ngiven == 0)
+		srandom((unsigned) getpid() ^ (unsigned) time(NULL));
+	ASH_T_TRUE(span > 1000 && ngiven < 256);
+	for (int tries = 0; tries < 1000; tries++) {
+		/* Random, so parallel test programs rarely meet; never the
+		 * same port twice in one program. */
+		int  port = 10000 + (int) (random() % span);
+		bool seen = false;
+		for (int i = 0; i < ngiven; i++)
+			seen = seen || given[i] == port;
+		if (seen || !port_bindable(port))
+			continue;
+		given[ngiven++] = port;
+		return port;
+	}
+	ASH_T_FAILF("no free port below %d", low);
+	return -1;
 }
 
 void
