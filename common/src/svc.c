@@ -22,7 +22,10 @@ static char        def_schema[64], def_metrics[64];
 static char        def_bus[ASH_SVC_COUNT][64];
 static char        bus_key[ASH_SVC_COUNT][64];
 static char        bus_help[ASH_SVC_COUNT][96];
-static ash_cfg_key common_keys[32];
+static char        def_events[ASH_SVC_COUNT][64];
+static char        events_key[ASH_SVC_COUNT][64];
+static char        events_help[ASH_SVC_COUNT][96];
+static ash_cfg_key common_keys[48];
 
 /* Builds the shared table; defaults depend on which service this is. */
 static void
@@ -71,6 +74,20 @@ svc_build_keys(int self, bool doc)
 		    ash_services[i].name);
 		common_keys[n++] = (ash_cfg_key) ASH_CFG_STR(
 		    bus_key[i], cfg.bus[i], def_bus[i], 0, bus_help[i]);
+	}
+	common_keys[n++] = (ash_cfg_key) ASH_CFG_STR("ASHOON_EVENTS_LISTEN",
+	    cfg.events_listen, "", 0,
+	    "NNG address to publish events on; empty: this service's "
+	    "ASHOON_EVENTS_ address");
+	for (int i = 0; i < ASH_SVC_COUNT; i++) {
+		snprintf(events_key[i], sizeof(events_key[i]),
+		    "ASHOON_EVENTS_%s", ash_services[i].env);
+		snprintf(def_events[i], sizeof(def_events[i]),
+		    "tcp://127.0.0.1:%d", 7200 + ash_services[i].index);
+		snprintf(events_help[i], sizeof(events_help[i]),
+		    "where %s publishes its events", ash_services[i].name);
+		common_keys[n++] = (ash_cfg_key) ASH_CFG_STR(events_key[i],
+		    cfg.events[i], def_events[i], 0, events_help[i]);
 	}
 	common_keys[n++] =
 	    (ash_cfg_key) ASH_CFG_INT("ASHOON_BUS_SLOTS", cfg.bus_slots, "64",
@@ -172,6 +189,38 @@ ash_svc_peer(ash_svc *svc, int id)
 	return svc->peers[id];
 }
 
+void
+ash_svc_publish(ash_svc *svc, int topic, const char *tenant, const cJSON *body)
+{
+	char    labels[96];
+	ash_err rv = ash_bus_publish(svc->pub, topic, tenant, body);
+
+	ash_metrics_labels(labels, sizeof(labels), "topic",
+	    ash_topic(topic)->name, "ok", rv == ASH_OK ? "true" : "false",
+	    NULL);
+	ash_counter_add(
+	    ash_metrics_counter(svc->metrics, "ashoon_events_published_total",
+	        "Events published (ok=false: dropped)", labels),
+	    1);
+	if (rv != ASH_OK)
+		ash_log_warn(NULL, "EVENT-DROPPED", "%s: %s",
+		    ash_topic(topic)->name, ash_strerror(rv));
+}
+
+ash_err
+ash_svc_subscribe(
+    ash_svc *svc, int pub_svc, int topic, ash_bus_event_cb cb, void *arg)
+{
+	ash_err rv;
+
+	ASH_ASSERT(pub_svc >= 0 && pub_svc < ASH_SVC_COUNT);
+	if (svc->subs[pub_svc] == NULL &&
+	    (rv = ash_bus_sub_open(svc->loop, cfg.events[pub_svc], false,
+	         (size_t) cfg.bus_max_msg, &svc->subs[pub_svc])) != ASH_OK)
+		return rv;
+	return ash_bus_subscribe(svc->subs[pub_svc], topic, cb, arg);
+}
+
 /* --- start-up and shutdown ---------------------------------------------- */
 
 /* Blocking, before the loop: applies migrations, retrying while Postgres
@@ -218,7 +267,9 @@ svc_open_bus(ash_svc *svc)
 		return rv;
 	ash_bus_server_set_metrics(svc->bus, svc->metrics);
 	ash__svc_sys_register(svc);
-	return ASH_OK;
+	url =
+	    *cfg.events_listen ? cfg.events_listen : cfg.events[svc->def->id];
+	return ash_bus_pub_open(url, true, &svc->pub);
 }
 
 static ash_err
@@ -264,6 +315,9 @@ svc_fini(ash_svc *svc)
 	 * get their ECANCELED and can still reply. */
 	ash_db_pool_close(svc->db);
 	ash_bus_server_close(svc->bus);
+	for (int i = 0; i < ASH_SVC_COUNT; i++)
+		ash_bus_sub_close(svc->subs[i]);
+	ash_bus_pub_close(svc->pub);
 	ash_metrics_free(svc->metrics);
 	ash_work_pool_free(svc->work);
 	ash_loop_free(svc->loop);

@@ -18,6 +18,8 @@ struct ash_svc {
 	ash_bus_server    *bus;
 	ash_bus_client    *peers[ASH_SVC_COUNT]; /* opened on first use */
 	ash_http_server   *metrics_http;         /* NULL when not configured */
+	ash_bus_pub       *pub;                  /* our events */
+	ash_bus_sub       *subs[ASH_SVC_COUNT];  /* others' events, on use */
 	int                metrics_port;
 	int                migration; /* highest applied at start-up */
 	bool               inited;    /* def->init succeeded */

@@ -41,6 +41,16 @@ typedef enum gw_local {
 	GW_LOCAL_METRICS,
 } gw_local;
 
+/* How a route's request and reply are carried. */
+typedef enum gw_shape {
+	GW_JSON,    /* JSON object (or query fields) in, JSON out */
+	GW_RAW_IN,  /* the body's exact bytes, base64, as "raw" (+ the
+	               X-Hub-Signature-256 header as "signature"): signed
+	               webhooks are verified over the bytes as sent */
+	GW_TEXT_OUT /* query fields in; the reply's "challenge" field out as
+	               text/plain (webhook verification handshakes) */
+} gw_shape;
+
 typedef struct gw_route {
 	const char *method;
 	const char *pattern; /* "/api/v1/sys/{svc}/info"; {x} = one segment */
@@ -48,6 +58,7 @@ typedef struct gw_route {
 	int         to;      /* ash_svc_id, GW_TO_PATH_SVC or GW_TO_LOCAL */
 	gw_class    cls;
 	gw_auth     auth;
+	gw_shape    shape;
 } gw_route;
 
 #define GW_MAX_PARAMS 4

@@ -9,6 +9,7 @@
  */
 #include "gw.h"
 
+#include <ashoon/crypto.h>
 #include <ashoon/ids.h>
 #include <ashoon/json.h>
 
@@ -28,7 +29,8 @@ typedef struct gw_call {
 	char          user[40];
 	int           to; /* target service */
 	cJSON        *body;
-	int64_t       t0;
+	int64_t       t0;    /* monotonic ms at arrival */
+	int64_t       wall0; /* wall-clock ms at arrival */
 	int           status;
 } gw_call;
 
@@ -155,11 +157,16 @@ on_backend(void *arg, const ash_bus_result *r)
 		fail(c, ASH_EUNAVAIL, msg);
 		return;
 	}
-	if (r->status >= 400)
+	if (r->status >= 400) {
 		reply_error(
 		    c, r->status, r->code, r->message ? r->message : "");
-	else
+	} else if (c->m.route->shape == GW_TEXT_OUT) {
+		const char *t = ash_json_str(r->body, "challenge");
+		reply_raw(
+		    c, r->status, "text/plain", t ? t : "", t ? strlen(t) : 0);
+	} else {
 		reply_json(c, r->status, r->body);
+	}
 }
 
 static void
@@ -243,7 +250,27 @@ body_from_query(gw_call *c, const ash_op_desc *d)
 	}
 }
 
-/* JSON (or query) + path parameters, checked against the op. */
+/* The body's exact bytes: a signature is computed over them, and no
+ * parse-and-render may change a byte before it is checked. */
+static void
+body_raw(gw_call *c)
+{
+	const char *data, *sig;
+	size_t      len;
+	char       *b64;
+
+	ash_http_req_body(c->req, &data, &len);
+	b64     = ash_b64_encode(data, len);
+	c->body = cJSON_CreateObject();
+	ash_json_add_str(c->body, "raw", b64);
+	free(b64);
+	if ((sig = ash_http_req_header(c->req, "X-Hub-Signature-256")) != NULL)
+		ash_json_add_str(c->body, "signature", sig);
+	cJSON_AddNumberToObject(c->body, "received_ms", (double) c->wall0);
+}
+
+/* JSON (or query, or raw bytes) + path parameters, checked against the op.
+ */
 static ash_err
 build_body(gw_call *c, char *msg, size_t cap)
 {
@@ -251,7 +278,9 @@ build_body(gw_call *c, char *msg, size_t cap)
 	const char        *method = c->m.route->method;
 	ash_err            rv     = ASH_OK;
 
-	if (strcmp(method, "GET") == 0 || strcmp(method, "DELETE") == 0)
+	if (c->m.route->shape == GW_RAW_IN)
+		body_raw(c);
+	else if (strcmp(method, "GET") == 0 || strcmp(method, "DELETE") == 0)
 		body_from_query(c, d);
 	else if ((rv = body_from_json(c, msg, cap)) != ASH_OK)
 		return rv;
@@ -413,6 +442,7 @@ call_start(gw_call *c, ash_http_req *req)
 
 	c->req   = req;
 	c->t0    = ash_now_ms();
+	c->wall0 = ash_wall_ms();
 	c->route = "unmatched";
 	if (rid != NULL && ash_id_request_valid(rid))
 		snprintf(c->req_id, sizeof(c->req_id), "%s", rid);

@@ -11,27 +11,59 @@
 #include <stdio.h>
 #include <string.h>
 
+#define API(m, path, op, to)                                            \
+	{                                                               \
+		m, path, op, to, GW_CLASS_API, GW_AUTH_API_KEY, GW_JSON \
+	}
+#define ADMIN(m, path, op)                                                   \
+	{                                                                    \
+		m, path, op, ASH_SVC_GATEWAY, GW_CLASS_ADMIN, GW_AUTH_ADMIN, \
+		    GW_JSON                                                  \
+	}
+#define MI ASH_SVC_META_INGEST
+
 static const gw_route routes[] = {
     {"GET", "/healthz", GW_LOCAL_HEALTHZ, GW_TO_LOCAL, GW_CLASS_OPEN,
-        GW_AUTH_NONE},
+        GW_AUTH_NONE, GW_JSON},
     {"GET", "/readyz", GW_LOCAL_READYZ, GW_TO_LOCAL, GW_CLASS_OPEN,
-        GW_AUTH_NONE},
+        GW_AUTH_NONE, GW_JSON},
     {"GET", "/metrics", GW_LOCAL_METRICS, GW_TO_LOCAL, GW_CLASS_OPEN,
-        GW_AUTH_NONE},
+        GW_AUTH_NONE, GW_JSON},
+    /* Meta's webhooks: no key; the signature, checked by meta-ingest over
+     * the raw bytes, is the guard. */
+    {"GET", "/webhooks/meta", ASH_OP_META_WEBHOOK_VERIFY, MI, GW_CLASS_WEBHOOK,
+        GW_AUTH_NONE, GW_TEXT_OUT},
+    {"POST", "/webhooks/meta", ASH_OP_META_WEBHOOK_INGEST, MI,
+        GW_CLASS_WEBHOOK, GW_AUTH_NONE, GW_RAW_IN},
     /* Diagnostics through the whole path: gateway -> service -> schema. */
-    {"GET", "/api/v1/sys/{svc}/info", ASH_OP_SYS_INFO, GW_TO_PATH_SVC,
-        GW_CLASS_API, GW_AUTH_API_KEY},
-    {"POST", "/api/v1/sys/{svc}/echo", ASH_OP_SYS_ECHO, GW_TO_PATH_SVC,
-        GW_CLASS_API, GW_AUTH_API_KEY},
+    API("GET", "/api/v1/sys/{svc}/info", ASH_OP_SYS_INFO, GW_TO_PATH_SVC),
+    API("POST", "/api/v1/sys/{svc}/echo", ASH_OP_SYS_ECHO, GW_TO_PATH_SVC),
+    /* Channels. */
+    API("POST", "/api/v1/channels/meta", ASH_OP_CHANNEL_META_CONNECT, MI),
+    API("GET", "/api/v1/channels/meta", ASH_OP_CHANNEL_META_LIST, MI),
+    API("GET", "/api/v1/channels/meta/journal", ASH_OP_META_JOURNAL_LIST, MI),
+    API("DELETE", "/api/v1/channels/meta/{id}", ASH_OP_CHANNEL_META_DISCONNECT,
+        MI),
+    /* Conversations. */
+    API("GET", "/api/v1/conversations", ASH_OP_CONV_LIST, MI),
+    API("GET", "/api/v1/conversations/{id}", ASH_OP_CONV_GET, MI),
+    API("PATCH", "/api/v1/conversations/{id}", ASH_OP_CONV_SET_STATUS, MI),
+    API("DELETE", "/api/v1/conversations/{id}", ASH_OP_CONV_DELETE, MI),
+    API("GET", "/api/v1/conversations/{id}/messages", ASH_OP_CONV_MESSAGES,
+        MI),
+    API("POST", "/api/v1/conversations/{conversation_id}/messages",
+        ASH_OP_CONV_SEND, MI),
+    API("POST", "/api/v1/conversations/{conversation_id}/handover",
+        ASH_OP_CONV_HANDOVER, MI),
+    API("POST", "/api/v1/messages/{message_id}/resend", ASH_OP_CONV_RESEND,
+        MI),
     /* Administration (ashoonctl). */
-    {"POST", "/admin/v1/tenants", ASH_OP_TENANT_CREATE, ASH_SVC_GATEWAY,
-        GW_CLASS_ADMIN, GW_AUTH_ADMIN},
-    {"GET", "/admin/v1/tenants", ASH_OP_TENANT_LIST, ASH_SVC_GATEWAY,
-        GW_CLASS_ADMIN, GW_AUTH_ADMIN},
-    {"POST", "/admin/v1/tenants/{tenant_id}/keys", ASH_OP_APIKEY_CREATE,
-        ASH_SVC_GATEWAY, GW_CLASS_ADMIN, GW_AUTH_ADMIN},
-    {"DELETE", "/admin/v1/keys/{id}", ASH_OP_APIKEY_REVOKE, ASH_SVC_GATEWAY,
-        GW_CLASS_ADMIN, GW_AUTH_ADMIN},
+    ADMIN("POST", "/admin/v1/tenants", ASH_OP_TENANT_CREATE),
+    ADMIN("GET", "/admin/v1/tenants", ASH_OP_TENANT_LIST),
+    ADMIN("POST", "/admin/v1/tenants/{tenant_id}/keys", ASH_OP_APIKEY_CREATE),
+    ADMIN("DELETE", "/admin/v1/keys/{id}", ASH_OP_APIKEY_REVOKE),
+    {"POST", "/admin/v1/keys/rotate", ASH_OP_META_KEYS_ROTATE, MI,
+        GW_CLASS_ADMIN, GW_AUTH_ADMIN, GW_JSON},
 };
 
 /* Matches path against pattern, capturing {name} segments into m. */

@@ -41,6 +41,9 @@ typedef struct ash_svc_cfg {
 	char *bus_listen; /* "" = the service's own ASHOON_BUS_<NAME> */
 	char *bus[ASH_SVC_COUNT]; /* ASHOON_BUS_<NAME>: where each service
 	                             answers (comma-separated list allowed) */
+	char *events_listen; /* "" = the service's own ASHOON_EVENTS_<NAME> */
+	char *events[ASH_SVC_COUNT]; /* ASHOON_EVENTS_<NAME>: where each
+	                                service publishes its events */
 	int   bus_slots;
 	int   bus_max_msg;
 	int   bus_timeout_ms; /* default deadline of calls we start */
@@ -80,6 +83,17 @@ ash_bus_server    *ash_svc_bus(ash_svc *svc);
 /* The client for another service (every peer is dialed at start-up and
  * closed at exit). NULL only if its address is malformed (logged). */
 ash_bus_client *ash_svc_peer(ash_svc *svc, int svc_id);
+
+/* Publishes an event on this service's events address (after the work it
+ * announces is committed: events only wake, they carry no duty). Never
+ * blocks; a failure is logged and counted, not returned. Loop thread. */
+void ash_svc_publish(
+    ash_svc *svc, int topic, const char *tenant, const cJSON *body);
+
+/* Subscribes cb to topic as published by service pub_svc (dialed on first
+ * use, redialed when it restarts). Loop thread. */
+ash_err ash_svc_subscribe(ash_svc *svc, int pub_svc, int topic,
+    ash_bus_event_cb cb, void *arg) ASH_MUSTCHECK;
 
 /* The service's own state, set in init. */
 void  ash_svc_set_data(ash_svc *svc, void *data);

@@ -87,6 +87,7 @@ typedef struct it_stack {
 	char     base[64]; /* http://127.0.0.1:<port> */
 	int      http_port;
 	int      bus_port[ASH_SVC_COUNT];
+	int      events_port[ASH_SVC_COUNT];
 	int      metrics_port[ASH_SVC_COUNT];
 	it_proc *procs[ASH_SVC_COUNT];
 	char     logs[ASH_SVC_COUNT][512];

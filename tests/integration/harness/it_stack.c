@@ -54,8 +54,10 @@ it_stack_init(it_stack *s, const char *tag)
 	s->http_port = it_free_port();
 	snprintf(
 	    s->base, sizeof(s->base), "http://127.0.0.1:%d", s->http_port);
-	for (int i = 0; i < ASH_SVC_COUNT; i++)
-		s->bus_port[i] = it_free_port();
+	for (int i = 0; i < ASH_SVC_COUNT; i++) {
+		s->bus_port[i]    = it_free_port();
+		s->events_port[i] = it_free_port();
+	}
 }
 
 void
@@ -71,7 +73,7 @@ static char **
 svc_env(it_stack *s, int svc)
 {
 	char **env =
-	    ash_xcalloc(IT_MAX_ENV + ASH_SVC_COUNT + 8, sizeof(char *));
+	    ash_xcalloc(IT_MAX_ENV + 2 * ASH_SVC_COUNT + 8, sizeof(char *));
 	char dsn[400];
 	int  n = 0;
 
@@ -79,9 +81,12 @@ svc_env(it_stack *s, int svc)
 	snprintf(role, sizeof(role), "ashoon_%s", ash_services[svc].schema);
 	it_dsn_as(s->dsn, role, dsn, sizeof(dsn));
 	env[n++] = ash_xasprintf("ASHOON_DB_DSN=%s", dsn);
-	for (int i = 0; i < ASH_SVC_COUNT; i++)
+	for (int i = 0; i < ASH_SVC_COUNT; i++) {
 		env[n++] = ash_xasprintf("ASHOON_BUS_%s=tcp://127.0.0.1:%d",
 		    ash_services[i].env, s->bus_port[i]);
+		env[n++] = ash_xasprintf("ASHOON_EVENTS_%s=tcp://127.0.0.1:%d",
+		    ash_services[i].env, s->events_port[i]);
+	}
 	env[n++] =
 	    ash_xasprintf("ASHOON_HTTP_ADDR=127.0.0.1:%d", s->http_port);
 	env[n++] = ash_xstrdup("ASHOON_METRICS_ADDR=127.0.0.1:0");
