@@ -20,11 +20,14 @@ endif()
 function(ash_embed_sql out symbol dir)
   file(GLOB sql CONFIGURE_DEPENDS "${dir}/*.sql")
   list(SORT sql)
+  # A ';' list would be split into separate arguments: pass it with '|'.
+  string(REPLACE ";" "|" sql_arg "${sql}")
   add_custom_command(OUTPUT "${out}"
-    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DSYMBOL=${symbol} "-DFILES=${sql}"
+    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DSYMBOL=${symbol} "-DFILES=${sql_arg}"
       -P ${PROJECT_SOURCE_DIR}/cmake/embed_sql.cmake
     DEPENDS ${sql} ${PROJECT_SOURCE_DIR}/cmake/embed_sql.cmake
-    COMMENT "Embedding migrations for ${symbol}")
+    COMMENT "Embedding migrations for ${symbol}"
+    VERBATIM)
 endfunction()
 
 # ash_service(<name> PREFIX <p> SOURCES ...): the executable ashoon-<name>,
