@@ -8,6 +8,10 @@
  *   ashoonctl apikey revoke KEY_ID
  *   ashoonctl status                    /readyz of the gateway
  *   ashoonctl keys generate             a new base64 master key
+ *   ashoonctl keys rotate               re-seal channel tokens with the
+ *                                       newest master key
+ *   ashoonctl channel connect-meta ...  connect a Page / IG account (with
+ *   ashoonctl channel list | disconnect ID   a tenant's API key)
  *
  * The admin commands talk to the gateway at ASHOON_URL (default
  * http://127.0.0.1:8080) with ASHOON_ADMIN_TOKEN.
@@ -28,9 +32,21 @@ ctl_usage(void)
 	    "       ashoonctl tenant create NAME | tenant list\n"
 	    "       ashoonctl apikey create TENANT_ID | apikey revoke KEY_ID\n"
 	    "       ashoonctl status\n"
-	    "       ashoonctl keys generate\n"
-	    "env:   ASHOON_ADMIN_DSN (db), ASHOON_URL and ASHOON_ADMIN_TOKEN "
-	    "(the rest)\n");
+	    "       ashoonctl keys generate | keys rotate\n"
+	    "       ashoonctl channel connect-meta [--tenant-key KEY] "
+	    "--kind messenger|instagram\n"
+	    "                 --id PAGE_OR_IG_ID [--token-file FILE|-] "
+	    "[--app-secret-file FILE]\n"
+	    "                 [--login facebook|instagram]\n"
+	    "       ashoonctl channel list | channel disconnect CHANNEL_ID "
+	    "[--tenant-key KEY]\n"
+	    "env:   ASHOON_ADMIN_DSN (db), ASHOON_API_KEY (channel), "
+	    "ASHOON_URL "
+	    "and\n"
+	    "       ASHOON_ADMIN_TOKEN (the rest); secrets are read from "
+	    "files "
+	    "or stdin,\n"
+	    "       never from the command line\n");
 	return 2;
 }
 
@@ -41,6 +57,8 @@ ctl_keys(int argc, char **argv)
 	uint8_t key[ASH_AES_KEY_LEN];
 	char   *b64;
 
+	if (argc == 2 && strcmp(argv[1], "rotate") == 0)
+		return ctl_keys_rotate();
 	if (argc != 2 || strcmp(argv[1], "generate") != 0)
 		return ctl_usage();
 	ash_random_bytes(key, sizeof(key));
@@ -62,6 +80,7 @@ main(int argc, char **argv)
 	    {"apikey", ctl_apikey},
 	    {"status", ctl_status},
 	    {"keys", ctl_keys},
+	    {"channel", ctl_channel},
 	};
 
 	if (argc < 2)

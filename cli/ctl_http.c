@@ -33,10 +33,9 @@ on_data(char *p, size_t size, size_t n, void *arg)
 }
 
 static struct curl_slist *
-headers(void)
+headers(const char *tok)
 {
-	const char        *tok = getenv("ASHOON_ADMIN_TOKEN");
-	struct curl_slist *h   = NULL;
+	struct curl_slist *h = NULL;
 	char              *auth;
 
 	h = curl_slist_append(h, "Content-Type: application/json");
@@ -88,12 +87,12 @@ easy_for(const char *method, const char *url, const char *payload, buf *b,
 
 /* Performs the request; the reply body is in *b. */
 static int
-perform(const char *method, const char *path, const cJSON *body, buf *b,
-    long *status)
+perform(const char *bearer, const char *method, const char *path,
+    const cJSON *body, buf *b, long *status)
 {
 	const char        *base    = getenv("ASHOON_URL");
 	char              *payload = body ? ash_json_render(body) : NULL;
-	struct curl_slist *h       = headers();
+	struct curl_slist *h       = headers(bearer);
 	char              *url;
 	CURLcode           cc;
 
@@ -120,8 +119,9 @@ ctl_call_any(const char *method, const char *path, const cJSON *body,
 	int rc;
 
 	*out = NULL;
-	if ((rc = perform(method, path, body, &b, status)) == 0 && b.len > 0 &&
-	    ash_json_parse(b.data, b.len, out) != ASH_OK)
+	if ((rc = perform(getenv("ASHOON_ADMIN_TOKEN"), method, path, body, &b,
+	         status)) == 0 &&
+	    b.len > 0 && ash_json_parse(b.data, b.len, out) != ASH_OK)
 		*out = NULL;
 	free(b.data);
 	return rc;
@@ -130,11 +130,19 @@ ctl_call_any(const char *method, const char *path, const cJSON *body,
 int
 ctl_call(const char *method, const char *path, const cJSON *body, cJSON **out)
 {
+	return ctl_call_as(
+	    getenv("ASHOON_ADMIN_TOKEN"), method, path, body, out);
+}
+
+int
+ctl_call_as(const char *bearer, const char *method, const char *path,
+    const cJSON *body, cJSON **out)
+{
 	buf  b      = {0};
 	long status = 0;
 	int  rc     = 1;
 
-	if (perform(method, path, body, &b, &status) != 0)
+	if (perform(bearer, method, path, body, &b, &status) != 0)
 		;
 	else if (status < 200 || status > 299)
 		print_error(status, &b);

@@ -144,7 +144,9 @@ ASH_TEST(p22_database_connections_can_require_tls)
 	char     bin[512], log[600], dsn[400], tcp[400], env0[500];
 	char     bus[64], metrics[64];
 	char    *argv[] = {bin, NULL};
-	char    *env[]  = {env0, bus, metrics, "ASHOON_DB_WAIT_MS=0", NULL};
+	char    *env[]  = {env0, bus, metrics, "ASHOON_DB_WAIT_MS=0",
+	        "ASHOON_MASTER_KEY=dGVzdC1vbmx5LW1hc3Rlci1rZXktMzItYnl0ZXMhISE=",
+	        NULL};
 
 	/* The test cluster has no TLS: a DSN that requires it must refuse
 	 * to connect rather than fall back to plain text. */

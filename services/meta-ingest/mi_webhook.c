@@ -1,0 +1,665 @@
+/*
+ * mi_webhook.c - Meta's webhooks: the GET handshake and the POSTs.
+ *
+ * A POST is acknowledged only after it is committed: each one becomes a
+ * "hit" (its journal row and its normalized events) queued in the batch.
+ * While one batch is being committed, new hits queue up; when it returns
+ * they all go together in the next call of ingest_batch() - one statement,
+ * one transaction, one round trip for however many POSTs arrived (group
+ * commit). Every caller of a batch is answered from its commit: 200 when
+ * stored, 503 when Postgres could not be reached (Meta then retries, and
+ * ingest is idempotent), 500 when the data itself failed. A failing batch
+ * of several hits is retried hit by hit, so one bad POST cannot hold the
+ * others back.
+ *
+ * Rejected POSTs (no or bad signature) are answered at once and leave only
+ * their journal line, written with the next batch. A signed body that does
+ * not parse is stored raw in the journal and answered 200: a non-200 would
+ * only bring 36 hours of retries of the same bytes.
+ */
+#include "mi.h"
+
+#include <ashoon/json.h>
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct hit {
+	struct hit   *next;
+	ash_bus_call *call;   /* NULL once answered (rejected hits) */
+	cJSON        *row;    /* its journal row (batch "hits" item) */
+	cJSON        *events; /* its normalized events */
+	int           nevents;
+	bool          solo; /* commit alone (its batch failed) */
+	char         *b64;  /* the body, journaled if the hit fails */
+	int64_t       t0;   /* ms, for the commit latency metric */
+} hit;
+
+struct mi_batch {
+	mi_ctx *mi;
+	hit    *head, *tail; /* waiting for the next commit */
+	int     queued;
+	hit    *flying;  /* being committed now */
+	bool    closing; /* free when the flying batch returns */
+};
+
+static void batch_flush(mi_batch *b);
+
+/* --- hits --- */
+
+static hit *
+hit_new(ash_bus_call *call, int64_t received_ms, const char *signature,
+    size_t bytes)
+{
+	hit *h = ash_xcalloc(1, sizeof(*h));
+
+	h->call   = call;
+	h->t0     = ash_now_ms();
+	h->row    = cJSON_CreateObject();
+	h->events = cJSON_CreateArray();
+	cJSON_AddNumberToObject(h->row, "received_ms", (double) received_ms);
+	ash_json_add_str(h->row, "signature", signature);
+	cJSON_AddNumberToObject(h->row, "bytes", (double) bytes);
+	cJSON_AddArrayToObject(h->row, "page_ids");
+	cJSON_AddObjectToObject(h->row, "kinds");
+	return h;
+}
+
+static void
+hit_free(hit *h)
+{
+	cJSON_Delete(h->row);
+	cJSON_Delete(h->events);
+	free(h->b64);
+	free(h);
+}
+
+static void
+hit_set_outcome(hit *h, const char *outcome)
+{
+	cJSON_DeleteItemFromObjectCaseSensitive(h->row, "outcome");
+	ash_json_add_str(h->row, "outcome", outcome);
+}
+
+/* Keeps the body itself in the journal (for bodies we could not fully
+ * process: kept 90 days, like every journal row). */
+static void
+hit_keep_raw(hit *h, const char *b64)
+{
+	cJSON_DeleteItemFromObjectCaseSensitive(h->row, "raw");
+	ash_json_add_str(h->row, "raw", b64);
+}
+
+static void
+hit_count(mi_ctx *mi, const char *outcome)
+{
+	char labels[64];
+
+	ash_metrics_labels(labels, sizeof(labels), "outcome", outcome, NULL);
+	ash_counter_add(ash_metrics_counter(ash_svc_metrics(mi->svc),
+	                    "ashoon_meta_webhook_hits_total",
+	                    "Meta webhook POSTs by outcome", labels),
+	    1);
+}
+
+/* --- the batch --- */
+
+static void
+batch_push(mi_batch *b, hit *h, bool front)
+{
+	if (front) {
+		h->next = b->head;
+		b->head = h;
+		if (b->tail == NULL)
+			b->tail = h;
+	} else {
+		h->next = NULL;
+		if (b->tail)
+			b->tail->next = h;
+		else
+			b->head = h;
+		b->tail = h;
+	}
+	b->queued++;
+}
+
+/* Takes the next batch off the queue: up to batch_max hits, or one hit
+ * marked solo. */
+static hit *
+batch_take(mi_batch *b, int *count)
+{
+	hit *first = b->head, *last = first;
+	int  n = 1;
+
+	if (first == NULL)
+		return NULL;
+	if (!first->solo)
+		while (last->next != NULL && !last->next->solo &&
+		    n < mi_config.batch_max) {
+			last = last->next;
+			n++;
+		}
+	b->head    = last->next;
+	last->next = NULL;
+	if (b->head == NULL)
+		b->tail = NULL;
+	b->queued -= n;
+	*count = n;
+	return first;
+}
+
+/* {"app_id", "hits": [...], "events": [...]} for ingest_batch(), by
+ * reference: the hits keep their objects for a retry. */
+static char *
+batch_render(hit *list)
+{
+	cJSON *doc = cJSON_CreateObject(), *hits, *events, *e;
+	char  *out;
+	int    n = 0;
+
+	ash_json_add_str(doc, "app_id", mi_config.app_id);
+	hits   = cJSON_AddArrayToObject(doc, "hits");
+	events = cJSON_AddArrayToObject(doc, "events");
+	for (hit *h = list; h != NULL; h = h->next, n++) {
+		cJSON_DeleteItemFromObjectCaseSensitive(h->row, "n");
+		cJSON_AddNumberToObject(h->row, "n", n);
+		cJSON_AddItemReferenceToArray(hits, h->row);
+		cJSON_ArrayForEach(e, h->events)
+		{
+			cJSON_SetNumberValue(cJSON_GetObjectItem(e, "hit"), n);
+			cJSON_AddItemReferenceToArray(events, e);
+		}
+	}
+	out = ash_json_render(doc);
+	cJSON_Delete(doc);
+	return out;
+}
+
+/* conv.message.in for every new inbound message: wakes ai-router and the
+ * inbox (they re-read durable state; a lost event delays nothing that a
+ * poll would not catch). */
+static void
+publish_new(mi_ctx *mi, const cJSON *result)
+{
+	const cJSON *n;
+
+	cJSON_ArrayForEach(n, cJSON_GetObjectItem(result, "new"))
+	{
+		const char *dir = ash_json_str(n, "direction");
+		cJSON      *b;
+
+		/* Tombstones of unsent messages announce nothing. */
+		if (dir == NULL || strcmp(dir, "in") != 0 ||
+		    ash_json_bool(n, "unsent", false))
+			continue;
+		b = cJSON_CreateObject();
+		ash_json_add_str(
+		    b, "conversation_id", ash_json_str(n, "conversation_id"));
+		ash_json_add_str(
+		    b, "message_id", ash_json_str(n, "message_id"));
+		ash_json_add_str(b, "channel", ash_json_str(n, "channel"));
+		ash_json_add_str(b, "kind", ash_json_str(n, "kind"));
+		ash_svc_publish(mi->svc, ASH_TOPIC_CONV_MESSAGE_IN,
+		    ash_json_str(n, "tenant_id"), b);
+		cJSON_Delete(b);
+	}
+}
+
+static const cJSON *
+result_hit(const cJSON *result, int n)
+{
+	const cJSON *h;
+
+	cJSON_ArrayForEach(h, cJSON_GetObjectItem(result, "hits"))
+	{
+		int i = -1;
+		if (ash_json_get_int(h, "n", &i) == ASH_OK && i == n)
+			return h;
+	}
+	return NULL;
+}
+
+static void
+reply_stored(mi_ctx *mi, hit *h, const cJSON *row)
+{
+	const char *outcome = ash_json_str(row, "outcome");
+	cJSON      *b;
+
+	hit_count(mi, outcome ? outcome : "stored");
+	if (h->call == NULL)
+		return;
+	b = cJSON_CreateObject();
+	ash_json_add_str(b, "outcome", outcome ? outcome : "stored");
+	cJSON_AddNumberToObject(b, "events", h->nevents);
+	ash_bus_call_reply(h->call, 200, b);
+}
+
+static void
+batch_committed(mi_batch *b, hit *list, const PGresult *res)
+{
+	cJSON  *result = NULL;
+	int     n      = 0;
+	int64_t now    = ash_now_ms();
+
+	if (ash_json_parse(PQgetvalue(res, 0, 0),
+	        (size_t) PQgetlength(res, 0, 0), &result) != ASH_OK)
+		result = cJSON_CreateObject();
+	for (hit *h = list, *next; h != NULL; h = next, n++) {
+		next = h->next;
+		ash_histogram_observe(
+		    ash_metrics_histogram(ash_svc_metrics(b->mi->svc),
+		        "ashoon_meta_webhook_commit_seconds",
+		        "Webhook POST arrival to commit", NULL, NULL, 0),
+		    (double) (now - h->t0) / 1000.0);
+		reply_stored(b->mi, h, result_hit(result, n));
+		hit_free(h);
+	}
+	publish_new(b->mi, result);
+	/* New people get their profile fetched now, not at the next tick. */
+	if (cJSON_GetArraySize(cJSON_GetObjectItem(result, "new")) > 0)
+		mi_channels_profile_kick(b->mi);
+	cJSON_Delete(result);
+}
+
+static void
+on_failed_journaled(void *arg, ash_err rv, const PGresult *res)
+{
+	if (rv != ASH_OK)
+		ash_log_warn(NULL, "MI-JOURNAL",
+		    "failed hit not journaled: %s", ash_strerror(rv));
+}
+
+/* A hit that failed alone: answered 500 (Meta retries later), and its
+ * journal line written on its own so "did Meta call?" still has the
+ * answer. */
+static void
+hit_failed_alone(mi_batch *b, hit *h, ash_err rv)
+{
+	static const char sql[] =
+	    "INSERT INTO journal (received_at, signature, object, outcome, "
+	    "bytes, raw) VALUES (to_timestamp($1::bigint / 1000.0), $2, $3, "
+	    "'failed', $4::int, decode($5, 'base64'))";
+	char        ms[24], bytes[24];
+	int64_t     v = 0;
+	const char *p[5];
+
+	if (ash_json_get_i64(h->row, "received_ms", &v) != ASH_OK)
+		v = ash_wall_ms();
+	snprintf(ms, sizeof(ms), "%lld", (long long) v);
+	snprintf(bytes, sizeof(bytes), "%d",
+	    (int) cJSON_GetObjectItem(h->row, "bytes")->valuedouble);
+	p[0] = ms;
+	p[1] = ash_json_str(h->row, "signature");
+	p[2] = ash_json_str(h->row, "object");
+	p[3] = bytes;
+	p[4] = h->b64;
+	if (ash_db_query(ash_svc_db(b->mi->svc), sql, 5, p,
+	        on_failed_journaled, NULL) != ASH_OK)
+		ash_log_warn(NULL, "MI-JOURNAL", "failed hit not journaled");
+	hit_count(b->mi, "failed");
+	if (h->call)
+		ash_bus_call_fail(
+		    h->call, rv, "the webhook could not be stored");
+	hit_free(h);
+}
+
+static void
+batch_failed(mi_batch *b, hit *list, ash_err rv)
+{
+	bool connectivity = rv == ASH_EUNAVAIL || rv == ASH_ETIMEDOUT ||
+	    rv == ASH_ECANCELED || rv == ASH_ECLOSED;
+	bool single = list->next == NULL; /* before the list is taken apart */
+
+	ash_log_warn(
+	    NULL, "MI-INGEST", "batch not stored: %s", ash_strerror(rv));
+	for (hit *h = list, *next; h != NULL; h = next) {
+		next = h->next;
+		if (connectivity || b->closing) {
+			/* Nothing was stored: Meta will send it again. */
+			hit_count(b->mi, "unavailable");
+			if (h->call)
+				ash_bus_call_fail(h->call, ASH_EUNAVAIL,
+				    "storage unavailable, retry");
+			hit_free(h);
+		} else if (single) {
+			hit_failed_alone(b, h, rv);
+		} else {
+			h->solo = true; /* retried alone, first */
+			batch_push(b, h, true);
+		}
+	}
+}
+
+static void batch_free(mi_batch *b);
+
+static void
+on_batch_done(void *arg, ash_err rv, const PGresult *res)
+{
+	mi_batch *b    = arg;
+	hit      *list = b->flying;
+
+	b->flying = NULL;
+	if (rv == ASH_OK)
+		batch_committed(b, list, res);
+	else
+		batch_failed(b, list, rv);
+	if (b->closing)
+		batch_free(b);
+	else
+		batch_flush(b);
+}
+
+static void
+batch_flush(mi_batch *b)
+{
+	static const double sizes[] = {1, 2, 5, 10, 20, 50, 100, 200, 500};
+	char               *doc;
+	int                 n = 0;
+	ash_err             rv;
+
+	if (b->flying != NULL || b->head == NULL)
+		return;
+	b->flying       = batch_take(b, &n);
+	doc             = batch_render(b->flying);
+	const char *p[] = {doc};
+	ash_histogram_observe(
+	    ash_metrics_histogram(ash_svc_metrics(b->mi->svc),
+	        "ashoon_meta_webhook_batch_size", "Webhook POSTs per commit",
+	        NULL, sizes, sizeof(sizes) / sizeof(sizes[0])),
+	    (double) n);
+	rv = ash_db_query(ash_svc_db(b->mi->svc),
+	    "SELECT ingest_batch($1::jsonb)", 1, p, on_batch_done, b);
+	cJSON_free(doc);
+	if (rv != ASH_OK)
+		on_batch_done(b, rv, NULL);
+}
+
+static void
+batch_free(mi_batch *b)
+{
+	hit *h;
+
+	while ((h = b->head) != NULL) {
+		b->head = h->next;
+		if (h->call)
+			ash_bus_call_fail(h->call, ASH_ECLOSED, NULL);
+		hit_free(h);
+	}
+	free(b);
+}
+
+/* --- POST --- */
+
+/* Fills the hit from a body whose signature checked out. */
+static void
+hit_parse(hit *h, const uint8_t *raw, size_t len, const char *b64)
+{
+	mi_parse_stats st  = {0};
+	cJSON         *doc = NULL;
+
+	st.kinds    = cJSON_GetObjectItem(h->row, "kinds");
+	st.page_ids = cJSON_GetObjectItem(h->row, "page_ids");
+	if (ash_json_parse((const char *) raw, len, &doc) != ASH_OK ||
+	    mi_parse_webhook(doc, 0, mi_config.app_id, h->events, &st) !=
+	        ASH_OK) {
+		hit_set_outcome(h, "unparseable");
+		hit_keep_raw(h, b64);
+		cJSON_Delete(doc);
+		return;
+	}
+	cJSON_Delete(doc);
+	ash_json_add_str(h->row, "object", st.object);
+	cJSON_AddNumberToObject(h->row, "entries", st.entries);
+	cJSON_AddNumberToObject(h->row, "events", st.events);
+	hit_set_outcome(h, "stored");
+	if (st.unknown > 0)
+		hit_keep_raw(h, b64); /* to see later what we did not know */
+	h->nevents = cJSON_GetArraySize(h->events);
+}
+
+static void
+queue_hit(mi_batch *b, hit *h)
+{
+	batch_push(b, h, false);
+	batch_flush(b);
+}
+
+/* Best-effort object and page ids of a rejected body, for the journal
+ * (never trusted: nothing else is read from it). */
+static void
+hit_rejected(mi_batch *b, hit *h, const uint8_t *raw, size_t len, ash_err why)
+{
+	ash_bus_call *call = h->call;
+
+	h->call = NULL;
+	hit_set_outcome(h, "rejected");
+	cJSON_DeleteItemFromObjectCaseSensitive(h->row, "signature");
+	ash_json_add_str(
+	    h->row, "signature", why == ASH_EUNAUTH ? "missing" : "invalid");
+	cJSON_Delete(h->events);
+	h->events = cJSON_CreateArray();
+	queue_hit(b, h);
+	hit_count(b->mi, "rejected");
+	ash_bus_call_fail(call, why,
+	    why == ASH_EUNAUTH ? "X-Hub-Signature-256 is missing or malformed"
+	                       : "X-Hub-Signature-256 does not match");
+}
+
+/* object and entry ids, read without trusting the body (journal only). */
+static void
+hit_peek(hit *h, const uint8_t *raw, size_t len)
+{
+	cJSON       *doc = NULL;
+	const cJSON *e;
+	cJSON       *ids = cJSON_GetObjectItem(h->row, "page_ids");
+
+	if (ash_json_parse((const char *) raw, len, &doc) != ASH_OK)
+		return;
+	if (ash_json_str(doc, "object") != NULL)
+		ash_json_add_str(
+		    h->row, "object", ash_json_str(doc, "object"));
+	cJSON_ArrayForEach(e, cJSON_GetObjectItem(doc, "entry"))
+	{
+		const char *id = ash_json_str(e, "id");
+		if (id != NULL && cJSON_GetArraySize(ids) < 16)
+			cJSON_AddItemToArray(ids, cJSON_CreateString(id));
+	}
+	cJSON_Delete(doc);
+}
+
+/* A POST whose signature is being checked (possibly against the secrets
+ * of Instagram-login channels, which needs a query). */
+typedef struct post {
+	mi_batch *b;
+	hit      *h;
+	uint8_t  *raw;
+	size_t    len;
+	char     *b64;
+	char     *sig;
+} post;
+
+static void
+post_free(post *p)
+{
+	free(p->raw);
+	free(p->b64);
+	free(p->sig);
+	free(p);
+}
+
+static void
+post_accept(post *p)
+{
+	hit_parse(p->h, p->raw, p->len, p->b64);
+	p->h->b64 = p->b64; /* kept in case the hit fails */
+	p->b64    = NULL;
+	queue_hit(p->b, p->h);
+	post_free(p);
+}
+
+static void
+post_reject(post *p, ash_err why)
+{
+	hit_peek(p->h, p->raw, p->len);
+	hit_rejected(p->b, p->h, p->raw, p->len, why);
+	post_free(p);
+}
+
+/* Instagram-login channels may sign with their own app secret. */
+static void
+on_channel_secrets(void *arg, ash_err rv, const PGresult *res)
+{
+	post *p = arg;
+	char  aad[128];
+
+	for (int i = 0; rv == ASH_OK && i < PQntuples(res); i++) {
+		uint8_t *secret = NULL;
+		size_t   n      = 0;
+		mi_channel_aad(
+		    PQgetvalue(res, i, 0), "app_secret", aad, sizeof(aad));
+		if (ash_crypto_unseal(p->b->mi->keys, aad,
+		        PQgetvalue(res, i, 1), &secret, &n) != ASH_OK)
+			continue;
+		bool ok = mi_signature_check(p->sig, p->raw, p->len,
+		              (const char *) secret) == ASH_OK;
+		OPENSSL_cleanse(secret, n);
+		free(secret);
+		if (ok) {
+			post_accept(p);
+			return;
+		}
+	}
+	post_reject(p, ASH_EFORBIDDEN);
+}
+
+static void
+post_try_channels(post *p)
+{
+	static const char sql[] =
+	    "SELECT id, app_secret_sealed FROM channels "
+	    "WHERE kind = 'instagram' AND external_id = ANY($1::text[]) "
+	    "AND app_secret_sealed IS NOT NULL AND disconnected_at IS NULL";
+	cJSON *ids = cJSON_GetObjectItem(p->h->row, "page_ids");
+	char  *arr, *txt;
+
+	hit_peek(p->h, p->raw, p->len);
+	if (cJSON_GetArraySize(ids) == 0) {
+		post_reject(p, ASH_EFORBIDDEN);
+		return;
+	}
+	/* JSON ["a","b"] -> Postgres text array literal {"a","b"}. */
+	txt                  = ash_json_render(ids);
+	arr                  = ash_xstrdup(txt);
+	arr[0]               = '{';
+	arr[strlen(arr) - 1] = '}';
+	cJSON_free(txt);
+	const char *params[] = {arr};
+	if (ash_db_query(ash_svc_db(p->b->mi->svc), sql, 1, params,
+	        on_channel_secrets, p) != ASH_OK)
+		post_reject(p, ASH_EFORBIDDEN);
+	free(arr);
+}
+
+static void
+on_ingest(ash_bus_call *call, void *arg)
+{
+	mi_ctx            *mi       = arg;
+	const ash_request *req      = ash_bus_call_req(call);
+	const char        *b64      = ash_json_str(req->body, "raw");
+	const char        *sig      = ash_json_str(req->body, "signature");
+	int64_t            received = 0;
+	post              *p;
+	ash_err            rv;
+
+	if (ash_json_get_i64(req->body, "received_ms", &received) != ASH_OK)
+		received = ash_wall_ms();
+	p      = ash_xcalloc(1, sizeof(*p));
+	p->b   = mi->batch;
+	p->b64 = ash_xstrdup(b64);
+	p->sig = sig ? ash_xstrdup(sig) : NULL;
+	if (ash_b64_decode(b64, strlen(b64), &p->raw, &p->len) != ASH_OK) {
+		post_free(p);
+		ash_bus_call_fail(call, ASH_EINVAL, "raw is not base64");
+		return;
+	}
+	p->h = hit_new(call, received, "valid", p->len);
+	rv   = *mi_config.app_secret
+	      ? mi_signature_check(sig, p->raw, p->len, mi_config.app_secret)
+	      : (sig ? ASH_EFORBIDDEN : ASH_EUNAUTH);
+	if (rv == ASH_OK)
+		post_accept(p);
+	else if (rv == ASH_EFORBIDDEN &&
+	    memmem(p->raw, p->len, "\"object\":\"instagram\"", 20))
+		post_try_channels(p);
+	else
+		post_reject(p, rv);
+}
+
+/* --- GET --- */
+
+static void
+on_verify(ash_bus_call *call, void *arg)
+{
+	const cJSON *b     = ash_bus_call_req(call)->body;
+	const char  *mode  = ash_json_str(b, "hub.mode");
+	const char  *token = ash_json_str(b, "hub.verify_token");
+	const char  *chal  = ash_json_str(b, "hub.challenge");
+	uint8_t      x[ASH_SHA256_LEN], y[ASH_SHA256_LEN];
+	cJSON       *out;
+
+	if (token != NULL) {
+		ash_sha256(token, strlen(token), x);
+		ash_sha256(
+		    mi_config.verify_token, strlen(mi_config.verify_token), y);
+	}
+	/* Hashing both makes the comparison independent of lengths. */
+	if (mode == NULL || strcmp(mode, "subscribe") != 0 || token == NULL ||
+	    chal == NULL || *mi_config.verify_token == '\0' ||
+	    !ash_ct_equal(x, y, sizeof(x))) {
+		ash_log_warn(ash_bus_call_log(call), "MI-VERIFY",
+		    "webhook verification refused");
+		ash_bus_call_fail(
+		    call, ASH_EFORBIDDEN, "verification token mismatch");
+		return;
+	}
+	out = cJSON_CreateObject();
+	ash_json_add_str(out, "challenge", chal);
+	ash_bus_call_reply(call, 200, out);
+}
+
+/* --- life cycle --- */
+
+void
+mi_webhook_register(mi_ctx *mi)
+{
+	ash_bus_server *bus = ash_svc_bus(mi->svc);
+
+	ash_bus_server_handle(bus, ASH_OP_META_WEBHOOK_VERIFY, on_verify, mi);
+	ash_bus_server_handle(bus, ASH_OP_META_WEBHOOK_INGEST, on_ingest, mi);
+}
+
+ash_err
+mi_webhook_init(mi_ctx *mi)
+{
+	mi->batch     = ash_xcalloc(1, sizeof(*mi->batch));
+	mi->batch->mi = mi;
+	return ASH_OK;
+}
+
+void
+mi_webhook_fini(mi_ctx *mi)
+{
+	mi_batch *b = mi->batch;
+
+	if (b == NULL)
+		return;
+	mi->batch = NULL;
+	/* A commit still running answers and frees when it returns (the db
+	 * pool closes after us and cancels it). */
+	if (b->flying != NULL)
+		b->closing = true;
+	else
+		batch_free(b);
+}

@@ -1,0 +1,973 @@
+/*
+ * Integration: Meta webhooks through the gateway into meta-ingest and its
+ * schema - signatures over raw bytes, every event kind, idempotent and
+ * durable ingest, receipts in any order, the journal, the inbox ops.
+ */
+#include "it.h"
+
+#include <ashoon/crypto.h>
+#include <ashoon/json.h>
+#include <ashoon/loop.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SECRET "3f6a1c9e8b7d4f20a5c1e9d7b3f8a6c2"
+#define VERIFY "meatyhamhock"
+#define PAGE   "104857601234567"
+#define PAGE2  "110923847561203"
+#define IG     "17841405822304914"
+#define APP    "987654321012345"
+
+/* --- fixtures --- */
+
+static char *
+vector(const char *name, size_t *len)
+{
+	char  path[512];
+	FILE *f;
+	char *buf = ash_xmalloc(1 << 16);
+
+	snprintf(path, sizeof(path), "%s/tests/data/meta/%s",
+	    getenv("ASH_SOURCE_DIR"), name);
+	if ((f = fopen(path, "rb")) == NULL)
+		ASH_T_FAILF("cannot open %s", path);
+	*len      = fread(buf, 1, (1 << 16) - 1, f);
+	buf[*len] = '\0';
+	fclose(f);
+	return buf;
+}
+
+static void
+sign(const char *body, size_t len, const char *secret, char out[80])
+{
+	uint8_t mac[ASH_SHA256_LEN];
+	char   *hex;
+
+	ash_hmac_sha256(secret, strlen(secret), body, len, mac);
+	hex = ash_hex_encode(mac, sizeof(mac));
+	snprintf(out, 80, "sha256=%s", hex);
+	free(hex);
+}
+
+/* POSTs body to /webhooks/meta signed with secret (NULL: no header). */
+static long
+post_signed(
+    it_stack *s, const char *body, size_t len, const char *secret, it_resp *r)
+{
+	char        url[128], sig[80], hdr[120];
+	const char *h[] = {"Content-Type: application/json", NULL, NULL};
+
+	snprintf(url, sizeof(url), "%s/webhooks/meta", s->base);
+	if (secret != NULL) {
+		sign(body, len, secret, sig);
+		snprintf(hdr, sizeof(hdr), "X-Hub-Signature-256: %s", sig);
+		h[1] = hdr;
+	}
+	it_http(r, "POST", url, h, body, len);
+	return r->status;
+}
+
+static long
+post_vector(it_stack *s, const char *name)
+{
+	size_t  len;
+	char   *body = vector(name, &len);
+	it_resp r;
+	long    st = post_signed(s, body, len, SECRET, &r);
+
+	it_resp_fini(&r);
+	free(body);
+	return st;
+}
+
+/* A connected channel row for tenant (the connect API has its own tests;
+ * ingest only needs the mapping page -> tenant). */
+static void
+channel(it_stack *s, const char *tenant, const char *kind, const char *ext)
+{
+	char sql[512];
+
+	snprintf(sql, sizeof(sql),
+	    "INSERT INTO meta_ingest.channels (tenant_id, kind, external_id, "
+	    "token_sealed, key_version) VALUES ('%s', '%s', '%s', 'v1.x', 1)",
+	    tenant, kind, ext);
+	it_pg_exec(s->dsn, sql);
+}
+
+static const char *
+q(it_stack *s, const char *sql)
+{
+	return it_pg_exec(s->dsn, sql);
+}
+
+static void
+start(it_stack *s, const char *tag, char tenant[64], char key[128])
+{
+	it_stack_init(s, tag);
+	it_stack_env(s, "META_APP_SECRET=" SECRET);
+	it_stack_env(s, "META_VERIFY_TOKEN=" VERIFY);
+	it_stack_env(s, "META_APP_ID=" APP);
+	it_stack_env(s,
+	    "ASHOON_MASTER_KEY=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
+	it_stack_start_all(s);
+	it_tenant_create(s, "Shop", tenant, key);
+}
+
+/* --- handshake and signatures --- */
+
+ASH_TEST(f6_verification_handshake_echoes_the_challenge)
+{
+	it_stack s;
+	it_resp  r;
+	char     t[64], k[128];
+
+	start(&s, "mi_verify", t, k);
+	it_call(&s, &r, "GET",
+	    "/webhooks/meta?hub.mode=subscribe&hub.challenge=1158201444&"
+	    "hub.verify_token=" VERIFY,
+	    NULL, NULL);
+	ASH_T_EQ_INT(r.status, 200);
+	ASH_T_EQ_STR(r.body, "1158201444"); /* byte for byte, no quotes */
+	ASH_T_CONTAINS(it_resp_header(&r, "Content-Type"), "text/plain");
+	it_resp_fini(&r);
+	it_call(&s, &r, "GET",
+	    "/webhooks/meta?hub.mode=subscribe&hub.challenge=1&"
+	    "hub.verify_token=wrong",
+	    NULL, NULL);
+	ASH_T_EQ_INT(r.status, 403);
+	it_resp_fini(&r);
+	it_call(&s, &r, "GET",
+	    "/webhooks/meta?hub.mode=unsubscribe&hub.challenge=1&"
+	    "hub.verify_token=" VERIFY,
+	    NULL, NULL);
+	ASH_T_EQ_INT(r.status, 403);
+	it_resp_fini(&r);
+	it_stack_fini(&s);
+}
+
+ASH_TEST(f6_signature_missing_wrong_or_other_secret_stores_only_a_journal_line)
+{
+	it_stack s;
+	it_resp  r;
+	char     t[64], k[128];
+	size_t   len;
+	char    *body = vector("meta-messenger-text.json", &len);
+
+	start(&s, "mi_sig", t, k);
+	channel(&s, t, "messenger", PAGE);
+	ASH_T_EQ_INT(post_signed(&s, body, len, NULL, &r), 401);
+	ASH_T_EQ_STR(it_resp_code(&r), "unauthenticated");
+	it_resp_fini(&r);
+	ASH_T_EQ_INT(post_signed(&s, body, len, "wrong_secret", &r), 403);
+	it_resp_fini(&r);
+	/* Correct signature over different bytes. */
+	body[len - 3] = body[len - 3] == '}' ? ']' : '}';
+	char        sig[80], hdr[120], url[128];
+	const char *h[] = {hdr, NULL};
+	sign(body, len, SECRET, sig);
+	body[len - 3] = body[len - 3] == ']' ? '}' : ']';
+	snprintf(hdr, sizeof(hdr), "X-Hub-Signature-256: %s", sig);
+	snprintf(url, sizeof(url), "%s/webhooks/meta", s.base);
+	it_http(&r, "POST", url, h, body, len);
+	ASH_T_EQ_INT(r.status, 403);
+	it_resp_fini(&r);
+	/* Nothing stored... */
+	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.messages"), "0");
+	ASH_T_EQ_STR(
+	    q(&s, "SELECT count(*) FROM meta_ingest.participants"), "0");
+	/* ...but every hit has its journal line (written with the next
+	 * commit: one valid POST flushes them). */
+	ASH_T_EQ_INT(post_vector(&s, "meta-messenger-read.json"), 200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT string_agg(signature || '/' || outcome, ',' "
+	                 "ORDER BY id) FROM meta_ingest.journal"),
+	    "missing/rejected,invalid/rejected,invalid/rejected,valid/stored");
+	free(body);
+	it_stack_fini(&s);
+}
+
+/* --- every kind --- */
+
+ASH_TEST(f6_every_vector_is_stored_with_its_kind)
+{
+	it_stack    s;
+	char        t[64], k[128];
+	const char *files[] = {"meta-messenger-text.json",
+	    "meta-messenger-image.json", "meta-messenger-echo.json",
+	    "meta-messenger-read.json", "meta-messenger-batch.json",
+	    "meta-messenger-unicode.json", "meta-instagram-text.json",
+	    "meta-instagram-story-reply.json", "meta-instagram-reaction.json"};
+
+	start(&s, "mi_kinds", t, k);
+	channel(&s, t, "messenger", PAGE);
+	channel(&s, t, "messenger", PAGE2);
+	channel(&s, t, "instagram", IG);
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		ASH_T_EQ_INT(post_vector(&s, files[i]), 200);
+	/* text, image, echo (a human in Meta's inbox: no app of ours),
+	 * postback, quick reply, unicode, IG text, IG story reply. */
+	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.messages"), "8");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT attachments->0->>'type' FROM "
+	                 "meta_ingest.messages WHERE kind = 'attachment'"),
+	    "image");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT author || '/' || direction || '/' || state "
+	                 "FROM meta_ingest.messages WHERE is_echo"),
+	    "app/out/read"); /* our app id, but not a message we sent */
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT payload FROM meta_ingest.messages "
+	                 "WHERE kind = 'postback'"),
+	    "HANDOFF_HUMAN");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT text FROM meta_ingest.messages WHERE "
+	                 "payload = 'CONFIRM_ORDER_4521'"),
+	    "Yes please");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT text FROM meta_ingest.messages WHERE text "
+	                 "LIKE 'Caf%'"),
+	    "Caf\xc3\xa9 \xc3\xa4\xc3\xb6\xc3\xa5 \xe2\x80\x94 merci "
+	    "\xf0\x9f\x91\x8b");
+	ASH_T_EQ_STR(
+	    q(&s,
+	        "SELECT reply_to_story->>'id' FROM "
+	        "meta_ingest.messages WHERE reply_to_story IS NOT NULL"),
+	    "18045512345678901");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT reaction || ' ' || emoji FROM "
+	                 "meta_ingest.reactions"),
+	    "love \xe2\x9d\xa4\xef\xb8\x8f");
+	/* Customer messages each got a reply job; echoes did not. */
+	ASH_T_EQ_STR(
+	    q(&s, "SELECT count(*) FROM meta_ingest.reply_jobs"), "7");
+	it_stack_fini(&s);
+}
+
+/* --- idempotence and order --- */
+
+typedef struct poster {
+	it_stack   *s;
+	const char *body;
+	size_t      len;
+	long        status;
+	pthread_t   t;
+} poster;
+
+static void *
+poster_run(void *arg)
+{
+	poster *p = arg;
+	it_resp r;
+
+	p->status = post_signed(p->s, p->body, p->len, SECRET, &r);
+	it_resp_fini(&r);
+	return NULL;
+}
+
+ASH_TEST(f6_redelivered_and_concurrent_duplicates_are_stored_once)
+{
+	it_stack s;
+	char     t[64], k[128];
+	size_t   len;
+	char    *body = vector("meta-messenger-text.json", &len);
+	poster   p[12];
+
+	start(&s, "mi_dupes", t, k);
+	channel(&s, t, "messenger", PAGE);
+	/* Twelve copies at once: they share commits (group commit) and
+	 * still store one message, one participant, one conversation. */
+	for (int i = 0; i < 12; i++) {
+		p[i] = (poster) {&s, body, len, 0, 0};
+		pthread_create(&p[i].t, NULL, poster_run, &p[i]);
+	}
+	for (int i = 0; i < 12; i++) {
+		pthread_join(p[i].t, NULL);
+		ASH_T_EQ_INT(p[i].status, 200);
+	}
+	ASH_T_EQ_INT(post_vector(&s, "meta-messenger-text.json"), 200);
+	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.messages"), "1");
+	ASH_T_EQ_STR(
+	    q(&s, "SELECT count(*) FROM meta_ingest.conversations"), "1");
+	ASH_T_EQ_STR(
+	    q(&s, "SELECT count(*) FROM meta_ingest.reply_jobs"), "1");
+	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.journal"), "13");
+	ASH_T_EQ_STR(
+	    q(&s, "SELECT sum(new_messages) FROM meta_ingest.journal"), "1");
+	free(body);
+	it_stack_fini(&s);
+}
+
+#define ENV(items)                                                         \
+	"{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE "\",\"time\":1," \
+	"\"messaging\":[" items "]}]}"
+#define FROM_C "\"sender\":{\"id\":\"42\"},\"recipient\":{\"id\":\"" PAGE "\"}"
+#define TO_C   "\"sender\":{\"id\":\"" PAGE "\"},\"recipient\":{\"id\":\"42\"}"
+
+static long
+post_json(it_stack *s, const char *json)
+{
+	it_resp r;
+	long    st = post_signed(s, json, strlen(json), SECRET, &r);
+
+	it_resp_fini(&r);
+	return st;
+}
+
+ASH_TEST(f6_receipts_in_any_order_only_move_forward)
+{
+	it_stack s;
+	char     t[64], k[128];
+
+	start(&s, "mi_order", t, k);
+	channel(&s, t, "messenger", PAGE);
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{" FROM_C ",\"timestamp\":1000,"
+	            "\"message\":{\"mid\":\"in1\",\"text\":\"hi\"}}")),
+	    200);
+	/* The read receipt overtakes the echo of the message it covers. */
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":5000,"
+	                     "\"read\":{\"watermark\":3000}}")),
+	    200);
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" TO_C ",\"timestamp\":2000,"
+	                     "\"message\":{\"mid\":\"out1\",\"is_echo\":true,"
+	                     "\"text\":\"hello\"}}")),
+	    200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT state FROM meta_ingest.messages "
+	                 "WHERE mid = 'out1'"),
+	    "read");
+	/* A late delivery receipt does not take it back to delivered, and
+	 * an older read watermark does not lower the stored one. */
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{" FROM_C ",\"timestamp\":4000,"
+	            "\"delivery\":{\"mids\":[\"out1\"],\"watermark\":2500}}")),
+	    200);
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":4500,"
+	                     "\"read\":{\"watermark\":1500}}")),
+	    200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT state FROM meta_ingest.messages "
+	                 "WHERE mid = 'out1'"),
+	    "read");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT (extract(epoch from read_watermark) * 1000)"
+	                 "::bigint FROM meta_ingest.conversations"),
+	    "3000");
+	/* An echo sent after the watermark stays 'sent'. */
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" TO_C ",\"timestamp\":6000,"
+	                     "\"message\":{\"mid\":\"out2\",\"is_echo\":true,"
+	                     "\"text\":\"again\"}}")),
+	    200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT state FROM meta_ingest.messages "
+	                 "WHERE mid = 'out2'"),
+	    "sent");
+	it_stack_fini(&s);
+}
+
+ASH_TEST(f6_edit_unsend_reaction_and_unreact_in_any_order)
+{
+	it_stack s;
+	char     t[64], k[128];
+
+	start(&s, "mi_edits", t, k);
+	channel(&s, t, "messenger", PAGE);
+	/* The unsend arrives before the message it removes. */
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{" FROM_C ",\"timestamp\":2000,"
+	            "\"message\":{\"mid\":\"gone\",\"is_deleted\":true}}")),
+	    200);
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{" FROM_C ",\"timestamp\":1000,"
+	            "\"message\":{\"mid\":\"gone\",\"text\":\"secret\"}}")),
+	    200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT coalesce(text, '(erased)') || ' ' || "
+	                 "(unsent_at IS NOT NULL) FROM meta_ingest.messages "
+	                 "WHERE mid = 'gone'"),
+	    "(erased) true");
+	/* Edits: the highest edit count wins. */
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":3000,"
+	                     "\"message\":{\"mid\":\"e\",\"text\":\"v0\"}}")),
+	    200);
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":3200,"
+	                     "\"message_edit\":{\"mid\":\"e\",\"text\":\"v2\","
+	                     "\"num_edit\":2}}")),
+	    200);
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":3100,"
+	                     "\"message_edit\":{\"mid\":\"e\",\"text\":\"v1\","
+	                     "\"num_edit\":1}}")),
+	    200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT text || ' ' || edit_count FROM "
+	                 "meta_ingest.messages WHERE mid = 'e'"),
+	    "v2 2");
+	/* React, then a late older unreact: the reaction stays. */
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{" FROM_C ",\"timestamp\":4000,"
+	            "\"reaction\":{\"mid\":\"e\",\"action\":\"react\","
+	            "\"reaction\":\"like\",\"emoji\":\"x\"}}")),
+	    200);
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{" FROM_C ",\"timestamp\":3500,"
+	            "\"reaction\":{\"mid\":\"e\",\"action\":\"unreact\"}}")),
+	    200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT coalesce(reaction, '-') FROM "
+	                 "meta_ingest.reactions"),
+	    "like");
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{" FROM_C ",\"timestamp\":4100,"
+	            "\"reaction\":{\"mid\":\"e\",\"action\":\"unreact\"}}")),
+	    200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT coalesce(reaction, '-') FROM "
+	                 "meta_ingest.reactions"),
+	    "-");
+	it_stack_fini(&s);
+}
+
+/* --- bodies we cannot fully use --- */
+
+ASH_TEST(f6_signed_unparseable_body_is_kept_raw_and_acknowledged)
+{
+	it_stack    s;
+	char        t[64], k[128];
+	const char *junk = "{\"object\":\"page\",\"entry\":[{\"id\":";
+
+	start(&s, "mi_junk", t, k);
+	channel(&s, t, "messenger", PAGE);
+	/* 200: a 5xx would only bring 36 hours of the same bytes. */
+	ASH_T_EQ_INT(post_json(&s, junk), 200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT outcome || ' ' || convert_from(raw, 'UTF8') "
+	                 "FROM meta_ingest.journal"),
+	    "unparseable {\"object\":\"page\",\"entry\":[{\"id\":");
+	/* An event kind we do not know: acknowledged, counted, kept raw. */
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":1,"
+	                     "\"optin\":{\"ref\":\"x\"}}")),
+	    200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT outcome || ' ' || (kinds->>'unknown') || ' ' "
+	                 "|| (raw IS NOT NULL) FROM meta_ingest.journal "
+	                 "ORDER BY id DESC LIMIT 1"),
+	    "stored 1 true");
+	/* A page nobody connected: acknowledged, nothing stored. */
+	ASH_T_EQ_INT(post_vector(&s, "meta-instagram-text.json"), 200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT outcome FROM meta_ingest.journal "
+	                 "ORDER BY id DESC LIMIT 1"),
+	    "unknown_channel");
+	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.messages"), "0");
+	it_stack_fini(&s);
+}
+
+typedef struct jpost {
+	it_stack   *s;
+	const char *json;
+	long        status;
+	pthread_t   t;
+} jpost;
+
+static void *
+jpost_run(void *arg)
+{
+	jpost *p = arg;
+
+	p->status = post_json(p->s, p->json);
+	return NULL;
+}
+
+ASH_TEST(f6_a_poison_post_fails_alone_and_others_in_its_batch_are_stored)
+{
+	it_stack    s;
+	char        t[64], k[128];
+	const char *poison =
+	    ENV("{" FROM_C ",\"timestamp\":\"99999999999999999\","
+	        "\"message\":{\"mid\":\"bad\",\"text\":\"x\"}}");
+	char  good[16][320];
+	jpost p[17];
+
+	start(&s, "mi_poison", t, k);
+	channel(&s, t, "messenger", PAGE);
+	/* A timestamp Postgres cannot represent makes its batch fail; the
+	 * batch is retried hit by hit so only the poison is refused. */
+	p[0] = (jpost) {&s, poison, 0, 0};
+	for (int i = 0; i < 16; i++) {
+		snprintf(good[i], sizeof(good[i]),
+		    ENV("{" FROM_C ",\"timestamp\":%d,\"message\":{\"mid\":"
+		        "\"g%d\",\"text\":\"ok\"}}"),
+		    1000 + i, i);
+		p[i + 1] = (jpost) {&s, good[i], 0, 0};
+	}
+	for (int i = 0; i < 17; i++)
+		pthread_create(&p[i].t, NULL, jpost_run, &p[i]);
+	for (int i = 0; i < 17; i++)
+		pthread_join(p[i].t, NULL);
+	ASH_T_EQ_INT(p[0].status, 500);
+	for (int i = 1; i < 17; i++)
+		ASH_T_EQ_INT(p[i].status, 200);
+	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.messages"), "16");
+	/* The refused POST is journaled with its bytes, to look at later. */
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT count(*) FROM meta_ingest.journal WHERE "
+	                 "outcome = 'failed' AND position('99999999999999999' "
+	                 "in convert_from(raw, 'UTF8')) > 0"),
+	    "1");
+	it_stack_fini(&s);
+}
+
+/* --- the journal, per tenant --- */
+
+ASH_TEST(f6_journal_answers_did_meta_call_per_tenant)
+{
+	it_stack s;
+	it_resp  r;
+	char     t[64], k[128], t2[64], k2[128];
+	size_t   len;
+	char    *body = vector("meta-messenger-text.json", &len);
+
+	start(&s, "mi_journal", t, k);
+	it_tenant_create(&s, "Other", t2, k2);
+	channel(&s, t, "messenger", PAGE);
+	channel(&s, t2, "instagram", IG);
+	ASH_T_EQ_INT(post_vector(&s, "meta-messenger-text.json"), 200);
+	ASH_T_EQ_INT(post_signed(&s, body, len, "forged", &r), 403);
+	it_resp_fini(&r);
+	ASH_T_EQ_INT(post_vector(&s, "meta-instagram-text.json"), 200);
+	it_call(&s, &r, "GET", "/api/v1/channels/meta/journal", k, NULL);
+	ASH_T_EQ_INT(r.status, 200);
+	const cJSON *hits = cJSON_GetObjectItem(r.json, "hits");
+	/* Newest first: the forged POST naming our page (unverified), then
+	 * the stored one; never the other tenant's. */
+	ASH_T_EQ_INT(cJSON_GetArraySize(hits), 2);
+	ASH_T_EQ_STR(
+	    ash_json_str(cJSON_GetArrayItem(hits, 0), "signature"), "invalid");
+	ASH_T_EQ_STR(
+	    ash_json_str(cJSON_GetArrayItem(hits, 1), "outcome"), "stored");
+	int n = 0;
+	ASH_T_OK(
+	    ash_json_get_int(cJSON_GetArrayItem(hits, 1), "new_messages", &n));
+	ASH_T_EQ_INT(n, 1);
+	ASH_T_NOT_CONTAINS(r.body, IG);
+	it_resp_fini(&r);
+	it_call(
+	    &s, &r, "GET", "/api/v1/channels/meta/journal?limit=1", k2, NULL);
+	ASH_T_EQ_INT(
+	    cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "hits")), 1);
+	ASH_T_NOT_CONTAINS(r.body, PAGE);
+	it_resp_fini(&r);
+	free(body);
+	it_stack_fini(&s);
+}
+
+/* --- the inbox ops --- */
+
+static void
+seed_conversations(it_stack *s, int n)
+{
+	char json[512];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(json, sizeof(json),
+		    ENV("{\"sender\":{\"id\":\"%d\"},\"recipient\":{\"id\":"
+		        "\"" PAGE
+		        "\"},\"timestamp\":%d,\"message\":{\"mid\":\"m%d\","
+		        "\"text\":\"hello %d\"}}"),
+		    1000 + i, 10000 + i, i, i);
+		ASH_T_EQ_INT(post_json(s, json), 200);
+	}
+}
+
+ASH_TEST(conv_list_pages_through_every_conversation_once)
+{
+	it_stack s;
+	it_resp  r;
+	char     t[64], k[128], path[256], seen[7][40];
+	int      total = 0;
+
+	start(&s, "mi_list", t, k);
+	channel(&s, t, "messenger", PAGE);
+	seed_conversations(&s, 7);
+	snprintf(path, sizeof(path), "/api/v1/conversations?limit=3");
+	for (int page = 0; page < 5; page++) {
+		it_call(&s, &r, "GET", path, k, NULL);
+		ASH_T_EQ_INT(r.status, 200);
+		const cJSON *c;
+		cJSON_ArrayForEach(
+		    c, cJSON_GetObjectItem(r.json, "conversations"))
+		{
+			ASH_T_TRUE(total < 7);
+			snprintf(
+			    seen[total++], 40, "%s", ash_json_str(c, "id"));
+		}
+		const char *next = ash_json_str(r.json, "next_cursor");
+		if (next == NULL) {
+			it_resp_fini(&r);
+			break;
+		}
+		snprintf(path, sizeof(path),
+		    "/api/v1/conversations?limit=3&cursor=%s", next);
+		it_resp_fini(&r);
+	}
+	ASH_T_EQ_INT(total, 7);
+	for (int i = 0; i < 7; i++)
+		for (int j = i + 1; j < 7; j++)
+			ASH_T_TRUE(strcmp(seen[i], seen[j]) != 0);
+	/* Newest first: the last seeded conversation leads. */
+	snprintf(
+	    path, sizeof(path), "/api/v1/conversations/%s/messages", seen[0]);
+	it_call(&s, &r, "GET", path, k, NULL);
+	ASH_T_EQ_STR(
+	    ash_json_str(
+	        cJSON_GetArrayItem(cJSON_GetObjectItem(r.json, "messages"), 0),
+	        "text"),
+	    "hello 6");
+	it_resp_fini(&r);
+	it_call(&s, &r, "GET", "/api/v1/conversations?cursor=bogus", k, NULL);
+	ASH_T_EQ_INT(r.status, 400);
+	it_resp_fini(&r);
+	it_stack_fini(&s);
+}
+
+ASH_TEST(p23_another_tenant_sees_nothing_of_a_conversation)
+{
+	it_stack s;
+	it_resp  r;
+	char     t[64], k[128], t2[64], k2[128], path[160], id[40];
+
+	start(&s, "mi_iso", t, k);
+	it_tenant_create(&s, "Other", t2, k2);
+	channel(&s, t, "messenger", PAGE);
+	seed_conversations(&s, 1);
+	snprintf(id, sizeof(id), "%s",
+	    q(&s, "SELECT id FROM meta_ingest.conversations"));
+	it_call(&s, &r, "GET", "/api/v1/conversations", k2, NULL);
+	ASH_T_EQ_INT(
+	    cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "conversations")),
+	    0);
+	it_resp_fini(&r);
+	snprintf(path, sizeof(path), "/api/v1/conversations/%s", id);
+	it_call(&s, &r, "GET", path, k2, NULL);
+	ASH_T_EQ_INT(r.status, 404);
+	it_resp_fini(&r);
+	it_call(&s, &r, "PATCH", path, k2, "{\"status\":\"closed\"}");
+	ASH_T_EQ_INT(r.status, 404);
+	it_resp_fini(&r);
+	it_call(&s, &r, "DELETE", path, k2, NULL);
+	ASH_T_EQ_INT(r.status, 404);
+	it_resp_fini(&r);
+	snprintf(path, sizeof(path), "/api/v1/conversations/%s/messages", id);
+	it_call(&s, &r, "GET", path, k2, NULL);
+	ASH_T_EQ_INT(
+	    cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "messages")), 0);
+	it_resp_fini(&r);
+	/* The owner can close it. */
+	snprintf(path, sizeof(path), "/api/v1/conversations/%s", id);
+	it_call(&s, &r, "PATCH", path, k, "{\"status\":\"closed\"}");
+	ASH_T_EQ_INT(r.status, 200);
+	ASH_T_EQ_STR(ash_json_str(cJSON_GetObjectItem(r.json, "conversation"),
+	                 "status"),
+	    "closed");
+	it_resp_fini(&r);
+	it_call(&s, &r, "PATCH", path, k, "{\"status\":\"archived\"}");
+	ASH_T_EQ_INT(r.status, 400);
+	it_resp_fini(&r);
+	it_stack_fini(&s);
+}
+
+ASH_TEST(p16_deleting_a_conversation_removes_all_of_it)
+{
+	it_stack s;
+	it_resp  r;
+	char     t[64], k[128], path[160];
+
+	start(&s, "mi_delete", t, k);
+	channel(&s, t, "messenger", PAGE);
+	seed_conversations(&s, 2);
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{\"sender\":{\"id\":\"1000\"},"
+	                     "\"recipient\":{\"id\":\"" PAGE "\"},"
+	                     "\"timestamp\":20000,\"reaction\":{\"mid\":"
+	                     "\"m0\",\"action\":\"react\",\"reaction\":"
+	                     "\"love\"}}")),
+	    200);
+	snprintf(path, sizeof(path), "/api/v1/conversations/%s",
+	    q(&s,
+	        "SELECT v.id FROM meta_ingest.conversations v JOIN "
+	        "meta_ingest.participants p ON p.id = v.participant_id "
+	        "WHERE p.external_id = '1000'"));
+	it_call(&s, &r, "DELETE", path, k, NULL);
+	ASH_T_EQ_INT(r.status, 200);
+	it_resp_fini(&r);
+	/* Nothing of it is left: messages, reaction, reply job, person. */
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT count(*) FROM meta_ingest.messages WHERE "
+	                 "mid = 'm0'"),
+	    "0");
+	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.reactions"), "0");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT count(*) FROM meta_ingest.participants "
+	                 "WHERE external_id = '1000'"),
+	    "0");
+	ASH_T_EQ_STR(
+	    q(&s, "SELECT count(*) FROM meta_ingest.reply_jobs"), "1");
+	/* The other conversation is untouched. */
+	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.messages"), "1");
+	it_call(&s, &r, "DELETE", path, k, NULL);
+	ASH_T_EQ_INT(r.status, 404);
+	it_resp_fini(&r);
+	it_stack_fini(&s);
+}
+
+/* One request straight to meta-ingest's bus, as ai-router will send it. */
+static cJSON *
+bus_call(it_stack *s, const char *op, const char *role, const char *body)
+{
+	nng_socket sock;
+	char       url[64], env[1024], *buf = NULL;
+	size_t     n;
+	cJSON     *rep = NULL;
+
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d",
+	    s->bus_port[ASH_SVC_META_INGEST]);
+	snprintf(env, sizeof(env),
+	    "{\"v\":1,\"op\":\"%s\",\"id\":\"r-it\",\"principal\":{\"role\":"
+	    "\"%s\"},\"deadline_ms\":%lld,\"body\":%s}",
+	    op, role, (long long) ash_wall_ms() + 5000, body);
+	ASH_T_EQ_INT(nng_req0_open(&sock), 0);
+	nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 5000);
+	ASH_T_EQ_INT(nng_dial(sock, url, NULL, 0), 0);
+	ASH_T_EQ_INT(nng_send(sock, env, strlen(env), 0), 0);
+	ASH_T_EQ_INT(nng_recv(sock, &buf, &n, NNG_FLAG_ALLOC), 0);
+	ASH_T_OK(ash_json_parse(buf, n, &rep));
+	nng_free(buf, n);
+	nng_close(sock);
+	return rep;
+}
+
+ASH_TEST(f2_reply_jobs_are_claimed_once_and_completed)
+{
+	it_stack s;
+	char     t[64], k[128], body[128];
+	cJSON   *rep, *again;
+
+	start(&s, "mi_jobs", t, k);
+	channel(&s, t, "messenger", PAGE);
+	seed_conversations(&s, 3);
+	rep = bus_call(&s, "conv.jobs.claim", "api", "{}");
+	ASH_T_CONTAINS(ash_json_str(cJSON_GetObjectItem(rep, "error"), "code"),
+	    "forbidden"); /* only services claim jobs */
+	cJSON_Delete(rep);
+	rep = bus_call(&s, "conv.jobs.claim", "service", "{\"limit\":2}");
+	const cJSON *jobs =
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(rep, "body"), "jobs");
+	ASH_T_EQ_INT(cJSON_GetArraySize(jobs), 2);
+	ASH_T_EQ_STR(
+	    ash_json_str(cJSON_GetArrayItem(jobs, 0), "tenant_id"), t);
+	/* Leased jobs are not handed out twice. */
+	again = bus_call(&s, "conv.jobs.claim", "service", "{\"limit\":10}");
+	ASH_T_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(
+	                 cJSON_GetObjectItem(again, "body"), "jobs")),
+	    1);
+	cJSON_Delete(again);
+	snprintf(body, sizeof(body), "{\"id\":\"%s\",\"outcome\":\"done\"}",
+	    ash_json_str(cJSON_GetArrayItem(jobs, 0), "id"));
+	again = bus_call(&s, "conv.jobs.complete", "service", body);
+	ASH_T_TRUE(ash_json_bool(
+	    cJSON_GetObjectItem(again, "body"), "completed", false));
+	cJSON_Delete(again);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT string_agg(state, ',' ORDER BY state) FROM "
+	                 "meta_ingest.reply_jobs"),
+	    "claimed,claimed,done");
+	cJSON_Delete(rep);
+	it_stack_fini(&s);
+}
+
+ASH_TEST(f2_new_inbound_message_is_announced_after_commit)
+{
+	it_stack   s;
+	char       t[64], k[128], url[64], *buf = NULL;
+	size_t     n;
+	nng_socket sub;
+
+	start(&s, "mi_event", t, k);
+	channel(&s, t, "messenger", PAGE);
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d",
+	    s.events_port[ASH_SVC_META_INGEST]);
+	ASH_T_EQ_INT(nng_sub0_open(&sub), 0);
+	nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "conv.message.in ", 16);
+	nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 5000);
+	ASH_T_EQ_INT(nng_dial(sub, url, NULL, 0), 0);
+	usleep(200000); /* pub/sub drops what is sent before we connect */
+	ASH_T_EQ_INT(post_vector(&s, "meta-messenger-text.json"), 200);
+	ASH_T_EQ_INT(nng_recv(sub, &buf, &n, NNG_FLAG_ALLOC), 0);
+	char *text = ash_xstrndup(buf, n);
+	nng_free(buf, n);
+	ASH_T_CONTAINS(text, t);
+	ASH_T_CONTAINS(text, "\"channel\":\"messenger\"");
+	/* The announced message is already committed. */
+	char        sql[256];
+	const char *mid = strstr(text, "\"message_id\":\"");
+	ASH_T_NOT_NULL(mid);
+	snprintf(sql, sizeof(sql),
+	    "SELECT count(*) FROM meta_ingest.messages WHERE id = '%.36s'",
+	    mid + 14);
+	ASH_T_EQ_STR(q(&s, sql), "1");
+	free(text);
+	nng_close(sub);
+	it_stack_fini(&s);
+}
+
+/* --- durability: Postgres goes away mid-POST --- */
+
+static void
+pg_script(const char *cmd, const char *dir, int port, char *out, size_t cap)
+{
+	char  line[512];
+	FILE *p;
+
+	snprintf(line, sizeof(line), "%s/scripts/pg %s %s %d 2>&1",
+	    getenv("ASH_SOURCE_DIR"), cmd, dir, port);
+	p = popen(line, "r");
+	ASH_T_NOT_NULL(p);
+	if (out != NULL) {
+		out[0] = '\0';
+		if (fgets(out, (int) cap, p) != NULL)
+			out[strcspn(out, "\n")] = '\0';
+	} else {
+		while (fgets(line, sizeof(line), p) != NULL)
+			;
+	}
+	ASH_T_EQ_INT(pclose(p), 0);
+}
+
+typedef struct bg_post {
+	it_stack *s;
+	long      status;
+	pthread_t t;
+} bg_post;
+
+static void *
+bg_post_run(void *arg)
+{
+	bg_post *b = arg;
+
+	b->status = post_vector(b->s, "meta-messenger-image.json");
+	return NULL;
+}
+
+static void
+wait_locked(const char *admin)
+{
+	for (int i = 0; i < 500; i++) {
+		if (strcmp(it_pg_exec(admin,
+		               "SELECT count(*) FROM pg_stat_activity WHERE "
+		               "usename = 'ashoon_meta_ingest' AND "
+		               "wait_event_type = 'Lock'"),
+		        "0") != 0)
+			return;
+		usleep(10000);
+	}
+	ASH_T_FAILF("the ingest never waited for the lock");
+}
+
+ASH_TEST(f6_postgres_down_mid_post_gives_5xx_and_redelivery_is_stored_once)
+{
+	it_stack s;
+	char     t[64], k[128], dir[64], dsn[256], sql[128];
+	int      port = it_free_port();
+	bg_post  b;
+
+	/* A cluster of our own: stopping the shared one would break the
+	 * tests running beside this one. */
+	snprintf(dir, sizeof(dir), "/tmp/ash-it-pgdown-%d", (int) getpid());
+	pg_script("start", dir, port, dsn, sizeof(dsn));
+	setenv("ASH_IT_PG", dsn, 1);
+	start(&s, "mi_pgdown", t, k);
+	channel(&s, t, "messenger", PAGE);
+	ASH_T_EQ_INT(post_vector(&s, "meta-messenger-text.json"), 200);
+	/* Hold the messages table so the next commit is in flight... */
+	PGconn *lock = PQconnectdb(s.dsn);
+	PQclear(PQexec(lock,
+	    "BEGIN; LOCK TABLE meta_ingest.messages IN "
+	    "ACCESS EXCLUSIVE MODE"));
+	b = (bg_post) {&s, 0, 0};
+	pthread_create(&b.t, NULL, bg_post_run, &b);
+	wait_locked(dsn);
+	/* ...and take Postgres away under it. */
+	pg_script("down", dir, port, NULL, 0);
+	PQfinish(lock);
+	pthread_join(b.t, NULL);
+	ASH_T_TRUE(b.status >= 500 && b.status <= 599);
+	ASH_T_TRUE(post_vector(&s, "meta-messenger-image.json") >= 500);
+	pg_script("up", dir, port, NULL, 0);
+	/* Meta redelivers until it gets a 200: the pool reconnects with
+	 * backoff, so the first tries may still be 503. */
+	long st = 0;
+	for (int i = 0; i < 100 && st != 200; i++) {
+		st = post_vector(&s, "meta-messenger-image.json");
+		if (st != 200)
+			usleep(100000);
+	}
+	ASH_T_EQ_INT(st, 200);
+	ASH_T_EQ_INT(post_vector(&s, "meta-messenger-image.json"), 200);
+	/* Stored once, and nothing half-stored from the failed attempts. */
+	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.messages"), "2");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT count(*) FROM meta_ingest.messages WHERE "
+	                 "kind = 'attachment'"),
+	    "1");
+	ASH_T_EQ_STR(
+	    q(&s, "SELECT count(*) FROM meta_ingest.reply_jobs"), "2");
+	snprintf(sql, sizeof(sql),
+	    "SELECT count(*) FROM meta_ingest.journal "
+	    "WHERE outcome = 'stored'");
+	ASH_T_EQ_STR(q(&s, sql), "3");
+	it_stack_fini(&s);
+	it_cleanup();
+	pg_script("stop", dir, port, NULL, 0);
+}
+
+ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
+    ASH_TEST_ENTRY(
+        f6_signature_missing_wrong_or_other_secret_stores_only_a_journal_line),
+    ASH_TEST_ENTRY(f6_every_vector_is_stored_with_its_kind),
+    ASH_TEST_ENTRY(f6_redelivered_and_concurrent_duplicates_are_stored_once),
+    ASH_TEST_ENTRY(f6_receipts_in_any_order_only_move_forward),
+    ASH_TEST_ENTRY(f6_edit_unsend_reaction_and_unreact_in_any_order),
+    ASH_TEST_ENTRY(f6_signed_unparseable_body_is_kept_raw_and_acknowledged),
+    ASH_TEST_ENTRY(
+        f6_a_poison_post_fails_alone_and_others_in_its_batch_are_stored),
+    ASH_TEST_ENTRY(f6_journal_answers_did_meta_call_per_tenant),
+    ASH_TEST_ENTRY(conv_list_pages_through_every_conversation_once),
+    ASH_TEST_ENTRY(p23_another_tenant_sees_nothing_of_a_conversation),
+    ASH_TEST_ENTRY(p16_deleting_a_conversation_removes_all_of_it),
+    ASH_TEST_ENTRY(f2_reply_jobs_are_claimed_once_and_completed),
+    ASH_TEST_ENTRY(f2_new_inbound_message_is_announced_after_commit),
+    ASH_TEST_ENTRY(
+        f6_postgres_down_mid_post_gives_5xx_and_redelivery_is_stored_once))

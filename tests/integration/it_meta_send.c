@@ -1,0 +1,908 @@
+/*
+ * Integration: sending on Messenger and Instagram - the real gateway and
+ * meta-ingest on a real Postgres, Meta replaced by tests/fakes/fake_graph.
+ * Each case checks the exact request the fake received (or that none
+ * came), the stored row, and the API's answer: the window policy, retries
+ * after throttling, 190 and re-authentication, resend, idempotency,
+ * typing and the handover protocol.
+ */
+#include "it.h"
+#include "it_fake.h"
+
+#include <ashoon/json.h>
+#include <ashoon/loop.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TOKEN   "EAAGpagetokenFORtests0123456789"
+#define IGTOKEN "IGQVJigtokenFORtests0123456789"
+#define PAGE    "104857601234567"
+#define IG      "17841405822304914"
+#define PSID    "6523918847201937"
+#define IGSID   "5523918847201938"
+#define APP     "987654321012345"
+#define MASTER  "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+#define INBOX   263902037430900.0 /* Meta's Page Inbox app id */
+
+/* One case's world: the fake, the stack, a tenant with a channel and one
+ * conversation. */
+typedef struct world {
+	it_fake  f;
+	it_stack s;
+	char     tenant[64], key[128];
+	char     channel[64], conv[64];
+} world;
+
+/* --- fixtures ----------------------------------------------------------- */
+
+static const char *q(world *w, const char *fmt, ...) ASH_PRINTF(2, 3);
+
+/* First column of the first row of an admin query (static buffer). */
+static const char *
+q(world *w, const char *fmt, ...)
+{
+	char    sql[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof(sql), fmt, ap);
+	va_end(ap);
+	return it_pg_exec(w->s.dsn, sql);
+}
+
+/* Connects a channel through the API (the real connect path: the token is
+ * checked with the fake and sealed by meta-ingest). */
+static void
+connect_channel(world *w, const char *body)
+{
+	it_resp r;
+
+	it_call(&w->s, &r, "POST", "/api/v1/channels/meta", w->key, body);
+	if (r.status != 201)
+		ASH_T_FAILF("connect: %ld %s", r.status, r.body);
+	snprintf(w->channel, sizeof(w->channel), "%s",
+	    ash_json_str(cJSON_GetObjectItem(r.json, "channel"), "id"));
+	it_resp_fini(&r);
+}
+
+/* A conversation with customer ext whose last message was `age` ago (a
+ * Postgres interval; NULL: the customer never wrote). The profile counts
+ * as fetched so no other Graph call interferes. */
+static void
+conversation(world *w, const char *ext, const char *age)
+{
+	char when[96];
+
+	snprintf(when, sizeof(when), age ? "now() - interval '%s'" : "NULL",
+	    age ? age : "");
+	snprintf(w->conv, sizeof(w->conv), "%s",
+	    q(w,
+	        "WITH p AS (INSERT INTO meta_ingest.participants "
+	        "(tenant_id, channel_id, external_id, profile_state) "
+	        "VALUES ('%s', '%s', '%s', 'fetched') RETURNING id) "
+	        "INSERT INTO meta_ingest.conversations (tenant_id, "
+	        "channel_id, participant_id, last_customer_msg_at) "
+	        "SELECT '%s', '%s', p.id, %s FROM p RETURNING id",
+	        w->tenant, w->channel, ext, w->tenant, w->channel, when));
+}
+
+/* extra: one more "K=V" for every service, or NULL. */
+static void
+world_start(world *w, const char *tag, const char *extra)
+{
+	char kv[160];
+
+	memset(w, 0, sizeof(*w));
+	it_fake_start(&w->f, tag);
+	it_stack_init(&w->s, tag);
+	snprintf(kv, sizeof(kv), "META_GRAPH_URL=%s", w->f.base);
+	it_stack_env(&w->s, kv);
+	snprintf(kv, sizeof(kv), "META_IG_GRAPH_URL=%s", w->f.base);
+	it_stack_env(&w->s, kv);
+	it_stack_env(&w->s, "META_APP_ID=" APP);
+	it_stack_env(
+	    &w->s, "META_APP_SECRET=3f6a1c9e8b7d4f20a5c1e9d7b3f8a6c2");
+	it_stack_env(&w->s, "ASHOON_MASTER_KEY=" MASTER);
+	it_stack_env(&w->s, "ASHOON_META_SENDER_POLL_MS=100");
+	if (extra != NULL)
+		it_stack_env(&w->s, extra);
+	it_stack_start_all(&w->s);
+	it_tenant_create(&w->s, "Shop", w->tenant, w->key);
+}
+
+/* The usual world: a Messenger Page and a customer who wrote `age` ago. */
+static void
+messenger_world(world *w, const char *tag, const char *age, const char *extra)
+{
+	world_start(w, tag, extra);
+	it_fake_token(&w->f, TOKEN, "{\"id\":\"" PAGE "\",\"name\":\"Acme\"}");
+	connect_channel(w,
+	    "{\"kind\":\"messenger\",\"external_id\":\"" PAGE
+	    "\",\"access_token\":\"" TOKEN "\"}");
+	conversation(w, PSID, age);
+}
+
+static void
+world_stop(world *w)
+{
+	it_proc *mi = w->s.procs[ASH_SVC_META_INGEST];
+
+	/* No token in any log line of the service (if still running: a
+	 * case that stopped it checks its own exit). */
+	ASH_T_TRUE(mi == NULL || !it_proc_log_has(mi, TOKEN));
+	ASH_T_TRUE(mi == NULL || !it_proc_log_has(mi, IGTOKEN));
+	it_stack_fini(&w->s);
+	it_fake_stop(&w->f);
+}
+
+/* --- calls -------------------------------------------------------------- */
+
+/* POST /api/v1/conversations/{conv}/messages; returns the status. */
+static long
+send_msg(world *w, const char *key, const char *body, it_resp *r)
+{
+	char path[160];
+
+	snprintf(
+	    path, sizeof(path), "/api/v1/conversations/%s/messages", w->conv);
+	it_call(&w->s, r, "POST", path, key, body);
+	return r->status;
+}
+
+/* Sends body, expects 202, returns the new message id in id. */
+static void
+send_ok(world *w, const char *body, char id[64])
+{
+	it_resp r;
+
+	if (send_msg(w, w->key, body, &r) != 202)
+		ASH_T_FAILF("send: %ld %s", r.status, r.body);
+	snprintf(id, 64, "%s",
+	    ash_json_str(cJSON_GetObjectItem(r.json, "message"), "id"));
+	it_resp_fini(&r);
+}
+
+/* Waits for the message's state (fails the case after ms). */
+static void
+wait_state(world *w, const char *id, const char *want, int ms)
+{
+	const char *got = "";
+
+	for (int t = 0; t < ms; t += 50) {
+		got = q(w,
+		    "SELECT state FROM meta_ingest.messages WHERE id = "
+		    "'%s'",
+		    id);
+		if (strcmp(got, want) == 0)
+			return;
+		usleep(50 * 1000);
+	}
+	ASH_T_FAILF("message %s: state %s, want %s", id, got, want);
+}
+
+/* One request straight to meta-ingest's bus for this world's tenant (for
+ * ops without an HTTP route). Returns the reply envelope. */
+static cJSON *
+bus_call(world *w, const char *op, const char *body)
+{
+	nng_socket sock;
+	char       url[64], env[1024], *buf = NULL;
+	size_t     n;
+	cJSON     *rep = NULL;
+
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d",
+	    w->s.bus_port[ASH_SVC_META_INGEST]);
+	snprintf(env, sizeof(env),
+	    "{\"v\":1,\"op\":\"%s\",\"id\":\"r-it-send\",\"tenant\":\"%s\","
+	    "\"principal\":{\"user\":\"u-1\",\"role\":\"agent\"},"
+	    "\"deadline_ms\":%lld,\"body\":%s}",
+	    op, w->tenant, (long long) ash_wall_ms() + 5000, body);
+	ASH_T_EQ_INT(nng_req0_open(&sock), 0);
+	nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 5000);
+	ASH_T_EQ_INT(nng_dial(sock, url, NULL, 0), 0);
+	ASH_T_EQ_INT(nng_send(sock, env, strlen(env), 0), 0);
+	ASH_T_EQ_INT(nng_recv(sock, &buf, &n, NNG_FLAG_ALLOC), 0);
+	ASH_T_OK(ash_json_parse(buf, n, &rep));
+	nng_free(buf, n);
+	nng_close(sock);
+	return rep;
+}
+
+/* The recorded calls ending with suffix; *n gets their count. */
+static cJSON *
+calls(world *w, const char *suffix, int *n)
+{
+	cJSON *c = it_fake_calls(&w->f, suffix);
+
+	*n = cJSON_GetArraySize(c);
+	return c;
+}
+
+/* The JSON body of recorded call i (parsed; caller frees). */
+static cJSON *
+call_body(const cJSON *calls, int i)
+{
+	const char *b = ash_json_str(cJSON_GetArrayItem(calls, i), "body");
+	cJSON      *doc;
+
+	ASH_T_NOT_NULL(b);
+	ASH_T_OK(ash_json_parse(b, strlen(b), &doc));
+	return doc;
+}
+
+/* Checks the exact Send API request of call i. */
+static void
+check_send(const cJSON *cs, int i, const char *id, const char *type,
+    const char *tag, const char *text)
+{
+	const cJSON *c = cJSON_GetArrayItem(cs, i);
+	cJSON       *b = call_body(cs, i);
+	const cJSON *m = cJSON_GetObjectItem(b, "message");
+	char         meta[80];
+
+	ASH_T_EQ_STR(ash_json_str(c, "method"), "POST");
+	ASH_T_EQ_STR(ash_json_str(c, "path"), "/v23.0/me/messages");
+	ASH_T_CONTAINS(ash_json_str(c, "content_type"), "application/json");
+	ASH_T_EQ_STR(
+	    ash_json_str(cJSON_GetObjectItem(b, "recipient"), "id"), PSID);
+	ASH_T_EQ_STR(ash_json_str(b, "messaging_type"), type);
+	if (tag == NULL)
+		ASH_T_NULL(cJSON_GetObjectItem(b, "tag"));
+	else
+		ASH_T_EQ_STR(ash_json_str(b, "tag"), tag);
+	ASH_T_EQ_STR(ash_json_str(m, "text"), text);
+	snprintf(meta, sizeof(meta), "ashoon:%s", id);
+	ASH_T_EQ_STR(ash_json_str(m, "metadata"), meta);
+	cJSON_Delete(b);
+}
+
+/* Checks that the Page token went as ?access_token=, as Graph wants. */
+static void
+check_page_auth(const cJSON *cs, int i)
+{
+	const cJSON *c = cJSON_GetArrayItem(cs, i);
+
+	ASH_T_EQ_STR(ash_json_str(c, "auth"), "query");
+	ASH_T_EQ_STR(ash_json_str(c, "token"), TOKEN);
+}
+
+/* meta-ingest's /metrics contains line. */
+static void
+check_metric(world *w, const char *line)
+{
+	it_resp r;
+	char    url[96];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics",
+	    w->s.metrics_port[ASH_SVC_META_INGEST]);
+	it_http(&r, "GET", url, NULL, NULL, 0);
+	ASH_T_EQ_INT(r.status, 200);
+	ASH_T_CONTAINS(r.body, line);
+	it_resp_fini(&r);
+}
+
+/* --- the window policy -------------------------------------------------- */
+
+ASH_TEST(ai_reply_within_24h_goes_as_response_with_our_metadata)
+{
+	world        w;
+	it_resp      r;
+	cJSON       *cs;
+	const cJSON *m;
+	char         id[64];
+	int          n;
+
+	messenger_world(&w, "send_ai_24h", "1 hour", NULL);
+	ASH_T_EQ_INT(send_msg(&w, w.key,
+	                 "{\"text\":\"Your order left the warehouse.\","
+	                 "\"author\":\"ai\"}",
+	                 &r),
+	    202);
+	m = cJSON_GetObjectItem(r.json, "message");
+	snprintf(id, sizeof(id), "%s", ash_json_str(m, "id"));
+	/* Answered from the stored row: queued, marked as AI. */
+	ASH_T_EQ_STR(ash_json_str(m, "state"), "queued");
+	ASH_T_EQ_STR(ash_json_str(m, "author"), "ai");
+	ASH_T_TRUE(cJSON_IsTrue(cJSON_GetObjectItem(m, "ai_generated")));
+	ASH_T_EQ_STR(ash_json_str(m, "messaging_type"), "RESPONSE");
+	ASH_T_TRUE(cJSON_IsNull(cJSON_GetObjectItem(m, "tag")));
+	it_resp_fini(&r);
+	wait_state(&w, id, "sent", 15000);
+	cs = calls(&w, "/messages", &n);
+	ASH_T_EQ_INT(n, 1);
+	check_send(
+	    cs, 0, id, "RESPONSE", NULL, "Your order left the warehouse.");
+	check_page_auth(cs, 0);
+	cJSON_Delete(cs);
+	/* Meta's message_id is our mid; the author is the API key. */
+	ASH_T_CONTAINS(
+	    q(&w, "SELECT mid FROM meta_ingest.messages WHERE id = '%s'", id),
+	    "m_fake_");
+	ASH_T_EQ_STR(
+	    q(&w,
+	        "SELECT author || '/' || ai_generated || '/' || "
+	        "(author_ref LIKE 'key:%%') FROM meta_ingest.messages "
+	        "WHERE id = '%s'",
+	        id),
+	    "ai/true/true");
+	world_stop(&w);
+}
+
+ASH_TEST(human_reply_after_30h_goes_with_human_agent_tag)
+{
+	world  w;
+	cJSON *cs;
+	char   id[64];
+	int    n;
+
+	messenger_world(&w, "send_human_30h", "30 hours", NULL);
+	send_ok(&w, "{\"text\":\"Hi, this is Sam following up.\"}", id);
+	wait_state(&w, id, "sent", 15000);
+	cs = calls(&w, "/messages", &n);
+	ASH_T_EQ_INT(n, 1);
+	check_send(cs, 0, id, "MESSAGE_TAG", "HUMAN_AGENT",
+	    "Hi, this is Sam following up.");
+	cJSON_Delete(cs);
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT author || '/' || ai_generated || '/' || tag "
+	                 "FROM meta_ingest.messages WHERE id = '%s'",
+	                 id),
+	    "agent/false/HUMAN_AGENT");
+	world_stop(&w);
+}
+
+/* A refused send: 409 naming the stored row, the row says why, and
+ * nothing reaches Meta (the sender polls every 100 ms: a second is ten
+ * chances to get it wrong). */
+static void
+check_refused(world *w, const char *body, const char *why)
+{
+	it_resp r;
+	char    id[64];
+	int     n;
+
+	ASH_T_EQ_INT(send_msg(w, w->key, body, &r), 409);
+	ASH_T_EQ_STR(it_resp_code(&r), "conflict");
+	snprintf(id, sizeof(id), "%s",
+	    q(w,
+	        "SELECT id FROM meta_ingest.messages WHERE "
+	        "conversation_id = '%s'",
+	        w->conv));
+	ASH_T_CONTAINS(r.body, "messaging window closed");
+	ASH_T_CONTAINS(r.body, id);
+	it_resp_fini(&r);
+	ASH_T_EQ_STR(q(w,
+	                 "SELECT state FROM meta_ingest.messages WHERE id = "
+	                 "'%s'",
+	                 id),
+	    "refused");
+	ASH_T_CONTAINS(q(w,
+	                   "SELECT failure_reason FROM meta_ingest.messages "
+	                   "WHERE id = '%s'",
+	                   id),
+	    why);
+	usleep(1000 * 1000);
+	cJSON_Delete(calls(w, "/messages", &n));
+	ASH_T_EQ_INT(n, 0);
+	ASH_T_EQ_STR(q(w,
+	                 "SELECT state FROM meta_ingest.messages WHERE id = "
+	                 "'%s'",
+	                 id),
+	    "refused");
+}
+
+ASH_TEST(ai_reply_after_30h_is_refused_and_stored)
+{
+	world w;
+
+	messenger_world(&w, "send_ai_30h", "30 hours", NULL);
+	check_refused(&w,
+	    "{\"text\":\"Automated follow-up\",\"author\":\"ai\"}",
+	    "HUMAN_AGENT");
+	check_metric(&w, "ashoon_meta_sends_total{result=\"refused\"} 1");
+	world_stop(&w);
+}
+
+ASH_TEST(human_reply_after_8_days_is_refused_and_stored)
+{
+	world w;
+
+	messenger_world(&w, "send_human_8d", "8 days", NULL);
+	check_refused(&w, "{\"text\":\"Are you still there?\"}", "7 days");
+	world_stop(&w);
+}
+
+/* --- failures and retries ----------------------------------------------- */
+
+ASH_TEST(throttled_613_is_retried_then_sent)
+{
+	world  w;
+	cJSON *cs;
+	char   id[64];
+	int    n;
+
+	messenger_world(&w, "send_613", "1 hour", NULL);
+	it_fake_script(&w.f,
+	    "{\"method\":\"POST\",\"path_suffix\":\"/messages\","
+	    "\"status\":400,\"times\":1,\"body\":{\"error\":{\"message\":"
+	    "\"Calls to this api have exceeded the rate limit.\",\"type\":"
+	    "\"OAuthException\",\"code\":613,\"fbtrace_id\":\"T613x\"}}}");
+	send_ok(&w, "{\"text\":\"One moment please\"}", id);
+	wait_state(&w, id, "sent", 20000);
+	ASH_T_EQ_STR(
+	    q(&w, "SELECT attempts FROM meta_ingest.messages WHERE id = '%s'",
+	        id),
+	    "2");
+	cs = calls(&w, "/messages", &n);
+	ASH_T_EQ_INT(n, 2);
+	ASH_T_EQ_INT(
+	    cJSON_GetObjectItem(cJSON_GetArrayItem(cs, 0), "status")->valueint,
+	    400);
+	check_send(cs, 1, id, "RESPONSE", NULL, "One moment please");
+	cJSON_Delete(cs);
+	/* The failure was logged with its trace id; the channel is usable
+	 * again and the row carries no failure. */
+	ASH_T_TRUE(it_proc_log_has(w.s.procs[ASH_SVC_META_INGEST], "T613x"));
+	check_metric(&w, "ashoon_meta_sends_total{result=\"retry\"} 1");
+	check_metric(&w, "ashoon_meta_sends_total{result=\"sent\"} 1");
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT coalesce(failure_reason, 'none') FROM "
+	                 "meta_ingest.messages WHERE id = '%s'",
+	                 id),
+	    "none");
+	for (int t = 0; t < 50 &&
+	     strcmp(q(&w,
+	                "SELECT status FROM "
+	                "meta_ingest.channels WHERE id = "
+	                "'%s'",
+	                w.channel),
+	         "ok") != 0;
+	     t++)
+		usleep(100 * 1000);
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT status FROM meta_ingest.channels WHERE id = "
+	                 "'%s'",
+	                 w.channel),
+	    "ok");
+	world_stop(&w);
+}
+
+ASH_TEST(revoked_token_190_fails_at_once_and_marks_channel)
+{
+	world        w;
+	it_resp      r;
+	const cJSON *ch;
+	char         id[64];
+	int          n;
+
+	messenger_world(&w, "send_190", "1 hour", NULL);
+	it_fake_revoke(&w.f, TOKEN);
+	send_ok(&w, "{\"text\":\"Hello?\"}", id);
+	wait_state(&w, id, "failed", 15000);
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT failure_code || '/' || attempts FROM "
+	                 "meta_ingest.messages WHERE id = '%s'",
+	                 id),
+	    "190/1");
+	ASH_T_CONTAINS(q(&w,
+	                   "SELECT failure_reason FROM meta_ingest.messages "
+	                   "WHERE id = '%s'",
+	                   id),
+	    "Graph error 190");
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT status FROM meta_ingest.channels WHERE id = "
+	                 "'%s'",
+	                 w.channel),
+	    "needs_reauth");
+	/* The channel list shows it too. */
+	it_call(&w.s, &r, "GET", "/api/v1/channels/meta", w.key, NULL);
+	ASH_T_EQ_INT(r.status, 200);
+	ch = cJSON_GetArrayItem(cJSON_GetObjectItem(r.json, "channels"), 0);
+	ASH_T_EQ_STR(ash_json_str(ch, "status"), "needs_reauth");
+	it_resp_fini(&r);
+	/* Never retried. */
+	usleep(500 * 1000);
+	cJSON_Delete(calls(&w, "/messages", &n));
+	ASH_T_EQ_INT(n, 1);
+	world_stop(&w);
+}
+
+ASH_TEST(permanent_failure_then_resend_is_sent)
+{
+	world        w;
+	it_resp      r;
+	cJSON       *cs;
+	const cJSON *m;
+	char         id[64], path[128];
+	int          n;
+
+	messenger_world(&w, "send_resend", "2 hours", NULL);
+	it_fake_script(&w.f,
+	    "{\"method\":\"POST\",\"path_suffix\":\"/messages\","
+	    "\"status\":400,\"times\":1,\"body\":{\"error\":{\"message\":"
+	    "\"This person isn't available right now.\",\"type\":"
+	    "\"OAuthException\",\"code\":551,\"error_subcode\":1545041,"
+	    "\"fbtrace_id\":\"T551\"}}}");
+	send_ok(&w, "{\"text\":\"Your refund is done\"}", id);
+	wait_state(&w, id, "failed", 15000);
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT failure_code || '/' || failure_subcode FROM "
+	                 "meta_ingest.messages WHERE id = '%s'",
+	                 id),
+	    "551/1545041");
+	/* Not retried on its own. */
+	usleep(500 * 1000);
+	cJSON_Delete(calls(&w, "/messages", &n));
+	ASH_T_EQ_INT(n, 1);
+	/* The fake is fixed (the script is used up): resend. */
+	snprintf(path, sizeof(path), "/api/v1/messages/%s/resend", id);
+	it_call(&w.s, &r, "POST", path, w.key, "{}");
+	ASH_T_EQ_INT(r.status, 200);
+	m = cJSON_GetObjectItem(r.json, "message");
+	ASH_T_EQ_STR(ash_json_str(m, "id"), id);
+	ASH_T_EQ_STR(ash_json_str(m, "state"), "queued");
+	ASH_T_TRUE(cJSON_IsNull(cJSON_GetObjectItem(m, "failure_reason")));
+	it_resp_fini(&r);
+	wait_state(&w, id, "sent", 15000);
+	cs = calls(&w, "/messages", &n);
+	ASH_T_EQ_INT(n, 2);
+	check_send(cs, 1, id, "RESPONSE", NULL, "Your refund is done");
+	cJSON_Delete(cs);
+	/* A sent message cannot be resent. */
+	it_call(&w.s, &r, "POST", path, w.key, "{}");
+	ASH_T_EQ_INT(r.status, 409);
+	it_resp_fini(&r);
+	world_stop(&w);
+}
+
+/* --- idempotency and tenancy -------------------------------------------- */
+
+ASH_TEST(same_client_id_gives_one_row_and_one_send)
+{
+	world       w;
+	it_resp     r;
+	const char *body = "{\"text\":\"Once only\",\"client_id\":\"c-42\"}";
+	char        id[64];
+	int         n;
+
+	messenger_world(&w, "send_client_id", "1 hour", NULL);
+	send_ok(&w, body, id);
+	ASH_T_EQ_INT(send_msg(&w, w.key, body, &r), 200);
+	ASH_T_EQ_STR(
+	    ash_json_str(cJSON_GetObjectItem(r.json, "message"), "id"), id);
+	it_resp_fini(&r);
+	wait_state(&w, id, "sent", 15000);
+	/* Again after it went: still the same message, now sent. */
+	ASH_T_EQ_INT(send_msg(&w, w.key, body, &r), 200);
+	ASH_T_EQ_STR(
+	    ash_json_str(cJSON_GetObjectItem(r.json, "message"), "id"), id);
+	ASH_T_EQ_STR(
+	    ash_json_str(cJSON_GetObjectItem(r.json, "message"), "state"),
+	    "sent");
+	it_resp_fini(&r);
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT count(*) FROM meta_ingest.messages WHERE "
+	                 "conversation_id = '%s'",
+	                 w.conv),
+	    "1");
+	usleep(300 * 1000);
+	cJSON_Delete(calls(&w, "/messages", &n));
+	ASH_T_EQ_INT(n, 1);
+	world_stop(&w);
+}
+
+ASH_TEST(another_tenant_cannot_send_resend_or_hand_over)
+{
+	world   w;
+	it_resp r;
+	char    t2[64], k2[128], id[64], path[160];
+	int     n;
+
+	messenger_world(&w, "send_tenancy", "1 hour", NULL);
+	it_tenant_create(&w.s, "Other", t2, k2);
+	ASH_T_EQ_INT(send_msg(&w, k2, "{\"text\":\"hi\"}", &r), 404);
+	it_resp_fini(&r);
+	snprintf(
+	    path, sizeof(path), "/api/v1/conversations/%s/handover", w.conv);
+	it_call(&w.s, &r, "POST", path, k2, "{\"action\":\"pass\"}");
+	ASH_T_EQ_INT(r.status, 404);
+	it_resp_fini(&r);
+	send_ok(&w, "{\"text\":\"mine\"}", id);
+	wait_state(&w, id, "sent", 15000);
+	q(&w,
+	    "UPDATE meta_ingest.messages SET state = 'failed' WHERE id = '%s'",
+	    id);
+	snprintf(path, sizeof(path), "/api/v1/messages/%s/resend", id);
+	it_call(&w.s, &r, "POST", path, k2, "{}");
+	ASH_T_EQ_INT(r.status, 404);
+	it_resp_fini(&r);
+	cJSON_Delete(calls(&w, "/messages", &n));
+	ASH_T_EQ_INT(n, 1);
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT count(*) FROM meta_ingest.messages WHERE "
+	                 "tenant_id = '%s'",
+	                 t2),
+	    "0");
+	world_stop(&w);
+}
+
+/* --- Instagram Login ---------------------------------------------------- */
+
+ASH_TEST(instagram_login_sends_with_bearer_and_byte_limit)
+{
+	world        w;
+	it_resp      r;
+	cJSON       *cs;
+	const cJSON *c;
+	char         body[1200], id[64];
+	int          n;
+
+	world_start(&w, "send_ig", NULL);
+	it_fake_token(&w.f, IGTOKEN,
+	    "{\"id\":\"9990001\",\"user_id\":\"" IG
+	    "\",\"username\":\"acme\"}");
+	connect_channel(&w,
+	    "{\"kind\":\"instagram\",\"login\":\"instagram\",\"external_id\":"
+	    "\"" IG "\",\"access_token\":\"" IGTOKEN "\"}");
+	conversation(&w, IGSID, "5 minutes");
+	/* 1001 bytes: refused, not split, nothing stored. */
+	snprintf(body, sizeof(body), "{\"text\":\"%01001d\"}", 0);
+	ASH_T_EQ_INT(send_msg(&w, w.key, body, &r), 400);
+	ASH_T_CONTAINS(r.body, "1001 bytes");
+	it_resp_fini(&r);
+	ASH_T_EQ_STR(q(&w, "SELECT count(*) FROM meta_ingest.messages"), "0");
+	snprintf(body, sizeof(body), "{\"text\":\"%01000d\"}", 0);
+	send_ok(&w, body, id);
+	wait_state(&w, id, "sent", 15000);
+	cs = calls(&w, "/messages", &n);
+	ASH_T_EQ_INT(n, 1);
+	c = cJSON_GetArrayItem(cs, 0);
+	ASH_T_EQ_STR(ash_json_str(c, "path"), "/v23.0/me/messages");
+	ASH_T_EQ_STR(ash_json_str(c, "auth"), "bearer");
+	ASH_T_EQ_STR(ash_json_str(c, "token"), IGTOKEN);
+	ASH_T_NULL(cJSON_GetObjectItem(
+	    cJSON_GetObjectItem(c, "query"), "access_token"));
+	cJSON_Delete(cs);
+	world_stop(&w);
+}
+
+/* --- typing and handover ------------------------------------------------ */
+
+ASH_TEST(typing_sends_sender_action_alone)
+{
+	world  w;
+	cJSON *rep, *cs, *b;
+	char   req[160];
+	int    n;
+
+	messenger_world(&w, "send_typing", "1 hour", NULL);
+	snprintf(req, sizeof(req), "{\"conversation_id\":\"%s\",\"on\":true}",
+	    w.conv);
+	rep = bus_call(&w, "conv.typing", req);
+	ASH_T_EQ_INT(cJSON_GetObjectItem(rep, "status")->valueint, 200);
+	ASH_T_TRUE(cJSON_IsTrue(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(rep, "body"), "sent")));
+	cJSON_Delete(rep);
+	snprintf(req, sizeof(req), "{\"conversation_id\":\"%s\",\"on\":false}",
+	    w.conv);
+	cJSON_Delete(bus_call(&w, "conv.typing", req));
+	cs = calls(&w, "/messages", &n);
+	ASH_T_EQ_INT(n, 2);
+	check_page_auth(cs, 0);
+	/* Exactly recipient + sender_action, nothing else. */
+	b = call_body(cs, 0);
+	ASH_T_EQ_INT(cJSON_GetArraySize(b), 2);
+	ASH_T_EQ_STR(
+	    ash_json_str(cJSON_GetObjectItem(b, "recipient"), "id"), PSID);
+	ASH_T_EQ_STR(ash_json_str(b, "sender_action"), "typing_on");
+	cJSON_Delete(b);
+	b = call_body(cs, 1);
+	ASH_T_EQ_STR(ash_json_str(b, "sender_action"), "typing_off");
+	cJSON_Delete(b);
+	cJSON_Delete(cs);
+	/* Typing is no message. */
+	ASH_T_EQ_STR(q(&w, "SELECT count(*) FROM meta_ingest.messages"), "0");
+	world_stop(&w);
+}
+
+/* POSTs a handover action; returns the thread_owner it answered. */
+static void
+handover(world *w, const char *body, const char *want_owner)
+{
+	it_resp r;
+	char    path[160];
+
+	snprintf(
+	    path, sizeof(path), "/api/v1/conversations/%s/handover", w->conv);
+	it_call(&w->s, &r, "POST", path, w->key, body);
+	if (r.status != 200)
+		ASH_T_FAILF("handover: %ld %s", r.status, r.body);
+	ASH_T_EQ_STR(ash_json_str(cJSON_GetObjectItem(r.json, "conversation"),
+	                 "thread_owner"),
+	    want_owner);
+	ASH_T_EQ_STR(
+	    ash_json_str(cJSON_GetObjectItem(r.json, "conversation"), "id"),
+	    w->conv);
+	it_resp_fini(&r);
+	ASH_T_EQ_STR(q(w,
+	                 "SELECT thread_owner FROM meta_ingest.conversations "
+	                 "WHERE id = '%s'",
+	                 w->conv),
+	    want_owner);
+}
+
+ASH_TEST(handover_passes_thread_to_page_inbox_and_takes_it_back)
+{
+	world        w;
+	cJSON       *cs, *b;
+	const cJSON *app;
+	int          n;
+
+	messenger_world(&w, "send_handover", "1 hour", NULL);
+	handover(
+	    &w, "{\"action\":\"pass\",\"metadata\":\"agent asked\"}", "other");
+	cs = calls(&w, "/pass_thread_control", &n);
+	ASH_T_EQ_INT(n, 1);
+	ASH_T_EQ_STR(ash_json_str(cJSON_GetArrayItem(cs, 0), "path"),
+	    "/v23.0/me/pass_thread_control");
+	check_page_auth(cs, 0);
+	b   = call_body(cs, 0);
+	app = cJSON_GetObjectItem(b, "target_app_id");
+	ASH_T_EQ_STR(
+	    ash_json_str(cJSON_GetObjectItem(b, "recipient"), "id"), PSID);
+	ASH_T_TRUE(cJSON_IsNumber(app) && app->valuedouble == INBOX);
+	ASH_T_EQ_STR(ash_json_str(b, "metadata"), "agent asked");
+	cJSON_Delete(b);
+	cJSON_Delete(cs);
+	/* And back: take. request only asks, the owner stays. */
+	handover(&w, "{\"action\":\"take\"}", "us");
+	cJSON_Delete(calls(&w, "/take_thread_control", &n));
+	ASH_T_EQ_INT(n, 1);
+	handover(&w, "{\"action\":\"request\"}", "us");
+	cJSON_Delete(calls(&w, "/request_thread_control", &n));
+	ASH_T_EQ_INT(n, 1);
+	world_stop(&w);
+}
+
+/* --- shutdown and disconnection ----------------------------------------- */
+
+ASH_TEST(sigterm_during_a_send_waits_until_it_is_recorded)
+{
+	world w;
+	char  id[64];
+	int   n = 0;
+
+	messenger_world(&w, "send_drain", "1 hour", NULL);
+	/* Meta answers after 1.5 s: SIGTERM arrives while it is in flight. */
+	it_fake_script(&w.f,
+	    "{\"method\":\"POST\",\"path_suffix\":\"/messages\","
+	    "\"delay_ms\":1500,\"times\":1}");
+	send_ok(&w, "{\"text\":\"Slow one\"}", id);
+	for (int t = 0; t < 200 && n == 0; t++) {
+		cJSON_Delete(calls(&w, "/messages", &n));
+		usleep(25 * 1000);
+	}
+	ASH_T_EQ_INT(n, 1);
+	ASH_T_TRUE(!it_proc_log_has(w.s.procs[ASH_SVC_META_INGEST], TOKEN));
+	ASH_T_EQ_INT(it_stack_stop(&w.s, ASH_SVC_META_INGEST), 0);
+	ASH_T_EQ_STR(
+	    q(&w, "SELECT state FROM meta_ingest.messages WHERE id = '%s'",
+	        id),
+	    "sent");
+	world_stop(&w);
+}
+
+/* Reads a whole log file (static buffer; the tail if it is long). */
+static const char *
+read_log(const char *path)
+{
+	static char buf[1 << 20];
+	FILE       *f = fopen(path, "rb");
+	size_t      n = 0;
+
+	if (f != NULL) {
+		if (fseek(f, 0, SEEK_END) == 0 &&
+		    ftell(f) > (long) sizeof(buf) - 1)
+			fseek(f, -(long) sizeof(buf) + 1, SEEK_END);
+		else
+			fseek(f, 0, SEEK_SET);
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+ASH_TEST(grace_running_out_mid_send_exits_cleanly_and_keeps_the_row)
+{
+	world       w;
+	const char *log;
+	char        id[64];
+	int         n = 0;
+
+	messenger_world(
+	    &w, "send_grace", "1 hour", "ASHOON_SHUTDOWN_GRACE_MS=300");
+	it_fake_script(&w.f,
+	    "{\"method\":\"POST\",\"path_suffix\":\"/messages\","
+	    "\"delay_ms\":5000,\"times\":1}");
+	send_ok(&w, "{\"text\":\"Very slow one\"}", id);
+	for (int t = 0; t < 200 && n == 0; t++) {
+		cJSON_Delete(calls(&w, "/messages", &n));
+		usleep(25 * 1000);
+	}
+	ASH_T_EQ_INT(n, 1);
+	/* Forced exit (1) once the grace is over, with the transfer and its
+	 * job freed through their cancelled callbacks: no sanitizer report. */
+	ASH_T_EQ_INT(it_stack_stop(&w.s, ASH_SVC_META_INGEST), 1);
+	log = read_log(w.s.logs[ASH_SVC_META_INGEST]);
+	ASH_T_TRUE(strstr(log, "SHUTDOWN-DEADLINE") != NULL);
+	ASH_T_NOT_CONTAINS(log, "Sanitizer");
+	ASH_T_NOT_CONTAINS(log, TOKEN);
+	/* The row keeps its lease: another replica (or the restart) takes
+	 * it when the lease runs out. */
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT state || '/' || (lease_until > now()) FROM "
+	                 "meta_ingest.messages WHERE id = '%s'",
+	                 id),
+	    "sending/true");
+	world_stop(&w);
+}
+
+ASH_TEST(disconnected_channel_refuses_new_and_fails_queued_messages)
+{
+	world   w;
+	it_resp r;
+	char    path[128], id[64];
+	int     n;
+
+	messenger_world(&w, "send_gone", "1 hour", NULL);
+	snprintf(path, sizeof(path), "/api/v1/channels/meta/%s", w.channel);
+	it_call(&w.s, &r, "DELETE", path, w.key, NULL);
+	ASH_T_EQ_INT(r.status, 200);
+	it_resp_fini(&r);
+	ASH_T_EQ_INT(
+	    send_msg(&w, w.key, "{\"text\":\"still there?\"}", &r), 409);
+	ASH_T_CONTAINS(r.body, "disconnected");
+	it_resp_fini(&r);
+	/* A row queued before the disconnect fails instead of waiting. */
+	snprintf(id, sizeof(id), "%s",
+	    q(&w,
+	        "INSERT INTO meta_ingest.messages (tenant_id, channel_id, "
+	        "conversation_id, direction, kind, text, author, sent_at, "
+	        "state, messaging_type) VALUES ('%s', '%s', '%s', 'out', "
+	        "'text', 'queued before', 'agent', now(), 'queued', "
+	        "'RESPONSE') RETURNING id",
+	        w.tenant, w.channel, w.conv));
+	wait_state(&w, id, "failed", 15000);
+	ASH_T_CONTAINS(q(&w,
+	                   "SELECT failure_reason FROM meta_ingest.messages "
+	                   "WHERE id = '%s'",
+	                   id),
+	    "disconnected");
+	cJSON_Delete(calls(&w, "/messages", &n));
+	ASH_T_EQ_INT(n, 0);
+	world_stop(&w);
+}
+
+ASH_TEST_MAIN(
+    ASH_TEST_ENTRY(ai_reply_within_24h_goes_as_response_with_our_metadata),
+    ASH_TEST_ENTRY(human_reply_after_30h_goes_with_human_agent_tag),
+    ASH_TEST_ENTRY(ai_reply_after_30h_is_refused_and_stored),
+    ASH_TEST_ENTRY(human_reply_after_8_days_is_refused_and_stored),
+    ASH_TEST_ENTRY(throttled_613_is_retried_then_sent),
+    ASH_TEST_ENTRY(revoked_token_190_fails_at_once_and_marks_channel),
+    ASH_TEST_ENTRY(permanent_failure_then_resend_is_sent),
+    ASH_TEST_ENTRY(same_client_id_gives_one_row_and_one_send),
+    ASH_TEST_ENTRY(another_tenant_cannot_send_resend_or_hand_over),
+    ASH_TEST_ENTRY(instagram_login_sends_with_bearer_and_byte_limit),
+    ASH_TEST_ENTRY(typing_sends_sender_action_alone),
+    ASH_TEST_ENTRY(handover_passes_thread_to_page_inbox_and_takes_it_back),
+    ASH_TEST_ENTRY(sigterm_during_a_send_waits_until_it_is_recorded),
+    ASH_TEST_ENTRY(grace_running_out_mid_send_exits_cleanly_and_keeps_the_row),
+    ASH_TEST_ENTRY(disconnected_channel_refuses_new_and_fails_queued_messages))
