@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -246,30 +247,59 @@ port_bindable(int port)
 	return ok;
 }
 
+/* Ports come in blocks of PORT_BLOCK, one block per test program at a
+ * time, claimed with an flock on /tmp/ashoon-it-ports/<block>: parallel
+ * test programs (ctest -j, other checkouts) then never pick the same port.
+ * The lock goes with the process; the descriptor is close-on-exec so the
+ * services we start do not hold it. A port someone else has bound is
+ * skipped. */
+#define PORT_BLOCK 128
+#define PORT_BASE  10000
+
+static int
+claim_block(int low, int after)
+{
+	char path[96];
+	int  nblocks = (low - PORT_BASE) / PORT_BLOCK;
+
+	if (mkdir("/tmp/ashoon-it-ports", 0777) == 0)
+		chmod("/tmp/ashoon-it-ports", 01777); /* past the umask */
+	for (int tries = 0; tries < nblocks; tries++) {
+		int b  = (after + 1 + tries) % nblocks;
+		int fd = -1;
+		snprintf(path, sizeof(path), "/tmp/ashoon-it-ports/%d", b);
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return b; /* fd stays open: the lock is ours */
+		if (fd >= 0)
+			close(fd);
+	}
+	ASH_T_FAILF("no free block of test ports below %d", low);
+	return -1;
+}
+
 int
 it_free_port(void)
 {
-	static int given[256];
-	static int ngiven;
-	int        low = ephemeral_low(), span = low - 10000;
+	static int block = -1, next;
+	int        low   = ephemeral_low();
 
-	if (ngiven == 0)
+	ASH_T_TRUE(low - PORT_BASE >= 2 * PORT_BLOCK);
+	if (block < 0) {
+		/* Start the search somewhere random: fewer lock attempts. */
 		srandom((unsigned) getpid() ^ (unsigned) time(NULL));
-	ASH_T_TRUE(span > 1000 && ngiven < 256);
-	for (int tries = 0; tries < 1000; tries++) {
-		/* Random, so parallel test programs rarely meet; never the
-		 * same port twice in one program. */
-		int  port = 10000 + (int) (random() % span);
-		bool seen = false;
-		for (int i = 0; i < ngiven; i++)
-			seen = seen || given[i] == port;
-		if (seen || !port_bindable(port))
-			continue;
-		given[ngiven++] = port;
-		return port;
+		block = claim_block(
+		    low, (int) (random() % ((low - PORT_BASE) / PORT_BLOCK)));
 	}
-	ASH_T_FAILF("no free port below %d", low);
-	return -1;
+	for (;;) {
+		if (next == PORT_BLOCK) {
+			block = claim_block(low, block);
+			next  = 0;
+		}
+		int port = PORT_BASE + block * PORT_BLOCK + next++;
+		if (port_bindable(port))
+			return port;
+	}
 }
 
 void

@@ -337,11 +337,11 @@ ASH_TEST(f6_unsend_edit_unreact_referral_and_standby)
 	    ENVELOPE("instagram",
 	        "{" WHO ",\"message\":{\"mid\":\"a\",\"is_deleted\":true}},"
 	        "{" WHO ",\"message_edit\":{\"mid\":\"b\",\"text\":\"new\","
-	                "\"num_edit\":2}},"
+	        "\"num_edit\":2}},"
 	        "{" WHO
 	        ",\"reaction\":{\"mid\":\"c\",\"action\":\"unreact\"}},"
 	        "{" WHO ",\"referral\":{\"ref\":\"spring\",\"source\":"
-	                "\"SHORTLINK\",\"type\":\"OPEN_THREAD\"}},"
+	        "\"SHORTLINK\",\"type\":\"OPEN_THREAD\"}},"
 	        "{" WHO
 	        ",\"message\":{\"mid\":\"d\",\"is_unsupported\":true}}"),
 	    &p);
