@@ -15,6 +15,7 @@
 #include <ashoon/svc.h>
 
 #include <stdbool.h>
+#include <stdio.h>
 
 /* Route classes: each has its own rate limit and body limit. */
 typedef enum gw_class {
@@ -105,6 +106,9 @@ typedef struct gw_ctx {
  * when only the path matches; ASH_ENOTFOUND otherwise. */
 ash_err gw_route_match(
     const char *method, const char *path, gw_match *m) ASH_MUSTCHECK;
+
+/* Writes the route table as the markdown table of docs/API.md. */
+void gw_routes_doc(FILE *out);
 
 /* gw_ratelimit.c: a token bucket per (class, client IP). */
 gw_ratelimit *gw_ratelimit_new(void);

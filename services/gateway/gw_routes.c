@@ -47,7 +47,7 @@ static const gw_route routes[] = {
     /* Conversations. */
     API("GET", "/api/v1/conversations", ASH_OP_CONV_LIST, MI),
     API("GET", "/api/v1/conversations/{id}", ASH_OP_CONV_GET, MI),
-    API("PATCH", "/api/v1/conversations/{id}", ASH_OP_CONV_SET_STATUS, MI),
+    API("PATCH", "/api/v1/conversations/{id}", ASH_OP_CONV_UPDATE, MI),
     API("DELETE", "/api/v1/conversations/{id}", ASH_OP_CONV_DELETE, MI),
     API("GET", "/api/v1/conversations/{id}/messages", ASH_OP_CONV_MESSAGES,
         MI),
@@ -113,4 +113,82 @@ gw_route_match(const char *method, const char *path, gw_match *m)
 		}
 	}
 	return path_seen ? ASH_EMETHOD : ASH_ENOTFOUND;
+}
+
+/* --- the API reference (docs/API.md, scripts/gen-docs) --- */
+
+static const char *const type_names[] = {
+    "string", "integer", "id", "uuid", "boolean", "object", "array", "any"};
+
+static bool
+is_path_param(const char *pattern, const char *name)
+{
+	char want[40];
+
+	snprintf(want, sizeof(want), "{%s}", name);
+	return strstr(pattern, want) != NULL;
+}
+
+/* "`a` uuid (path), `b`? string": `?` marks an optional field. */
+static void
+doc_fields(const char *pattern, const ash_field *f, int n, FILE *out)
+{
+	if (n == 0)
+		fputs("-", out);
+	for (int i = 0; i < n; i++)
+		fprintf(out, "%s`%s`%s %s%s", i ? ", " : "", f[i].name,
+		    f[i].required ? "" : "?", type_names[f[i].type],
+		    pattern && is_path_param(pattern, f[i].name) ? " (path)"
+		                                                 : "");
+}
+
+static const char *
+doc_auth(const gw_route *r)
+{
+	switch (r->auth) {
+	case GW_AUTH_API_KEY:
+		return "API key";
+	case GW_AUTH_ADMIN:
+		return "admin token";
+	default:
+		if (r->cls != GW_CLASS_WEBHOOK)
+			return "none";
+		return r->shape == GW_TEXT_OUT ? "verify token"
+		                               : "Meta signature";
+	}
+}
+
+void
+gw_routes_doc(FILE *out)
+{
+	fputs("| Method | Path | Auth | Op (service) | Request | Reply |\n"
+	      "|---|---|---|---|---|---|\n",
+	    out);
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		const gw_route *r = &routes[i];
+
+		fprintf(out, "| %s | `%s` | %s | ", r->method, r->pattern,
+		    doc_auth(r));
+		if (r->to == GW_TO_LOCAL) {
+			fputs(r->op == GW_LOCAL_METRICS
+			        ? "gateway | - | Prometheus text |\n"
+			        : "gateway | - | JSON |\n",
+			    out);
+			continue;
+		}
+		const ash_op_desc *d = ash_op(r->op);
+		fprintf(out, "`%s` (%s) | ", d->name,
+		    r->to == GW_TO_PATH_SVC ? "{svc}"
+		                            : ash_services[r->to].name);
+		if (r->shape == GW_RAW_IN)
+			fputs("signed body, kept as sent", out);
+		else
+			doc_fields(r->pattern, d->req, d->nreq, out);
+		fputs(" | ", out);
+		if (r->shape == GW_TEXT_OUT)
+			fputs("`hub.challenge` as text", out);
+		else
+			doc_fields(NULL, d->rep, d->nrep, out);
+		fputs(" |\n", out);
+	}
 }

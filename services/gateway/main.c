@@ -6,7 +6,9 @@
 
 #include <event2/event.h>
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static gw_ctx gw;
 
@@ -90,5 +92,9 @@ main(int argc, char **argv)
 	    .drain      = gw_drain,
 	    .fini       = gw_fini,
 	};
+	if (argc > 1 && strcmp(argv[1], "--api-doc") == 0) {
+		gw_routes_doc(stdout);
+		return 0;
+	}
 	return ash_svc_main(&def, argc, argv);
 }

@@ -14,7 +14,7 @@
  *   graph     mi_graph.c    Graph API calls and error classification
  *   sending   mi_send.c     conv.send/resend/typing/handover, the window
  *                           policy, the sender that works outbound rows
- *   inbox     mi_conv.c     conv.list/get/messages/set_status/delete and
+ *   inbox     mi_conv.c     conv.list/get/messages/update/delete and
  *                           the reply jobs ai-router claims
  *
  * Everything runs on the service's loop thread.

@@ -25,7 +25,7 @@
 	"(extract(epoch from coalesce(v.last_message_at, v.created_at)) " \
 	"* 1000000)::bigint, "                                            \
 	"(SELECT m.text FROM messages m WHERE m.conversation_id = v.id "  \
-	"ORDER BY m.sent_at DESC, m.id DESC LIMIT 1)"
+	"ORDER BY m.sent_at DESC, m.id DESC LIMIT 1), p.limited_data_use"
 #define CONV_FROM                                                       \
 	" FROM conversations v JOIN channels c ON c.id = v.channel_id " \
 	"JOIN participants p ON p.id = v.participant_id "
@@ -82,6 +82,8 @@ conv_json(const PGresult *r, int i)
 	put_str(pa, "name", r, i, 6);
 	put_str(pa, "username", r, i, 7);
 	put_str(pa, "profile_pic", r, i, 8);
+	cJSON_AddBoolToObject(
+	    pa, "limited_data_use", strcmp(PQgetvalue(r, i, 15), "t") == 0);
 	put_str(v, "status", r, i, 9);
 	put_str(v, "thread_owner", r, i, 10);
 	put_ms(v, "last_message_at", r, i, 11);
@@ -196,7 +198,7 @@ on_conv_list(ash_bus_call *call, void *arg)
 		on_list_rows(cc, ASH_EUNAVAIL, NULL);
 }
 
-/* --- conv.get / conv.set_status --- */
+/* --- conv.get / conv.update --- */
 
 static void
 on_one_conv(void *arg, ash_err rv, const PGresult *res)
@@ -238,29 +240,45 @@ on_conv_get(ash_bus_call *call, void *arg)
 		on_one_conv(cc, ASH_EUNAVAIL, NULL);
 }
 
+/* Status and the person's Limited Data Use flag in one statement. The
+ * participant row comes from the CTE's RETURNING: the outer SELECT would
+ * otherwise read it as it was before the statement. */
 static void
-on_conv_set_status(ash_bus_call *call, void *arg)
+on_conv_update(ash_bus_call *call, void *arg)
 {
 	static const char sql[] =
-	    "WITH u AS (UPDATE conversations SET status = $3, "
-	    "updated_at = now() WHERE id = $1::uuid AND tenant_id = $2::uuid "
-	    "RETURNING *) SELECT " CONV_COLUMNS
+	    "WITH u AS (UPDATE conversations SET status = coalesce($3, "
+	    "status), updated_at = now() WHERE id = $1::uuid AND tenant_id = "
+	    "$2::uuid RETURNING *), "
+	    "pu AS (UPDATE participants SET limited_data_use = "
+	    "coalesce($4::boolean, limited_data_use) "
+	    "WHERE id = (SELECT participant_id FROM u) RETURNING *) "
+	    "SELECT " CONV_COLUMNS
 	    " FROM u v JOIN channels c ON c.id = v.channel_id "
-	    "JOIN participants p ON p.id = v.participant_id";
+	    "JOIN pu p ON p.id = v.participant_id";
 	const ash_request *req = ash_bus_call_req(call);
 	const char        *st  = ash_json_str(req->body, "status");
-	conv_call         *cc;
+	const cJSON *ldu = cJSON_GetObjectItem(req->body, "limited_data_use");
+	conv_call   *cc;
 
-	if (strcmp(st, "open") != 0 && strcmp(st, "pending") != 0 &&
-	    strcmp(st, "closed") != 0) {
+	if (st == NULL && ldu == NULL) {
+		ash_bus_call_fail(
+		    call, ASH_EINVAL, "give status, limited_data_use or both");
+		return;
+	}
+	if (st != NULL && strcmp(st, "open") != 0 &&
+	    strcmp(st, "pending") != 0 && strcmp(st, "closed") != 0) {
 		ash_bus_call_fail(call, ASH_EINVAL,
 		    "status must be open, pending or closed");
 		return;
 	}
 	cc              = cc_new(arg, call);
-	const char *p[] = {ash_json_str(req->body, "id"), req->tenant, st};
+	const char *p[] = {ash_json_str(req->body, "id"), req->tenant, st,
+	    ldu == NULL             ? NULL
+	        : cJSON_IsTrue(ldu) ? "true"
+	                            : "false"};
 	if (ash_db_query(
-	        ash_svc_db(cc->mi->svc), sql, 3, p, on_one_conv, cc) != ASH_OK)
+	        ash_svc_db(cc->mi->svc), sql, 4, p, on_one_conv, cc) != ASH_OK)
 		on_one_conv(cc, ASH_EUNAVAIL, NULL);
 }
 
@@ -411,6 +429,10 @@ on_jobs_claimed(void *arg, ash_err rv, const PGresult *res)
 		put_str(j, "message_id", res, i, 3);
 		cJSON_AddNumberToObject(
 		    j, "attempts", atoi(PQgetvalue(res, i, 4)));
+		/* The claimer may reply (service delivery) but must keep a
+		 * flagged person's data out of anything else (P29). */
+		cJSON_AddBoolToObject(j, "limited_data_use",
+		    strcmp(PQgetvalue(res, i, 5), "t") == 0);
 		cJSON_AddItemToArray(arr, j);
 	}
 	ash_bus_call_reply(call, 200, b);
@@ -428,7 +450,10 @@ on_jobs_claim(ash_bus_call *call, void *arg)
 	    "WHERE id IN (SELECT id FROM reply_jobs WHERE state = 'pending' "
 	    "OR (state = 'claimed' AND lease_until < now()) "
 	    "ORDER BY created_at LIMIT $1::int FOR UPDATE SKIP LOCKED) "
-	    "RETURNING id, tenant_id, conversation_id, message_id, attempts";
+	    "RETURNING id, tenant_id, conversation_id, message_id, attempts, "
+	    "(SELECT p.limited_data_use FROM conversations v JOIN "
+	    "participants p ON p.id = v.participant_id "
+	    "WHERE v.id = reply_jobs.conversation_id)";
 	mi_ctx      *mi    = arg;
 	const cJSON *b     = ash_bus_call_req(call)->body;
 	int          lease = 60000;
@@ -492,8 +517,7 @@ mi_conv_register(mi_ctx *mi)
 
 	ash_bus_server_handle(bus, ASH_OP_CONV_LIST, on_conv_list, mi);
 	ash_bus_server_handle(bus, ASH_OP_CONV_GET, on_conv_get, mi);
-	ash_bus_server_handle(
-	    bus, ASH_OP_CONV_SET_STATUS, on_conv_set_status, mi);
+	ash_bus_server_handle(bus, ASH_OP_CONV_UPDATE, on_conv_update, mi);
 	ash_bus_server_handle(bus, ASH_OP_CONV_MESSAGES, on_conv_messages, mi);
 	ash_bus_server_handle(bus, ASH_OP_CONV_DELETE, on_conv_delete, mi);
 	ash_bus_server_handle(bus, ASH_OP_CONV_JOBS_CLAIM, on_jobs_claim, mi);

@@ -808,6 +808,85 @@ ASH_TEST(f2_reply_jobs_are_claimed_once_and_completed)
 	it_stack_fini(&s);
 }
 
+/* P29: the business flags a person Limited Data Use; every read of their
+ * conversation and every reply job says so, a status change keeps it, and
+ * only the owning tenant can set it. */
+ASH_TEST(p29_limited_data_use_flag_is_kept_shown_and_handed_to_claimers)
+{
+	it_stack     s;
+	it_resp      r;
+	char         t[64], k[128], t2[64], k2[128], path[160], id[40];
+	cJSON       *rep;
+	const cJSON *pa, *jobs;
+
+	start(&s, "mi_ldu", t, k);
+	it_tenant_create(&s, "Other", t2, k2);
+	channel(&s, t, "messenger", PAGE);
+	seed_conversations(&s, 2);
+	snprintf(id, sizeof(id), "%s",
+	    q(&s,
+	        "SELECT v.id FROM meta_ingest.conversations v JOIN "
+	        "meta_ingest.participants p ON p.id = v.participant_id "
+	        "WHERE p.external_id = '1000'"));
+	snprintf(path, sizeof(path), "/api/v1/conversations/%s", id);
+	it_call(&s, &r, "PATCH", path, k, "{}");
+	ASH_T_EQ_INT(r.status, 400);
+	it_resp_fini(&r);
+	it_call(&s, &r, "PATCH", path, k, "{\"limited_data_use\":\"yes\"}");
+	ASH_T_EQ_INT(r.status, 400);
+	it_resp_fini(&r);
+	it_call(&s, &r, "PATCH", path, k2, "{\"limited_data_use\":true}");
+	ASH_T_EQ_INT(r.status, 404);
+	it_resp_fini(&r);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT count(*) FROM meta_ingest.participants "
+	                 "WHERE limited_data_use"),
+	    "0");
+	it_call(&s, &r, "PATCH", path, k, "{\"limited_data_use\":true}");
+	ASH_T_EQ_INT(r.status, 200);
+	pa = cJSON_GetObjectItem(
+	    cJSON_GetObjectItem(r.json, "conversation"), "participant");
+	ASH_T_TRUE(ash_json_bool(pa, "limited_data_use", false));
+	it_resp_fini(&r);
+	/* A status change leaves the flag alone. */
+	it_call(&s, &r, "PATCH", path, k, "{\"status\":\"pending\"}");
+	ASH_T_EQ_INT(r.status, 200);
+	ASH_T_EQ_STR(ash_json_str(cJSON_GetObjectItem(r.json, "conversation"),
+	                 "status"),
+	    "pending");
+	pa = cJSON_GetObjectItem(
+	    cJSON_GetObjectItem(r.json, "conversation"), "participant");
+	ASH_T_TRUE(ash_json_bool(pa, "limited_data_use", false));
+	it_resp_fini(&r);
+	it_call(&s, &r, "GET", path, k, NULL);
+	pa = cJSON_GetObjectItem(
+	    cJSON_GetObjectItem(r.json, "conversation"), "participant");
+	ASH_T_TRUE(ash_json_bool(pa, "limited_data_use", false));
+	it_resp_fini(&r);
+	/* Only that person: the other conversation is not flagged. */
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT string_agg(external_id || '=' || "
+	                 "limited_data_use, ',' ORDER BY external_id) FROM "
+	                 "meta_ingest.participants"),
+	    "1000=true,1001=false");
+	rep  = bus_call(&s, "conv.jobs.claim", "service", "{\"limit\":10}");
+	jobs = cJSON_GetObjectItem(cJSON_GetObjectItem(rep, "body"), "jobs");
+	ASH_T_EQ_INT(cJSON_GetArraySize(jobs), 2);
+	for (int i = 0; i < 2; i++) {
+		const cJSON *j = cJSON_GetArrayItem(jobs, i);
+		ASH_T_EQ_INT(ash_json_bool(j, "limited_data_use", false),
+		    strcmp(ash_json_str(j, "conversation_id"), id) == 0);
+	}
+	cJSON_Delete(rep);
+	/* And it can be lifted. */
+	it_call(&s, &r, "PATCH", path, k, "{\"limited_data_use\":false}");
+	pa = cJSON_GetObjectItem(
+	    cJSON_GetObjectItem(r.json, "conversation"), "participant");
+	ASH_T_TRUE(!ash_json_bool(pa, "limited_data_use", true));
+	it_resp_fini(&r);
+	it_stack_fini(&s);
+}
+
 ASH_TEST(f2_new_inbound_message_is_announced_after_commit)
 {
 	it_stack   s;
@@ -968,6 +1047,8 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(p23_another_tenant_sees_nothing_of_a_conversation),
     ASH_TEST_ENTRY(p16_deleting_a_conversation_removes_all_of_it),
     ASH_TEST_ENTRY(f2_reply_jobs_are_claimed_once_and_completed),
+    ASH_TEST_ENTRY(
+        p29_limited_data_use_flag_is_kept_shown_and_handed_to_claimers),
     ASH_TEST_ENTRY(f2_new_inbound_message_is_announced_after_commit),
     ASH_TEST_ENTRY(
         f6_postgres_down_mid_post_gives_5xx_and_redelivery_is_stored_once))

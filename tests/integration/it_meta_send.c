@@ -289,7 +289,7 @@ check_metric(world *w, const char *line)
 
 /* --- the window policy -------------------------------------------------- */
 
-ASH_TEST(ai_reply_within_24h_goes_as_response_with_our_metadata)
+ASH_TEST(p1_ai_reply_is_marked_and_goes_within_24h_as_response)
 {
 	world        w;
 	it_resp      r;
@@ -891,7 +891,7 @@ ASH_TEST(disconnected_channel_refuses_new_and_fails_queued_messages)
 }
 
 ASH_TEST_MAIN(
-    ASH_TEST_ENTRY(ai_reply_within_24h_goes_as_response_with_our_metadata),
+    ASH_TEST_ENTRY(p1_ai_reply_is_marked_and_goes_within_24h_as_response),
     ASH_TEST_ENTRY(human_reply_after_30h_goes_with_human_agent_tag),
     ASH_TEST_ENTRY(ai_reply_after_30h_is_refused_and_stored),
     ASH_TEST_ENTRY(human_reply_after_8_days_is_refused_and_stored),
