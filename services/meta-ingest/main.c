@@ -32,10 +32,11 @@ mi_init(ash_svc *svc)
 	mi_journal_register(&mi);
 	mi_channels_register(&mi);
 	mi_send_register(&mi);
+	mi_thread_register(&mi);
 	mi_conv_register(&mi);
 	if ((rv = mi_webhook_init(&mi)) != ASH_OK ||
 	    (rv = mi_channels_init(&mi)) != ASH_OK ||
-	    (rv = mi_send_init(&mi)) != ASH_OK)
+	    (rv = mi_sender_init(&mi)) != ASH_OK)
 		return rv;
 	ash_svc_set_data(svc, &mi);
 	return ASH_OK;
@@ -45,13 +46,13 @@ static void
 mi_drain(ash_svc *svc)
 {
 	mi.draining = true;
-	mi_send_drain(&mi);
+	mi_sender_drain(&mi);
 }
 
 static void
 mi_fini(ash_svc *svc)
 {
-	mi_send_fini(&mi);
+	mi_sender_fini(&mi);
 	mi_channels_fini(&mi);
 	mi_webhook_fini(&mi);
 	mi_journal_fini(&mi);

@@ -12,8 +12,10 @@
  *                           sealed with the master key), list, disconnect,
  *                           key rotation, status, profile fetching
  *   graph     mi_graph.c    Graph API calls and error classification
- *   sending   mi_send.c     conv.send/resend/typing/handover, the window
- *                           policy, the sender that works outbound rows
+ *   sending   mi_send.c     conv.send/resend: the outbound row first
+ *             mi_sender.c   the sender that works outbound rows
+ *             mi_send_policy.c  the window policy and other pure pieces
+ *             mi_thread.c   conv.typing/handover, mark_seen
  *   inbox     mi_conv.c     conv.list/get/messages/update/delete and
  *                           the reply jobs ai-router claims
  *
@@ -217,19 +219,46 @@ mi_profile_outcome mi_profile_outcome_of(
  * may be NULL or empty): a new string (free()), or NULL if both are. */
 char *mi_profile_name_new(const char *first, const char *last);
 
-/* --- sending (mi_send.c) ----------------------------------------------- */
+/* --- sending --------------------------------------------------------- */
 
-void    mi_send_register(mi_ctx *mi);
-ash_err mi_send_init(mi_ctx *mi) ASH_MUSTCHECK; /* sender timer, LISTEN */
-void    mi_send_drain(mi_ctx *mi);
-void    mi_send_fini(mi_ctx *mi);
+/* mi_send.c: conv.send and conv.resend write the outbound row. */
+void mi_send_register(mi_ctx *mi);
+
+/* mi_sender.c: works the outbound rows. The queuing statement NOTIFYs
+ * MI_OUTBOX_CHANNEL, which wakes every replica's sender. */
+#define MI_OUTBOX_CHANNEL "mi_outbox"
+ash_err mi_sender_init(mi_ctx *mi) ASH_MUSTCHECK; /* timer, LISTEN */
+void    mi_sender_drain(mi_ctx *mi);
+void    mi_sender_fini(mi_ctx *mi);
 /* Asks the sender to look for due rows now (after a commit that queued). */
-void mi_send_kick(mi_ctx *mi);
+void mi_sender_kick(mi_ctx *mi);
+/* Counts a message the window policy refused (a metric). */
+void mi_sender_count_refused(mi_ctx *mi);
+
+/* mi_thread.c: conv.typing, conv.handover, and mark_seen. */
+void mi_thread_register(mi_ctx *mi);
 /* An agent opened the conversation: send mark_seen (best effort, never
  * fails the caller). */
-void mi_send_mark_seen(
+void mi_thread_mark_seen(
     mi_ctx *mi, const char *tenant, const char *conversation_id);
 
+/* mi_common.c: helpers of the sending modules. */
+void mi_free_wiped(char *s); /* OPENSSL_cleanse, then free; NULL is ok */
+/* A copy of a column (free()), NULL for SQL NULL. */
+char *mi_col_dup(const PGresult *r, int row, int c);
+/* A bigint column (ms), 0 for SQL NULL. */
+int64_t mi_col_ms(const PGresult *r, int row, int c);
+/* The channel's token in clear (free with mi_free_wiped), or NULL if it
+ * cannot be unsealed with our keys (logged, without the value). */
+char *mi_token_unseal(mi_ctx *mi, const char *channel_id, const char *sealed);
+/* Publishes conv.message.updated for a message's new state. */
+void mi_publish_state(mi_ctx *mi, const char *tenant, const char *conv,
+    const char *msg, const char *state);
+/* The tenant of a call, or NULL after failing it (tenant data needs
+ * one). */
+const char *mi_call_tenant(ash_bus_call *call);
+
+/* mi_send_policy.c: the pure pieces, unit-tested. */
 /* The Messenger/Instagram window policy (meta-send-api.md §5), pure. */
 typedef enum mi_author { MI_AUTHOR_AI, MI_AUTHOR_AGENT } mi_author;
 typedef struct mi_policy {

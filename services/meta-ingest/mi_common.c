@@ -1,11 +1,13 @@
 /*
  * mi_common.c - small pieces several meta-ingest modules share: channel
- * secret AADs, channel status updates, the message JSON shape, and the
- * webhook signature check.
+ * secret AADs, channel status updates, the message JSON shape, the
+ * webhook signature check and the helpers of the sending modules.
  */
 #include "mi.h"
 
 #include <ashoon/json.h>
+
+#include <openssl/crypto.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,4 +137,78 @@ mi_signature_check(
 	ok = n == ASH_SHA256_LEN && ash_ct_equal(got, mac, sizeof(mac));
 	free(got);
 	return ok ? ASH_OK : ASH_EFORBIDDEN;
+}
+
+/* --- helpers shared by the sending modules --- */
+
+void
+mi_free_wiped(char *s)
+{
+	if (s == NULL)
+		return;
+	OPENSSL_cleanse(s, strlen(s));
+	free(s);
+}
+
+/* A copy of a column, NULL for SQL NULL. */
+char *
+mi_col_dup(const PGresult *r, int row, int c)
+{
+	return PQgetisnull(r, row, c) ? NULL
+	                              : ash_xstrdup(PQgetvalue(r, row, c));
+}
+
+/* A bigint column (ms), 0 for SQL NULL. */
+int64_t
+mi_col_ms(const PGresult *r, int row, int c)
+{
+	return PQgetisnull(r, row, c)
+	    ? 0
+	    : strtoll(PQgetvalue(r, row, c), NULL, 10);
+}
+
+/* The channel's token in clear (free with mi_free_wiped), or NULL if it
+ * cannot be unsealed with our keys (logged, without the value). */
+char *
+mi_token_unseal(mi_ctx *mi, const char *channel_id, const char *sealed)
+{
+	char     aad[128];
+	uint8_t *pt = NULL;
+	size_t   n;
+
+	mi_channel_aad(channel_id, "token", aad, sizeof(aad));
+	if (sealed == NULL ||
+	    ash_crypto_unseal(mi->keys, aad, sealed, &pt, &n) != ASH_OK) {
+		ash_log_error(NULL, "MI-TOKEN",
+		    "channel %s: the token cannot be unsealed with the "
+		    "configured master keys",
+		    channel_id);
+		return NULL;
+	}
+	return (char *) pt;
+}
+
+void
+mi_publish_state(mi_ctx *mi, const char *tenant, const char *conv,
+    const char *msg, const char *state)
+{
+	cJSON *b = cJSON_CreateObject();
+
+	ash_json_add_str(b, "conversation_id", conv);
+	ash_json_add_str(b, "message_id", msg);
+	ash_json_add_str(b, "state", state);
+	ash_svc_publish(mi->svc, ASH_TOPIC_CONV_MESSAGE_UPDATED, tenant, b);
+	cJSON_Delete(b);
+}
+
+/* The tenant of a call, or fails it: tenant data needs one. */
+const char *
+mi_call_tenant(ash_bus_call *call)
+{
+	const char *t = ash_bus_call_req(call)->tenant;
+
+	if (t == NULL)
+		ash_bus_call_fail(
+		    call, ASH_EFORBIDDEN, "a tenant is required");
+	return t;
 }

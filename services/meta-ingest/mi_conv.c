@@ -234,7 +234,7 @@ on_conv_get(ash_bus_call *call, void *arg)
 	/* A person opened it (not a service reading it): tell Meta the
 	 * customer's messages were seen. */
 	if (req->role == NULL || strcmp(req->role, "service") != 0)
-		mi_send_mark_seen(cc->mi, req->tenant, id);
+		mi_thread_mark_seen(cc->mi, req->tenant, id);
 	if (ash_db_query(
 	        ash_svc_db(cc->mi->svc), sql, 2, p, on_one_conv, cc) != ASH_OK)
 		on_one_conv(cc, ASH_EUNAVAIL, NULL);
