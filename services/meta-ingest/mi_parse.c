@@ -13,6 +13,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The context shared by the events of one messaging[] / standby[] item. */
@@ -219,13 +220,16 @@ parse_reaction(evctx *x, const cJSON *r, const char *sender, int64_t ts)
 static void
 synthetic_mid(cJSON *e, const char *prefix, const char *customer, int64_t ts)
 {
-	char mid[96];
+	char *mid;
 
 	if (ash_json_str(e, "mid") != NULL)
 		return;
-	snprintf(mid, sizeof(mid), "%s:%s:%lld", prefix,
-	    customer ? customer : "-", (long long) ts);
+	/* Allocated: a long customer id must not be cut (two cut ids could
+	 * name one message). */
+	mid = ash_xasprintf(
+	    "%s:%s:%lld", prefix, customer ? customer : "-", (long long) ts);
 	ash_json_add_str(e, "mid", mid);
+	free(mid);
 }
 
 static void
