@@ -6,12 +6,19 @@
  * the final completion goes through the mailbox to the loop. A pipe
  * notifier keeps the count of connected peers so a request with nobody to
  * serve it fails at once instead of waiting for its deadline.
+ *
+ * Coalescing requests (opts.coalesce) made in one loop turn wait in a
+ * pending list; an event activated with the first of them runs after the
+ * callbacks already queued in that turn, and sends them as one batch
+ * frame (a lone one as a plain envelope). The frame travels as one creq,
+ * a carrier, whose reply array is handed out member by member.
  */
 #include "bus_impl.h"
 #include "loop_impl.h"
 
 #include <ashoon/json.h>
 
+#include <event2/event.h>
 #include <nng/protocol/reqrep0/req.h>
 
 #include <stdatomic.h>
@@ -19,6 +26,17 @@
 #include <string.h>
 
 typedef enum creq_state { CREQ_SEND, CREQ_RECV } creq_state;
+
+/* A coalescing request, pending or carried in a batch frame. */
+typedef struct cmember {
+	struct cmember *next;
+	int             op;
+	int64_t         deadline_ms;
+	char           *env; /* rendered envelope, until the frame is built */
+	size_t          len;
+	ash_bus_result_cb cb;
+	void             *arg;
+} cmember;
 
 typedef struct creq {
 	ash__mbox_node    node;        /* first */
@@ -32,16 +50,23 @@ typedef struct creq {
 	int64_t           deadline_ms;
 	ash_bus_result_cb cb;
 	void             *arg;
+	cmember          *members; /* a carrier's requests, in frame order */
+	int               nmembers;
 } creq;
 
 struct ash_bus_client {
-	ash_loop  *loop;
-	nng_socket sock;
-	ash__mbox *mb;
-	creq      *outstanding;
-	atomic_int peers;
-	bool       closing;
-	char      *name;
+	ash_loop     *loop;
+	nng_socket    sock;
+	ash__mbox    *mb;
+	creq         *outstanding;
+	atomic_int    peers;
+	bool          closing;
+	char         *name;
+	size_t        max_frame; /* bytes a batch frame may reach */
+	struct event *flush;     /* sends the pending list */
+	cmember      *pending, **pending_tail;
+	int           npending;
+	size_t        pending_len;
 };
 
 static void
@@ -103,28 +128,92 @@ reply_check(int op, const ash_reply *rep)
 	    : ASH_EUPSTREAM;
 }
 
+/* Hands one reply (parse result rv, rep owned here) to its caller. */
+static void
+deliver(ash_bus_client *c, int op, ash_err rv, ash_reply *rep,
+    ash_bus_result_cb cb, void *arg)
+{
+	ash_bus_result res = {.err = ASH_OK};
+
+	if (rv != ASH_OK || reply_check(op, rep) != ASH_OK) {
+		ash_log_warn(NULL, "BUS-BADREPLY",
+		    "malformed %s reply from %s", ash_op(op)->name, c->name);
+		res.err = ASH_EUPSTREAM;
+	} else {
+		res.status  = rep->status;
+		res.body    = rep->body;
+		res.code    = rep->code;
+		res.message = rep->message;
+	}
+	cb(arg, &res);
+	ash_reply_fini(rep);
+}
+
+/* Every member of a carrier gets res, and is freed. */
+static void
+members_fail(cmember *m, const ash_bus_result *res)
+{
+	while (m != NULL) {
+		cmember *next = m->next;
+		m->cb(m->arg, res);
+		free(m->env);
+		free(m);
+		m = next;
+	}
+}
+
+/* A batch frame's reply: one reply per member, in order. A frame that does
+ * not match is a malformed reply for every member. */
+static void
+carrier_deliver(creq *r, nng_msg *msg)
+{
+	ash_bus_result bad = {.err = ASH_EUPSTREAM};
+	cJSON         *doc = NULL;
+	ash_reply      rep;
+	cmember       *m;
+
+	if (ash_json_parse(nng_msg_body(msg), nng_msg_len(msg), &doc) !=
+	        ASH_OK ||
+	    !cJSON_IsArray(doc) || cJSON_GetArraySize(doc) != r->nmembers) {
+		ash_log_warn(NULL, "BUS-BADREPLY",
+		    "malformed batch reply from %s", r->c->name);
+		cJSON_Delete(doc);
+		members_fail(r->members, &bad);
+		return;
+	}
+	while ((m = r->members) != NULL) {
+		ash_err rv =
+		    ash_reply_adopt(cJSON_DetachItemFromArray(doc, 0), &rep);
+		r->members = m->next;
+		deliver(r->c, m->op, rv, &rep, m->cb, m->arg);
+		free(m);
+	}
+	cJSON_Delete(doc);
+}
+
 /* Turns the reply message into a result and calls back. */
 static void
 creq_deliver(creq *r, nng_msg *msg)
 {
-	ash_bus_result res = {.err = ASH_OK};
-	ash_reply      rep;
+	ash_reply rep;
+	ash_err   rv;
 
-	if (ash_reply_parse(nng_msg_body(msg), nng_msg_len(msg), &rep) !=
-	        ASH_OK ||
-	    reply_check(r->op, &rep) != ASH_OK) {
-		ash_log_warn(NULL, "BUS-BADREPLY",
-		    "malformed %s reply from %s", ash_op(r->op)->name,
-		    r->c->name);
-		res.err = ASH_EUPSTREAM;
-	} else {
-		res.status  = rep.status;
-		res.body    = rep.body;
-		res.code    = rep.code;
-		res.message = rep.message;
+	if (r->members != NULL) {
+		carrier_deliver(r, msg);
+		return;
 	}
-	r->cb(r->arg, &res);
-	ash_reply_fini(&rep);
+	rv = ash_reply_parse(nng_msg_body(msg), nng_msg_len(msg), &rep);
+	deliver(r->c, r->op, rv, &rep, r->cb, r->arg);
+}
+
+static void
+creq_fail(creq *r, const ash_bus_result *res)
+{
+	if (r->members != NULL)
+		members_fail(r->members, res);
+	else
+		r->cb(r->arg, res);
+	r->members = NULL;
 }
 
 static void
@@ -146,12 +235,14 @@ creq_on_done(void *arg, ash__mbox_node *node)
 		res.err = ash__bus_err(r->result);
 		if (r->c->closing)
 			res.err = ASH_ECANCELED;
-		r->cb(r->arg, &res);
+		creq_fail(r, &res);
 	}
 	nng_ctx_close(r->ctx);
 	nng_aio_free(r->aio);
 	free(r);
 }
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg);
 
 ash_err
 ash_bus_client_open(
@@ -179,7 +270,12 @@ ash_bus_client_open(
 		return rv;
 	}
 	c->mb = ash__mbox_new(loop, creq_on_done, c);
-	*out  = c;
+	/* Half the cap: the reply of a frame comes back the same size. */
+	c->max_frame    = o->max_msg / 2;
+	c->flush        = event_new(ash_loop_base(loop), -1, 0, flush_cb, c);
+	c->pending_tail = &c->pending;
+	ASH_ASSERT(c->flush != NULL);
+	*out = c;
 	return ASH_OK;
 }
 
@@ -192,16 +288,21 @@ client_abandon(ash_bus_client *c)
 
 	ash__mbox_kill(c->mb);
 	for (creq *r = c->outstanding; r != NULL; r = r->next)
-		r->cb(r->arg, &res);
+		creq_fail(r, &res);
 	c->outstanding = NULL;
 }
 
 void
 ash_bus_client_close(ash_bus_client *c)
 {
+	ash_bus_result cancel = {.err = ASH_ECANCELED};
+
 	if (c == NULL)
 		return;
 	c->closing = true;
+	event_free(c->flush);
+	members_fail(c->pending, &cancel);
+	c->pending = NULL;
 	/* Every outstanding aio completes while the socket closes. */
 	if (!ash__bus_close(c->sock, c->name, c)) {
 		client_abandon(c);
@@ -242,6 +343,96 @@ creq_new(ash_bus_client *c, const ash_bus_req_opts *o, creq **out)
 	return ASH_OK;
 }
 
+/* Puts r on the outstanding list and sends msg. */
+static void
+creq_send(creq *r, nng_msg *msg)
+{
+	ash_bus_client *c = r->c;
+
+	r->next = c->outstanding;
+	if (r->next)
+		r->next->prev = r;
+	c->outstanding = r;
+	nng_aio_set_msg(r->aio, msg);
+	nng_aio_set_timeout(r->aio, remaining(r->deadline_ms));
+	nng_ctx_send(r->ctx, r->aio);
+}
+
+/* Sends the pending coalescing requests: one as it is, more as a batch
+ * frame "[env,env,...]" under the latest of their deadlines. */
+static void
+flush_pending(ash_bus_client *c)
+{
+	cmember         *list = c->pending;
+	int              n    = c->npending;
+	ash_bus_req_opts o    = {.op = list ? list->op : 0};
+	ash_bus_result   fail = {.err = ASH_ECLOSED};
+	nng_msg         *msg;
+	creq            *r;
+
+	c->pending      = NULL;
+	c->pending_tail = &c->pending;
+	c->npending     = 0;
+	c->pending_len  = 0;
+	if (list == NULL)
+		return;
+	for (cmember *m = list; m != NULL; m = m->next)
+		if (m->deadline_ms > o.deadline_ms)
+			o.deadline_ms = m->deadline_ms;
+	if (creq_new(c, &o, &r) != ASH_OK) {
+		members_fail(list, &fail);
+		return;
+	}
+	ASH_ASSERT(nng_msg_alloc(&msg, 0) == 0);
+	if (n > 1)
+		nng_msg_append(msg, "[", 1);
+	for (cmember *m = list; m != NULL; m = m->next) {
+		if (m != list)
+			nng_msg_append(msg, ",", 1);
+		nng_msg_append(msg, m->env, m->len);
+		free(m->env);
+		m->env = NULL;
+	}
+	if (n > 1) {
+		nng_msg_append(msg, "]", 1);
+		r->members  = list;
+		r->nmembers = n;
+	} else {
+		r->cb  = list->cb;
+		r->arg = list->arg;
+		free(list);
+	}
+	creq_send(r, msg);
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	flush_pending(arg);
+}
+
+/* Queues a coalescing request for the end of this loop turn. */
+static void
+coalesce(ash_bus_client *c, const ash_bus_req_opts *o, char *env,
+    ash_bus_result_cb cb, void *arg)
+{
+	cmember *m = ash_xcalloc(1, sizeof(*m));
+
+	m->op          = o->op;
+	m->deadline_ms = o->deadline_ms;
+	m->len         = strlen(env);
+	m->env         = ash_xstrdup(env);
+	m->cb          = cb;
+	m->arg         = arg;
+	if (c->npending > 0 && c->pending_len + m->len + 2 > c->max_frame)
+		flush_pending(c);
+	*c->pending_tail = m;
+	c->pending_tail  = &m->next;
+	c->pending_len += m->len + 1;
+	if (c->npending++ == 0)
+		event_active(c->flush, EV_TIMEOUT, 0);
+}
+
 ash_err
 ash_bus_request(ash_bus_client *c, const ash_bus_req_opts *o,
     const cJSON *body, ash_bus_result_cb cb, void *arg)
@@ -257,21 +448,22 @@ ash_bus_request(ash_bus_client *c, const ash_bus_req_opts *o,
 		return ASH_ETIMEDOUT;
 	if (atomic_load(&c->peers) == 0)
 		return ASH_EUNAVAIL;
-	if ((rv = creq_new(c, o, &r)) != ASH_OK)
-		return rv;
 	env = ash_request_render(
 	    o->op, o->id, o->tenant, o->user, o->role, o->deadline_ms, body);
+	if (o->coalesce) {
+		coalesce(c, o, env, cb, arg);
+		cJSON_free(env);
+		return ASH_OK;
+	}
+	if ((rv = creq_new(c, o, &r)) != ASH_OK) {
+		cJSON_free(env);
+		return rv;
+	}
 	ASH_ASSERT(nng_msg_alloc(&msg, 0) == 0);
 	nng_msg_append(msg, env, strlen(env));
 	cJSON_free(env);
-	r->cb   = cb;
-	r->arg  = arg;
-	r->next = c->outstanding;
-	if (r->next)
-		r->next->prev = r;
-	c->outstanding = r;
-	nng_aio_set_msg(r->aio, msg);
-	nng_aio_set_timeout(r->aio, remaining(o->deadline_ms));
-	nng_ctx_send(r->ctx, r->aio);
+	r->cb  = cb;
+	r->arg = arg;
+	creq_send(r, msg);
 	return ASH_OK;
 }

@@ -7,6 +7,12 @@
  * the handler until it replies, and holds both the loop (drain waits for
  * it) and a reference on the server (so closing the server while a handler
  * still works does not free the slot under it).
+ *
+ * A batch frame (a JSON array of envelopes, see ashoon/bus.h) fills one
+ * slot with several calls: each is dispatched and ended on its own, the
+ * slot counts those still open, and the last one to end sends the array
+ * of replies. The slot then holds the loop and one server reference for
+ * the whole frame.
  */
 #include "bus_impl.h"
 #include "loop_impl.h"
@@ -27,10 +33,15 @@ typedef enum slot_state {
 } slot_state;
 
 struct ash_bus_call {
-	ash_request     req;
-	ash_log_ctx     log;
-	ash_bus_server *srv;
+	ash_request  req;
+	ash_log_ctx  log;
+	struct slot *slot;
+	int          idx; /* item of a batch frame; -1 for a lone request */
+	int64_t      t0;  /* when it arrived (ms) */
 };
+
+/* Items per batch frame: more is a malformed frame. */
+#define BATCH_MAX 1024
 
 typedef struct slot {
 	ash__mbox_node  node; /* first: the mailbox hands us back */
@@ -38,10 +49,11 @@ typedef struct slot {
 	nng_ctx         ctx;
 	nng_aio        *aio;
 	slot_state      state;
-	int             result; /* nng_aio_result, read on the loop */
-	int64_t         t0;     /* when the request arrived (ms) */
-	int             op;     /* op being answered, -1 if unknown */
-	ash_bus_call    call;
+	int             result;          /* nng_aio_result, read on the loop */
+	ash_bus_call    call;            /* a lone request */
+	ash_bus_call   *parts;           /* a batch frame's calls, else NULL */
+	char          **outs;            /* their rendered replies, by item */
+	int             nparts, pending; /* items, and those not ended */
 } slot;
 
 struct ash_bus_server {
@@ -82,11 +94,10 @@ slot_arm(slot *s)
 }
 
 static void
-slot_count(slot *s, int status)
+srv_count(ash_bus_server *srv, int opid, int64_t t0, int status)
 {
-	char            labels[128], st[8];
-	ash_bus_server *srv = s->srv;
-	const char     *op  = s->op >= 0 ? ash_op(s->op)->name : "-";
+	char        labels[128], st[8];
+	const char *op = opid >= 0 ? ash_op(opid)->name : "-";
 
 	if (srv->metrics == NULL)
 		return;
@@ -101,16 +112,14 @@ slot_count(slot *s, int status)
 	ash_histogram_observe(
 	    ash_metrics_histogram(srv->metrics, "ashoon_bus_request_seconds",
 	        "Time from request arrival to reply", labels, NULL, 0),
-	    (double) (ash_now_ms() - s->t0) / 1000.0);
+	    (double) (ash_now_ms() - t0) / 1000.0);
 }
 
 /* Sends rendered (a cJSON string) as the reply of slot s. */
 static void
-slot_send(slot *s, char *rendered, int status)
+slot_send(slot *s, char *rendered)
 {
 	nng_msg *msg;
-
-	slot_count(s, status);
 
 	s->state = SLOT_SEND;
 	if (s->srv->closed || nng_msg_alloc(&msg, 0) != 0) {
@@ -126,14 +135,16 @@ slot_send(slot *s, char *rendered, int status)
 }
 
 static void
-slot_fail_early(slot *s, const char *id, ash_err e, const char *message)
+slot_fail_early(
+    slot *s, int op, const char *id, ash_err e, const char *message)
 {
+	int status = ash_err_http_status(e);
+
+	srv_count(s->srv, op, s->call.t0, status);
 	s->srv->inflight++;
 	ash_loop_hold(s->srv->loop);
-	slot_send(s,
-	    ash_reply_render_err(
-	        id, ash_err_http_status(e), ash_err_code(e), message),
-	    ash_err_http_status(e));
+	slot_send(
+	    s, ash_reply_render_err(id, status, ash_err_code(e), message));
 }
 
 static void
@@ -144,14 +155,15 @@ slot_dispatch(slot *s, nng_msg *msg)
 	char            why[160];
 	ash_err         rv;
 
-	s->t0 = ash_now_ms();
-	rv    = ash_request_parse(
-	       nng_msg_body(msg), nng_msg_len(msg), &call->req, why, sizeof(why));
-	s->op = call->req.op;
+	call->slot = s;
+	call->idx  = -1;
+	call->t0   = ash_now_ms();
+	rv         = ash_request_parse(
+	            nng_msg_body(msg), nng_msg_len(msg), &call->req, why, sizeof(why));
 	nng_msg_free(msg);
 	if (rv != ASH_OK) {
 		ash_log_warn(NULL, "BUS-BADREQ", "%s", why);
-		slot_fail_early(s, call->req.id, rv, why);
+		slot_fail_early(s, call->req.op, call->req.id, rv, why);
 		ash_request_fini(&call->req);
 		return;
 	}
@@ -169,7 +181,8 @@ slot_dispatch(slot *s, nng_msg *msg)
 	if (srv->handlers[call->req.op] == NULL) {
 		snprintf(why, sizeof(why), "op %s is not served by %s",
 		    ash_op(call->req.op)->name, srv->service);
-		slot_fail_early(s, call->req.id, ASH_ENOTFOUND, why);
+		slot_fail_early(
+		    s, call->req.op, call->req.id, ASH_ENOTFOUND, why);
 		ash_request_fini(&call->req);
 		return;
 	}
@@ -178,6 +191,111 @@ slot_dispatch(slot *s, nng_msg *msg)
 	srv->refs++;
 	ash_loop_hold(srv->loop);
 	srv->handlers[call->req.op](call, srv->hargs[call->req.op]);
+}
+
+static void call_end(ash_bus_call *call, char *rendered, int status);
+
+static void
+part_fail(ash_bus_call *call, ash_err e, const char *message)
+{
+	call_end(call,
+	    ash_reply_render_err(call->req.id, ash_err_http_status(e),
+	        ash_err_code(e), message),
+	    ash_err_http_status(e));
+}
+
+/* One item of a batch frame: checked and handed to its handler like a lone
+ * request, except that every failure is answered in its place (a late item
+ * too: the frame's reply must have one entry per item). */
+static void
+part_start(slot *s, int idx, cJSON *item)
+{
+	ash_bus_server *srv  = s->srv;
+	ash_bus_call   *call = &s->parts[idx];
+	char            why[160];
+	ash_err         rv;
+
+	call->slot = s;
+	call->idx  = idx;
+	call->t0   = s->call.t0;
+	rv         = ash_request_adopt(item, &call->req, why, sizeof(why));
+	if (rv != ASH_OK) {
+		ash_log_warn(
+		    NULL, "BUS-BADREQ", "batch item %d: %s", idx, why);
+		part_fail(call, rv, why);
+		return;
+	}
+	call->log.req    = call->req.id;
+	call->log.tenant = call->req.tenant;
+	if (call->req.deadline_ms <= ash_wall_ms()) {
+		part_fail(
+		    call, ASH_ETIMEDOUT, "deadline passed before handling");
+		return;
+	}
+	if (srv->handlers[call->req.op] == NULL) {
+		snprintf(why, sizeof(why), "op %s is not served by %s",
+		    ash_op(call->req.op)->name, srv->service);
+		part_fail(call, ASH_ENOTFOUND, why);
+		return;
+	}
+	srv->handlers[call->req.op](call, srv->hargs[call->req.op]);
+}
+
+static void
+slot_dispatch_batch(slot *s, nng_msg *msg)
+{
+	ash_bus_server *srv = s->srv;
+	cJSON          *doc = NULL;
+	int             n   = 0;
+
+	s->call.t0 = ash_now_ms();
+	if (ash_json_parse(nng_msg_body(msg), nng_msg_len(msg), &doc) ==
+	        ASH_OK &&
+	    cJSON_IsArray(doc))
+		n = cJSON_GetArraySize(doc);
+	nng_msg_free(msg);
+	if (n < 1 || n > BATCH_MAX) {
+		cJSON_Delete(doc);
+		ash_log_warn(NULL, "BUS-BADREQ", "malformed batch frame");
+		slot_fail_early(s, -1, NULL, ASH_EINVAL,
+		    "a batch frame is an array of 1-1024 envelopes");
+		return;
+	}
+	if (srv->metrics != NULL) {
+		ash_counter_add(
+		    ash_metrics_counter(srv->metrics,
+		        "ashoon_bus_batch_frames_total",
+		        "Batch frames received (coalesced requests)", NULL),
+		    1);
+		ash_counter_add(
+		    ash_metrics_counter(srv->metrics,
+		        "ashoon_bus_batch_items_total",
+		        "Requests that arrived in batch frames", NULL),
+		    (uint64_t) n);
+	}
+	s->parts  = ash_xcalloc((size_t) n, sizeof(ash_bus_call));
+	s->outs   = ash_xcalloc((size_t) n, sizeof(char *));
+	s->nparts = s->pending = n;
+	s->state               = SLOT_HANDLE;
+	srv->inflight++;
+	srv->refs++;
+	ash_loop_hold(srv->loop);
+	/* The slot is only sent when the last item ends, which cannot
+	 * happen before the last one has been started. */
+	for (int i = 0; i < n; i++)
+		part_start(s, i, cJSON_DetachItemFromArray(doc, 0));
+	cJSON_Delete(doc);
+}
+
+static bool
+is_batch_frame(nng_msg *msg)
+{
+	const char *p = nng_msg_body(msg);
+	size_t      n = nng_msg_len(msg), i = 0;
+
+	while (i < n && strchr(" \t\r\n", p[i]) != NULL && p[i] != '\0')
+		i++;
+	return i < n && p[i] == '[';
 }
 
 static void
@@ -191,7 +309,10 @@ slot_on_done(void *arg, ash__mbox_node *node)
 		if (s->result == 0) {
 			nng_msg *msg = nng_aio_get_msg(s->aio);
 			nng_aio_set_msg(s->aio, NULL);
-			slot_dispatch(s, msg);
+			if (is_batch_frame(msg))
+				slot_dispatch_batch(s, msg);
+			else
+				slot_dispatch(s, msg);
 		} else if (s->result == NNG_ECANCELED ||
 		    s->result == NNG_ECLOSED) {
 			s->state = SLOT_IDLE;
@@ -346,34 +467,73 @@ ash_bus_call_remaining_ms(const ash_bus_call *call)
 	return call->req.deadline_ms - ash_wall_ms();
 }
 
-static slot *
-call_slot(ash_bus_call *call)
+/* "[r0,r1,...]": the replies of a batch frame in item order, each freed.
+ */
+static char *
+frame_join(char **outs, int n)
 {
-	return (slot *) ((char *) call - offsetof(slot, call));
+	size_t len = 2, at = 0;
+	char  *f;
+
+	for (int i = 0; i < n; i++)
+		len += strlen(outs[i]) + 1;
+	f       = cJSON_malloc(len + 1);
+	f[at++] = '[';
+	for (int i = 0; i < n; i++) {
+		size_t k = strlen(outs[i]);
+		if (i > 0)
+			f[at++] = ',';
+		memcpy(f + at, outs[i], k);
+		at += k;
+		cJSON_free(outs[i]);
+	}
+	f[at++] = ']';
+	f[at]   = '\0';
+	return f;
 }
 
 /* Ends a HANDLE slot: sends rendered, or drops it if the server closed. */
 static void
-call_end(ash_bus_call *call, char *rendered, int status)
+slot_end(slot *s, char *rendered)
 {
-	slot           *s   = call_slot(call);
 	ash_bus_server *srv = s->srv;
 
-	ASH_ASSERT(s->state == SLOT_HANDLE);
-	ash_log_debug(&call->log, "BUS-CALL", "%s answered %d in %lld ms",
-	    ash_op(call->req.op)->name, status,
-	    (long long) (ash_now_ms() - s->t0));
-	ash_request_fini(&call->req);
-	memset(&call->log, 0, sizeof(call->log));
 	if (srv->closed) {
 		cJSON_free(rendered);
 		s->state = SLOT_IDLE;
 		srv->inflight--;
 		ash_loop_rele(srv->loop);
 	} else {
-		slot_send(s, rendered, status);
+		slot_send(s, rendered);
 	}
 	srv_unref(srv);
+}
+
+static void
+call_end(ash_bus_call *call, char *rendered, int status)
+{
+	slot *s = call->slot;
+
+	ASH_ASSERT(s->state == SLOT_HANDLE);
+	ash_log_debug(&call->log, "BUS-CALL", "%s answered %d in %lld ms",
+	    call->req.op >= 0 ? ash_op(call->req.op)->name : "-", status,
+	    (long long) (ash_now_ms() - call->t0));
+	srv_count(s->srv, call->req.op, call->t0, status);
+	ash_request_fini(&call->req);
+	memset(&call->log, 0, sizeof(call->log));
+	if (call->idx < 0) {
+		slot_end(s, rendered);
+		return;
+	}
+	s->outs[call->idx] = rendered;
+	if (--s->pending > 0)
+		return;
+	rendered = frame_join(s->outs, s->nparts);
+	free(s->outs);
+	free(s->parts);
+	s->outs  = NULL;
+	s->parts = NULL;
+	slot_end(s, rendered);
 }
 
 void

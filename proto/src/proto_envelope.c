@@ -173,6 +173,19 @@ ash_request_parse(
 	return request_fill(req, msg, cap);
 }
 
+ash_err
+ash_request_adopt(cJSON *doc, ash_request *req, char *msg, size_t cap)
+{
+	memset(req, 0, sizeof(*req));
+	req->op  = -1;
+	req->doc = doc;
+	if (!cJSON_IsObject(doc)) {
+		MSG("envelope must be an object");
+		return ASH_EBADJSON;
+	}
+	return request_fill(req, msg, cap);
+}
+
 void
 ash_request_fini(ash_request *req)
 {
@@ -286,6 +299,14 @@ ash_reply_parse(const char *buf, size_t len, ash_reply *rep)
 	if (!cJSON_IsObject(rep->doc))
 		return ASH_EBADJSON;
 	return reply_fill(rep);
+}
+
+ash_err
+ash_reply_adopt(cJSON *doc, ash_reply *rep)
+{
+	memset(rep, 0, sizeof(*rep));
+	rep->doc = doc;
+	return cJSON_IsObject(doc) ? reply_fill(rep) : ASH_EBADJSON;
 }
 
 void

@@ -182,6 +182,9 @@ forward(gw_call *c)
 	       c->user,
             adm ? "admin" : "api",
 	       ash_wall_ms() + ash_svc_config(c->gw->svc)->bus_timeout_ms,
+	       /* Webhook bursts: the POSTs read in one loop turn travel as
+	        * one bus message, and their owner commits them together. */
+	       .coalesce = rt->cls == GW_CLASS_WEBHOOK,
         };
 	char    msg[160];
 	ash_err rv;

@@ -82,7 +82,7 @@ ready_probe(ready *r, int svc)
 	ash_bus_client  *peer = ash_svc_peer(r->gw->svc, svc);
 	probe           *p    = ash_xmalloc(sizeof(*p));
 	ash_bus_req_opts o = {ASH_OP_SYS_HEALTH, r->req_id, NULL, NULL, NULL,
-	    ash_wall_ms() + gw_config.ready_timeout_ms};
+	    ash_wall_ms() + gw_config.ready_timeout_ms, false};
 	ash_err          rv;
 
 	p->r   = r;

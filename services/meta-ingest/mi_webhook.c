@@ -10,7 +10,9 @@
  * stored, 503 when Postgres could not be reached (Meta then retries, and
  * ingest is idempotent), 500 when the data itself failed. A failing batch
  * of several hits is retried hit by hit, so one bad POST cannot hold the
- * others back.
+ * others back. An idle batch starts its commit at the end of the loop turn
+ * in which its first hit arrived, so the hits of one bus batch frame (the
+ * gateway coalesces the POSTs it reads in one turn) commit together.
  *
  * Rejected POSTs (no or bad signature) are answered at once and leave only
  * their journal line, written with the next batch. A signed body that does
@@ -21,6 +23,7 @@
 
 #include <ashoon/json.h>
 
+#include <event2/event.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,11 +41,12 @@ typedef struct hit {
 } hit;
 
 struct mi_batch {
-	mi_ctx *mi;
-	hit    *head, *tail; /* waiting for the next commit */
-	int     queued;
-	hit    *flying;  /* being committed now */
-	bool    closing; /* free when the flying batch returns */
+	mi_ctx       *mi;
+	hit          *head, *tail; /* waiting for the next commit */
+	int           queued;
+	hit          *flying;  /* being committed now */
+	bool          closing; /* free when the flying batch returns */
+	struct event *kick;    /* end of turn: start a commit when idle */
 };
 
 static void batch_flush(mi_batch *b);
@@ -387,6 +391,7 @@ batch_free(mi_batch *b)
 			ash_bus_call_fail(h->call, ASH_ECLOSED, NULL);
 		hit_free(h);
 	}
+	event_free(b->kick);
 	free(b);
 }
 
@@ -423,7 +428,14 @@ static void
 queue_hit(mi_batch *b, hit *h)
 {
 	batch_push(b, h, false);
-	batch_flush(b);
+	if (b->flying == NULL)
+		event_active(b->kick, EV_TIMEOUT, 0);
+}
+
+static void
+on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	batch_flush(arg);
 }
 
 /* Best-effort object and page ids of a rejected body, for the journal
@@ -643,8 +655,16 @@ mi_webhook_register(mi_ctx *mi)
 ash_err
 mi_webhook_init(mi_ctx *mi)
 {
-	mi->batch     = ash_xcalloc(1, sizeof(*mi->batch));
-	mi->batch->mi = mi;
+	mi_batch *b = ash_xcalloc(1, sizeof(*b));
+
+	b->mi = mi;
+	b->kick =
+	    event_new(ash_loop_base(ash_svc_loop(mi->svc)), -1, 0, on_kick, b);
+	if (b->kick == NULL) {
+		free(b);
+		return ASH_ENOMEM;
+	}
+	mi->batch = b;
 	return ASH_OK;
 }
 

@@ -10,6 +10,7 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -106,7 +107,7 @@ send_echo(world *w, const char *data, int timeout_ms)
 {
 	cJSON           *b = cJSON_CreateObject();
 	ash_bus_req_opts o = {ASH_OP_SYS_ECHO, "r-test", NULL, NULL, NULL,
-	    ash_wall_ms() + timeout_ms};
+	    ash_wall_ms() + timeout_ms, false};
 	ash_err          rv;
 
 	cJSON_AddStringToObject(b, "data", data);
@@ -191,7 +192,8 @@ ASH_TEST(concurrent_requests_beyond_slots_all_answered)
 ASH_TEST(unserved_op_is_404_with_reason)
 {
 	world            w;
-	ash_bus_req_opts o = {ASH_OP_SYS_INFO, "r-1", NULL, NULL, NULL, 0};
+	ash_bus_req_opts o = {
+	    ASH_OP_SYS_INFO, "r-1", NULL, NULL, NULL, 0, false};
 
 	world_open(&w, 2);
 	ASH_T_OK(ash_bus_server_start(w.srv));
@@ -437,6 +439,196 @@ ASH_TEST(client_close_cancels_outstanding_requests)
 	world_close(&w);
 }
 
+/* --- coalescing: batch frames ------------------------------------------ */
+
+typedef struct slotres {
+	world  *w;
+	int     status;
+	ash_err err;
+	char    body[128];
+} slotres;
+
+static void
+on_slot_result(void *arg, const ash_bus_result *r)
+{
+	slotres *s = arg;
+	char    *t = r->body ? ash_json_render(r->body) : NULL;
+
+	s->err    = r->err;
+	s->status = r->status;
+	snprintf(
+	    s->body, sizeof(s->body), "%s", t ? t : (r->code ? r->code : "-"));
+	cJSON_free(t);
+	if (++s->w->answered == s->w->want)
+		ash_loop_exit_when_idle(s->w->loop, 0);
+}
+
+static void
+send_coalesced(world *w, int op, const char *data, slotres *out)
+{
+	cJSON           *b = cJSON_CreateObject();
+	ash_bus_req_opts o = {
+	    op, "r-co", NULL, NULL, NULL, ash_wall_ms() + 3000, true};
+
+	out->w = w;
+	cJSON_AddStringToObject(b, "data", data);
+	ASH_T_OK(ash_bus_request(w->cli, &o, b, on_slot_result, out));
+	cJSON_Delete(b);
+}
+
+ASH_TEST(coalesced_requests_share_one_frame_and_each_gets_its_reply)
+{
+	world        w;
+	slotres      r[6] = {0};
+	ash_metrics *reg  = ash_metrics_new();
+	char        *text, data[16];
+
+	world_open(&w, 2);
+	ash_bus_server_set_metrics(w.srv, reg);
+	w.delay_ms = 20; /* replies end out of order with the others' */
+	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	wait_peer(&w);
+	for (int i = 0; i < 5; i++) {
+		snprintf(data, sizeof(data), "d%d", i);
+		send_coalesced(&w, ASH_OP_SYS_ECHO, data, &r[i]);
+	}
+	/* One op nobody serves: only that item fails. */
+	send_coalesced(&w, ASH_OP_SYS_INFO, "x", &r[5]);
+	run(&w, 6);
+	for (int i = 0; i < 5; i++) {
+		char want[32];
+		snprintf(want, sizeof(want), "{\"data\":\"d%d\"}", i);
+		ASH_T_OK(r[i].err);
+		ASH_T_EQ_INT(r[i].status, 200);
+		ASH_T_EQ_STR(r[i].body, want);
+	}
+	ASH_T_EQ_INT(r[5].status, 404);
+	ASH_T_EQ_STR(r[5].body, "not_found");
+	ASH_T_EQ_INT(w.handled, 5);
+	/* All six travelled in one frame, each counted as its own request. */
+	text = ash_metrics_render(reg);
+	ASH_T_CONTAINS(text, "ashoon_bus_batch_frames_total 1\n");
+	ASH_T_CONTAINS(text, "ashoon_bus_batch_items_total 6\n");
+	ASH_T_CONTAINS(text,
+	    "ashoon_bus_requests_total{op=\"sys.echo\",status=\"200\"} 5");
+	free(text);
+	world_close(&w);
+	ash_metrics_free(reg);
+}
+
+ASH_TEST(lone_coalescing_request_goes_as_a_plain_envelope)
+{
+	world        w;
+	slotres      r   = {0};
+	ash_metrics *reg = ash_metrics_new();
+	char        *text;
+
+	world_open(&w, 2);
+	ash_bus_server_set_metrics(w.srv, reg);
+	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	wait_peer(&w);
+	send_coalesced(&w, ASH_OP_SYS_ECHO, "solo", &r);
+	run(&w, 1);
+	ASH_T_EQ_STR(r.body, "{\"data\":\"solo\"}");
+	text = ash_metrics_render(reg);
+	ASH_T_CONTAINS(text, "ashoon_bus_requests_total");
+	ASH_T_TRUE(strstr(text, "ashoon_bus_batch_frames_total") == NULL);
+	free(text);
+	world_close(&w);
+	ash_metrics_free(reg);
+}
+
+static void *
+raw_batch_thread(void *arg)
+{
+	world *w = arg;
+	char   out[512];
+
+	ASH_T_EQ_INT(raw_call(url, "[]", out, sizeof(out)), 0);
+	ASH_T_CONTAINS(out, "\"status\":400");
+	ASH_T_EQ_INT(raw_call(url, "[1,2", out, sizeof(out)), 0);
+	ASH_T_CONTAINS(out, "\"status\":400");
+	/* Items are answered in place: a non-envelope, a late one, a good
+	 * one. */
+	ASH_T_EQ_INT(
+	    raw_call(url,
+	        "[1,{\"v\":1,\"op\":\"sys.echo\",\"id\":\"r-late\","
+	        "\"deadline_ms\":1000,\"body\":{\"data\":\"a\"}},"
+	        "{\"v\":1,\"op\":\"sys.echo\",\"id\":\"r-ok\","
+	        "\"deadline_ms\":99999999999999,\"body\":{\"data\":\"b\"}}]",
+	        out, sizeof(out)),
+	    0);
+	snprintf(w->last_body, sizeof(w->last_body), "%s", out);
+	return NULL;
+}
+
+ASH_TEST(malformed_batch_frames_and_items_get_their_errors)
+{
+	world     w;
+	pthread_t t;
+	cJSON    *doc = NULL;
+
+	world_open(&w, 2);
+	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	pthread_create(&t, NULL, raw_batch_thread, &w);
+	struct timeval tv = {1, 500000};
+	event_base_once(ash_loop_base(w.loop), -1, EV_TIMEOUT, on_thread_done,
+	    w.loop, &tv);
+	ash_loop_run(w.loop);
+	pthread_join(t, NULL);
+	ASH_T_OK(ash_json_parse(w.last_body, strlen(w.last_body), &doc));
+	ASH_T_EQ_INT(cJSON_GetArraySize(doc), 3);
+	ASH_T_EQ_INT(
+	    (int) cJSON_GetObjectItem(cJSON_GetArrayItem(doc, 0), "status")
+	        ->valuedouble,
+	    400);
+	ASH_T_EQ_INT(
+	    (int) cJSON_GetObjectItem(cJSON_GetArrayItem(doc, 1), "status")
+	        ->valuedouble,
+	    504);
+	ASH_T_EQ_STR(ash_json_str(cJSON_GetArrayItem(doc, 1), "id"), "r-late");
+	ASH_T_EQ_INT(
+	    (int) cJSON_GetObjectItem(cJSON_GetArrayItem(doc, 2), "status")
+	        ->valuedouble,
+	    200);
+	ASH_T_EQ_INT(w.handled, 1);
+	cJSON_Delete(doc);
+	world_close(&w);
+}
+
+ASH_TEST(client_close_cancels_pending_and_carried_coalesced_requests)
+{
+	world          w;
+	slotres        r[3] = {0};
+	struct timeval tv   = {0, 100000};
+
+	world_open(&w, 2);
+	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_hold, &w);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	wait_peer(&w);
+	send_coalesced(&w, ASH_OP_SYS_ECHO, "a", &r[0]);
+	send_coalesced(&w, ASH_OP_SYS_INFO, "b", &r[1]);
+	event_base_once(ash_loop_base(w.loop), -1, EV_TIMEOUT, on_thread_done,
+	    w.loop, &tv);
+	ash_loop_run(w.loop); /* the frame is out; its echo is held */
+	ASH_T_EQ_INT(w.handled, 1);
+	ASH_T_EQ_INT(w.answered, 0);
+	/* One more, still pending (no loop turn since). */
+	send_coalesced(&w, ASH_OP_SYS_ECHO, "c", &r[2]);
+	ash_bus_client_close(w.cli);
+	w.cli = NULL;
+	ASH_T_EQ_INT(w.answered, 3);
+	for (int i = 0; i < 3; i++)
+		ASH_T_ERR(r[i].err, ASH_ECANCELED);
+	ash_bus_server_close(w.srv);
+	w.srv = NULL;
+	reply_echo(w.held); /* the late reply of a closed server's frame */
+	world_close(&w);
+}
+
 ASH_TEST(restarted_server_is_redialed)
 {
 	world               w;
@@ -531,5 +723,10 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(request_reply_round_trip),
     ASH_TEST_ENTRY(drain_finishes_inflight_and_takes_nothing_new),
     ASH_TEST_ENTRY(server_gone_under_a_request_fails_it_at_once),
     ASH_TEST_ENTRY(client_close_cancels_outstanding_requests),
+    ASH_TEST_ENTRY(coalesced_requests_share_one_frame_and_each_gets_its_reply),
+    ASH_TEST_ENTRY(lone_coalescing_request_goes_as_a_plain_envelope),
+    ASH_TEST_ENTRY(malformed_batch_frames_and_items_get_their_errors),
+    ASH_TEST_ENTRY(
+        client_close_cancels_pending_and_carried_coalesced_requests),
     ASH_TEST_ENTRY(restarted_server_is_redialed),
     ASH_TEST_ENTRY(events_flow_through_the_forwarder))

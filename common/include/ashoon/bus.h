@@ -141,6 +141,12 @@ typedef struct ash_bus_req_opts {
 	const char *tenant;      /* may be NULL */
 	const char *user, *role; /* principal, may be NULL */
 	int64_t     deadline_ms; /* absolute wall-clock ms */
+	/* May share one bus message (a batch frame) with the other coalescing
+	 * requests made to this client in the same loop turn. The callee
+	 * handles each on its own but replies to the frame once all have
+	 * ended, so use it for requests the callee finishes together anyway
+	 * (webhook hits, which it commits as one group). */
+	bool coalesce;
 } ash_bus_req_opts;
 
 /* Loop thread. body is borrowed (may be NULL). On ASH_OK cb runs exactly

@@ -155,7 +155,12 @@ typedef struct ash_request {
  * set if the envelope had a usable id (so the reply can carry it). */
 ash_err ash_request_parse(const char *buf, size_t len, ash_request *req,
     char *msg, size_t cap) ASH_MUSTCHECK;
-void    ash_request_fini(ash_request *req);
+/* The same for an envelope already parsed (an item of a batch frame, see
+ * ashoon/bus.h). Takes doc whatever the outcome: ash_request_fini frees
+ * it. */
+ash_err ash_request_adopt(
+    cJSON *doc, ash_request *req, char *msg, size_t cap) ASH_MUSTCHECK;
+void ash_request_fini(ash_request *req);
 
 /* Renders a request envelope; body may be NULL ({}). tenant/user/role may
  * be NULL (omitted). Free with cJSON_free. */
@@ -176,7 +181,9 @@ typedef struct ash_reply {
  * Free with ash_reply_fini. */
 ash_err ash_reply_parse(
     const char *buf, size_t len, ash_reply *rep) ASH_MUSTCHECK;
-void ash_reply_fini(ash_reply *rep);
+/* The same for a parsed reply (a batch item); takes doc in every case. */
+ash_err ash_reply_adopt(cJSON *doc, ash_reply *rep) ASH_MUSTCHECK;
+void    ash_reply_fini(ash_reply *rep);
 
 /* Renders a success reply (body NULL = {}) or an error reply. id may be
  * NULL. Free with cJSON_free. */

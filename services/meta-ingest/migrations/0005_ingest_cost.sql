@@ -11,6 +11,9 @@
 --    the rest of the thread.
 -- 4. The client_id idempotency key is unique through a partial index, so
 --    the inbound rows (which never carry one) do not maintain it.
+-- 5. A new message is counted in the journal of one hit only, when copies
+--    of it came in several POSTs of the same batch (0002 counted it in
+--    each of them).
 
 CREATE TYPE ingest_event AS (
     hit int, object text, page text, customer text, ts timestamptz,
@@ -244,13 +247,17 @@ BEGIN
                                          ELSE 'instagram' END
         GROUP BY h.n
     ), n AS (
-        -- New messages per hit (by the mids each hit carried).
-        SELECT e.hit AS n, count(DISTINCT x ->> 'message_id') AS new_messages
-        FROM jsonb_array_elements(new_rows) x
-        JOIN unnest(ev) e
-          ON e.channel_id = (x ->> 'channel_id')::uuid
-         AND e.mid = x ->> 'mid'
-        GROUP BY e.hit
+        -- New messages per hit (by the mids each hit carried). A mid
+        -- that several hits of the batch carried (a redelivery arriving
+        -- with the original) is new in the first of them only.
+        SELECT f.hit AS n, count(*) AS new_messages
+        FROM (SELECT DISTINCT ON (x ->> 'message_id') e.hit
+                FROM jsonb_array_elements(new_rows) x
+                JOIN unnest(ev) e
+                  ON e.channel_id = (x ->> 'channel_id')::uuid
+                 AND e.mid = x ->> 'mid'
+               ORDER BY x ->> 'message_id', e.hit) f
+        GROUP BY f.hit
     ), j AS (
         INSERT INTO journal (received_at, signature, object, page_ids,
                              tenant_ids, entries, events, kinds,
