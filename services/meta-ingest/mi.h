@@ -47,6 +47,7 @@ typedef struct mi_cfg {
 	int   send_max_attempts;
 	int   journal_days;
 	int   batch_max;      /* webhook hits per commit */
+	int   batch_inflight; /* ingest_batch() calls at once */
 	int   sender_poll_ms; /* how often due outbound rows are looked for */
 } mi_cfg;
 

@@ -35,6 +35,10 @@ const ash_cfg_key mi_keys[] = {
         3650, 0, "how long webhook journal rows are kept"),
     ASH_CFG_INT("ASHOON_META_BATCH_MAX", mi_config.batch_max, "256", 1, 10000,
         0, "webhook POSTs committed together at most"),
+    ASH_CFG_INT("ASHOON_META_BATCH_INFLIGHT", mi_config.batch_inflight, "2", 1,
+        16, 0,
+        "webhook batches being committed at once, each on its own "
+        "database connection"),
     ASH_CFG_MS("ASHOON_META_SENDER_POLL_MS", mi_config.sender_poll_ms, "1000",
         10, 60000, 0,
         "how often the sender looks for due outbound messages (it is also "

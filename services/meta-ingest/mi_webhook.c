@@ -3,16 +3,19 @@
  *
  * A POST is acknowledged only after it is committed: each one becomes a
  * "hit" (its journal row and its normalized events) queued in the batch.
- * While one batch is being committed, new hits queue up; when it returns
- * they all go together in the next call of ingest_batch() - one statement,
- * one transaction, one round trip for however many POSTs arrived (group
- * commit). Every caller of a batch is answered from its commit: 200 when
- * stored, 503 when Postgres could not be reached (Meta then retries, and
- * ingest is idempotent), 500 when the data itself failed. A failing batch
- * of several hits is retried hit by hit, so one bad POST cannot hold the
- * others back. An idle batch starts its commit at the end of the loop turn
- * in which its first hit arrived, so the hits of one bus batch frame (the
- * gateway coalesces the POSTs it reads in one turn) commit together.
+ * Up to batch_inflight calls of ingest_batch() run at once, each on its
+ * own connection; while they run, new hits queue up, and when one returns
+ * they all go together in the next call - one statement, one transaction,
+ * one round trip for however many POSTs arrived (group commit). Two calls
+ * in flight keep Postgres busy while the other one commits; the SQL takes
+ * shared rows in one order, so they do not deadlock (migration 0005). Every
+ * caller of a batch is answered from its commit: 200 when stored, 503 when
+ * Postgres could not be reached (Meta then retries, and ingest is idempotent),
+ * 500 when the data itself failed. A failing batch of several hits is retried
+ * hit by hit, so one bad POST cannot hold the others back. An idle batch
+ * starts its commit at the end of the loop turn in which its first hit
+ * arrived, so the hits of one bus batch frame (the gateway coalesces the POSTs
+ * it reads in one turn) commit together.
  *
  * Rejected POSTs (no or bad signature) are answered at once and leave only
  * their journal line, written with the next batch. A signed body that does
@@ -44,10 +47,16 @@ struct mi_batch {
 	mi_ctx       *mi;
 	hit          *head, *tail; /* waiting for the next commit */
 	int           queued;
-	hit          *flying;  /* being committed now */
-	bool          closing; /* free when the flying batch returns */
+	int           flying;  /* ingest_batch() calls running */
+	bool          closing; /* free when the last call returns */
 	struct event *kick;    /* end of turn: start a commit when idle */
 };
+
+/* One ingest_batch() call and the hits it carries. */
+typedef struct flight {
+	mi_batch *b;
+	hit      *list;
+} flight;
 
 static void batch_flush(mi_batch *b);
 
@@ -341,18 +350,22 @@ static void batch_free(mi_batch *b);
 static void
 on_batch_done(void *arg, ash_err rv, const PGresult *res)
 {
-	mi_batch *b    = arg;
-	hit      *list = b->flying;
+	flight   *f    = arg;
+	mi_batch *b    = f->b;
+	hit      *list = f->list;
 
-	b->flying = NULL;
+	free(f);
+	b->flying--;
 	if (rv == ASH_OK)
 		batch_committed(b, list, res);
 	else
 		batch_failed(b, list, rv);
-	if (b->closing)
-		batch_free(b);
-	else
+	if (b->closing) {
+		if (b->flying == 0)
+			batch_free(b);
+	} else {
 		batch_flush(b);
+	}
 }
 
 static void
@@ -363,10 +376,13 @@ batch_flush(mi_batch *b)
 	int                 n = 0;
 	ash_err             rv;
 
-	if (b->flying != NULL || b->head == NULL)
+	if (b->flying >= mi_config.batch_inflight || b->head == NULL)
 		return;
-	b->flying       = batch_take(b, &n);
-	doc             = batch_render(b->flying);
+	flight *f = ash_xmalloc(sizeof(*f));
+	f->b      = b;
+	f->list   = batch_take(b, &n);
+	b->flying++;
+	doc             = batch_render(f->list);
 	const char *p[] = {doc};
 	ash_histogram_observe(
 	    ash_metrics_histogram(ash_svc_metrics(b->mi->svc),
@@ -374,10 +390,10 @@ batch_flush(mi_batch *b)
 	        NULL, sizes, sizeof(sizes) / sizeof(sizes[0])),
 	    (double) n);
 	rv = ash_db_query(ash_svc_db(b->mi->svc),
-	    "SELECT ingest_batch($1::jsonb)", 1, p, on_batch_done, b);
+	    "SELECT ingest_batch($1::jsonb)", 1, p, on_batch_done, f);
 	cJSON_free(doc);
 	if (rv != ASH_OK)
-		on_batch_done(b, rv, NULL);
+		on_batch_done(f, rv, NULL);
 }
 
 static void
@@ -428,7 +444,7 @@ static void
 queue_hit(mi_batch *b, hit *h)
 {
 	batch_push(b, h, false);
-	if (b->flying == NULL)
+	if (b->flying < mi_config.batch_inflight)
 		event_active(b->kick, EV_TIMEOUT, 0);
 }
 
@@ -678,7 +694,7 @@ mi_webhook_fini(mi_ctx *mi)
 	mi->batch = NULL;
 	/* A commit still running answers and frees when it returns (the db
 	 * pool closes after us and cancels it). */
-	if (b->flying != NULL)
+	if (b->flying > 0)
 		b->closing = true;
 	else
 		batch_free(b);

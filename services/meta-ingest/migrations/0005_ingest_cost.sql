@@ -11,7 +11,15 @@
 --    the rest of the thread.
 -- 4. The client_id idempotency key is unique through a partial index, so
 --    the inbound rows (which never carry one) do not maintain it.
--- 5. A new message is counted in the journal of one hit only, when copies
+-- 5. Two batches may now be stored at once (ASHOON_META_BATCH_INFLIGHT), so
+--    rows that two batches can both lock are taken in one order: new
+--    participants and conversations in key order (messages already were,
+--    by mid), and the threads' rows by id, as late as possible (their lock
+--    is held to commit, and the journal now comes before it). As each
+--    batch reads the receipts and outbound rows of a thread only after
+--    taking its row, the later of two batches sees all the earlier one
+--    committed.
+-- 6. A new message is counted in the journal of one hit only, when copies
 --    of it came in several POSTs of the same batch (0002 counted it in
 --    each of them).
 
@@ -47,6 +55,7 @@ BEGIN
     SELECT DISTINCT e.tenant_id, e.channel_id, e.customer
     FROM unnest(ev) e
     WHERE e.customer IS NOT NULL
+    ORDER BY e.channel_id, e.customer
     ON CONFLICT (channel_id, external_id) DO NOTHING;
 
     INSERT INTO conversations (tenant_id, channel_id, participant_id)
@@ -54,6 +63,7 @@ BEGIN
     FROM unnest(ev) e
     JOIN participants p ON p.channel_id = e.channel_id
                        AND p.external_id = e.customer
+    ORDER BY e.channel_id, p.id
     ON CONFLICT (channel_id, participant_id) DO NOTHING;
 
     -- Echoes of our own sends complete the row the sender wrote.
@@ -168,6 +178,73 @@ BEGIN
          WHERE reactions.reacted_at < EXCLUDED.reacted_at;
     END IF;
 
+    -- One journal row per hit, attributed to the tenants whose pages it
+    -- names.
+    WITH h AS (
+        SELECT * FROM jsonb_to_recordset(batch -> 'hits') AS x(
+            n int, received_ms bigint, signature text, object text,
+            page_ids jsonb, entries int, events int, kinds jsonb,
+            bytes int, raw text, outcome text)
+    ), t AS (
+        SELECT h.n, array_agg(DISTINCT c.tenant_id)
+                   FILTER (WHERE c.tenant_id IS NOT NULL) AS tenants
+        FROM h
+        LEFT JOIN LATERAL jsonb_array_elements_text(
+                      coalesce(h.page_ids, '[]')) AS pid(id)
+               ON true
+        LEFT JOIN channels c
+               ON c.external_id = pid.id AND c.disconnected_at IS NULL
+              AND c.kind = CASE h.object WHEN 'page' THEN 'messenger'
+                                         ELSE 'instagram' END
+        GROUP BY h.n
+    ), n AS (
+        -- New messages per hit (by the mids each hit carried). A mid
+        -- that several hits of the batch carried (a redelivery arriving
+        -- with the original) is new in the first of them only.
+        SELECT f.hit AS n, count(*) AS new_messages
+        FROM (SELECT DISTINCT ON (x ->> 'message_id') e.hit
+                FROM jsonb_array_elements(new_rows) x
+                JOIN unnest(ev) e
+                  ON e.channel_id = (x ->> 'channel_id')::uuid
+                 AND e.mid = x ->> 'mid'
+               ORDER BY x ->> 'message_id', e.hit) f
+        GROUP BY f.hit
+    ), j AS (
+        INSERT INTO journal (received_at, signature, object, page_ids,
+                             tenant_ids, entries, events, kinds,
+                             new_messages, outcome, bytes, raw)
+        SELECT to_timestamp(h.received_ms / 1000.0), h.signature, h.object,
+               ARRAY(SELECT jsonb_array_elements_text(
+                   coalesce(h.page_ids, '[]'))),
+               coalesce(t.tenants, '{}'), coalesce(h.entries, 0),
+               coalesce(h.events, 0), coalesce(h.kinds, '{}'),
+               coalesce(n.new_messages, 0),
+               CASE WHEN h.outcome = 'stored' AND t.tenants IS NULL
+                    THEN 'unknown_channel' ELSE h.outcome END,
+               h.bytes, decode(h.raw, 'base64')
+        FROM h LEFT JOIN t ON t.n = h.n LEFT JOIN n ON n.n = h.n
+        RETURNING outcome
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'n', h.n,
+               'outcome', CASE WHEN h.outcome = 'stored'
+                                AND t.tenants IS NULL
+                               THEN 'unknown_channel' ELSE h.outcome END,
+               'new_messages', coalesce(n.new_messages, 0))), '[]')
+      INTO hit_rows
+      FROM h LEFT JOIN t ON t.n = h.n LEFT JOIN n ON n.n = h.n;
+
+    -- The threads' rows, in id order (see 5. above).
+    PERFORM 1 FROM conversations v
+     WHERE v.id IN (SELECT v2.id
+                      FROM unnest(ev) e
+                      JOIN participants p ON p.channel_id = e.channel_id
+                                         AND p.external_id = e.customer
+                      JOIN conversations v2 ON v2.channel_id = p.channel_id
+                                           AND v2.participant_id = p.id)
+     ORDER BY v.id
+       FOR NO KEY UPDATE;
+
     -- Thread state: windows, activity, receipts (watermarks only move
     -- forward), referral context and thread ownership.
     UPDATE conversations v
@@ -226,62 +303,6 @@ BEGIN
                               AND v.participant_id = p.id
          WHERE e.type IN ('delivery', 'read', 'echo');
     END IF;
-
-    -- One journal row per hit, attributed to the tenants whose pages it
-    -- names.
-    WITH h AS (
-        SELECT * FROM jsonb_to_recordset(batch -> 'hits') AS x(
-            n int, received_ms bigint, signature text, object text,
-            page_ids jsonb, entries int, events int, kinds jsonb,
-            bytes int, raw text, outcome text)
-    ), t AS (
-        SELECT h.n, array_agg(DISTINCT c.tenant_id)
-                   FILTER (WHERE c.tenant_id IS NOT NULL) AS tenants
-        FROM h
-        LEFT JOIN LATERAL jsonb_array_elements_text(
-                      coalesce(h.page_ids, '[]')) AS pid(id)
-               ON true
-        LEFT JOIN channels c
-               ON c.external_id = pid.id AND c.disconnected_at IS NULL
-              AND c.kind = CASE h.object WHEN 'page' THEN 'messenger'
-                                         ELSE 'instagram' END
-        GROUP BY h.n
-    ), n AS (
-        -- New messages per hit (by the mids each hit carried). A mid
-        -- that several hits of the batch carried (a redelivery arriving
-        -- with the original) is new in the first of them only.
-        SELECT f.hit AS n, count(*) AS new_messages
-        FROM (SELECT DISTINCT ON (x ->> 'message_id') e.hit
-                FROM jsonb_array_elements(new_rows) x
-                JOIN unnest(ev) e
-                  ON e.channel_id = (x ->> 'channel_id')::uuid
-                 AND e.mid = x ->> 'mid'
-               ORDER BY x ->> 'message_id', e.hit) f
-        GROUP BY f.hit
-    ), j AS (
-        INSERT INTO journal (received_at, signature, object, page_ids,
-                             tenant_ids, entries, events, kinds,
-                             new_messages, outcome, bytes, raw)
-        SELECT to_timestamp(h.received_ms / 1000.0), h.signature, h.object,
-               ARRAY(SELECT jsonb_array_elements_text(
-                   coalesce(h.page_ids, '[]'))),
-               coalesce(t.tenants, '{}'), coalesce(h.entries, 0),
-               coalesce(h.events, 0), coalesce(h.kinds, '{}'),
-               coalesce(n.new_messages, 0),
-               CASE WHEN h.outcome = 'stored' AND t.tenants IS NULL
-                    THEN 'unknown_channel' ELSE h.outcome END,
-               h.bytes, decode(h.raw, 'base64')
-        FROM h LEFT JOIN t ON t.n = h.n LEFT JOIN n ON n.n = h.n
-        RETURNING outcome
-    )
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'n', h.n,
-               'outcome', CASE WHEN h.outcome = 'stored'
-                                AND t.tenants IS NULL
-                               THEN 'unknown_channel' ELSE h.outcome END,
-               'new_messages', coalesce(n.new_messages, 0))), '[]')
-      INTO hit_rows
-      FROM h LEFT JOIN t ON t.n = h.n LEFT JOIN n ON n.n = h.n;
 
     RETURN jsonb_build_object('new', new_rows, 'hits', hit_rows);
 END;
