@@ -253,8 +253,8 @@ static void
 batch_committed(mi_batch *b, hit *list, const PGresult *res)
 {
 	cJSON  *result = NULL;
-	int     n      = 0;
-	int64_t now    = ash_now_ms();
+	int     n = 0, people = 0;
+	int64_t now = ash_now_ms();
 
 	if (ash_json_parse(PQgetvalue(res, 0, 0),
 	        (size_t) PQgetlength(res, 0, 0), &result) != ASH_OK)
@@ -271,7 +271,8 @@ batch_committed(mi_batch *b, hit *list, const PGresult *res)
 	}
 	publish_new(b->mi, result);
 	/* New people get their profile fetched now, not at the next tick. */
-	if (cJSON_GetArraySize(cJSON_GetObjectItem(result, "new")) > 0)
+	if (ash_json_get_int(result, "people", &people) == ASH_OK &&
+	    people > 0)
 		mi_channels_profile_kick(b->mi);
 	cJSON_Delete(result);
 }

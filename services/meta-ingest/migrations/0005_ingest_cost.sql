@@ -19,7 +19,9 @@
 --    batch reads the receipts and outbound rows of a thread only after
 --    taking its row, the later of two batches sees all the earlier one
 --    committed.
--- 6. A new message is counted in the journal of one hit only, when copies
+-- 6. The result also counts the new participants ("people"), so the
+--    profile fetcher is woken only when there is someone to look up.
+-- 7. A new message is counted in the journal of one hit only, when copies
 --    of it came in several POSTs of the same batch (0002 counted it in
 --    each of them).
 
@@ -46,6 +48,7 @@ DECLARE
     types     text[];
     new_rows  jsonb;
     hit_rows  jsonb;
+    people    int;
 BEGIN
     ev := ARRAY(SELECT e::ingest_event FROM batch_events(batch) e);
     types := ARRAY(SELECT DISTINCT e.type FROM unnest(ev) e);
@@ -57,6 +60,7 @@ BEGIN
     WHERE e.customer IS NOT NULL
     ORDER BY e.channel_id, e.customer
     ON CONFLICT (channel_id, external_id) DO NOTHING;
+    GET DIAGNOSTICS people = ROW_COUNT;
 
     INSERT INTO conversations (tenant_id, channel_id, participant_id)
     SELECT DISTINCT e.tenant_id, e.channel_id, p.id
@@ -304,6 +308,7 @@ BEGIN
          WHERE e.type IN ('delivery', 'read', 'echo');
     END IF;
 
-    RETURN jsonb_build_object('new', new_rows, 'hits', hit_rows);
+    RETURN jsonb_build_object('new', new_rows, 'hits', hit_rows,
+                              'people', people);
 END;
 $$;
