@@ -21,9 +21,21 @@
 --    committed.
 -- 6. The result also counts the new participants ("people"), so the
 --    profile fetcher is woken only when there is someone to look up.
--- 7. A new message is counted in the journal of one hit only, when copies
+-- 7. Thread rows are updated HOT (see the index change above).
+-- 8. A new message is counted in the journal of one hit only, when copies
 --    of it came in several POSTs of the same batch (0002 counted it in
 --    each of them).
+
+-- Every batch updates the row of each thread it touches. last_message_at
+-- was indexed, so no such update could be HOT: each left a dead version
+-- and a new entry in every index, and a busy thread's lookups walked
+-- thousands of them between vacuums. That index served no query (the
+-- inbox sorts on coalesce(last_message_at, created_at), which it cannot
+-- provide), so threads are found per tenant by tenant_id alone, and pages
+-- keep room for HOT updates.
+DROP INDEX conversations_inbox;
+CREATE INDEX conversations_tenant ON conversations (tenant_id);
+ALTER TABLE conversations SET (fillfactor = 70);
 
 CREATE TYPE ingest_event AS (
     hit int, object text, page text, customer text, ts timestamptz,
