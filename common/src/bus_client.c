@@ -270,7 +270,8 @@ ash_bus_client_open(
 		return rv;
 	}
 	c->mb = ash__mbox_new(loop, creq_on_done, c);
-	/* Half the cap: the reply of a frame comes back the same size. */
+	/* A frame stays well under the receive cap, which the callee sets
+	 * from the same ASHOON_BUS_MAX_MSG. */
 	c->max_frame    = o->max_msg / 2;
 	c->flush        = event_new(ash_loop_base(loop), -1, 0, flush_cb, c);
 	c->pending_tail = &c->pending;

@@ -147,6 +147,25 @@ slot_fail_early(
 	    s, ash_reply_render_err(id, status, ash_err_code(e), message));
 }
 
+/* After a request parsed: ASH_ETIMEDOUT if its caller has given up,
+ * ASH_ENOTFOUND (why says so) if nobody here serves its op. */
+static ash_err
+call_check(ash_bus_call *call, char *why, size_t cap)
+{
+	ash_bus_server *srv = call->slot->srv;
+
+	call->log.req    = call->req.id;
+	call->log.tenant = call->req.tenant;
+	if (call->req.deadline_ms <= ash_wall_ms())
+		return ASH_ETIMEDOUT;
+	if (srv->handlers[call->req.op] == NULL) {
+		snprintf(why, cap, "op %s is not served by %s",
+		    ash_op(call->req.op)->name, srv->service);
+		return ASH_ENOTFOUND;
+	}
+	return ASH_OK;
+}
+
 static void
 slot_dispatch(slot *s, nng_msg *msg)
 {
@@ -167,9 +186,7 @@ slot_dispatch(slot *s, nng_msg *msg)
 		ash_request_fini(&call->req);
 		return;
 	}
-	call->log.req    = call->req.id;
-	call->log.tenant = call->req.tenant;
-	if (call->req.deadline_ms <= ash_wall_ms()) {
+	if ((rv = call_check(call, why, sizeof(why))) == ASH_ETIMEDOUT) {
 		/* The caller has given up already: answering is wasted work.
 		 */
 		ash_log_debug(&call->log, "BUS-LATE", "dropped %s",
@@ -178,11 +195,8 @@ slot_dispatch(slot *s, nng_msg *msg)
 		slot_arm(s);
 		return;
 	}
-	if (srv->handlers[call->req.op] == NULL) {
-		snprintf(why, sizeof(why), "op %s is not served by %s",
-		    ash_op(call->req.op)->name, srv->service);
-		slot_fail_early(
-		    s, call->req.op, call->req.id, ASH_ENOTFOUND, why);
+	if (rv != ASH_OK) {
+		slot_fail_early(s, call->req.op, call->req.id, rv, why);
 		ash_request_fini(&call->req);
 		return;
 	}
@@ -225,17 +239,10 @@ part_start(slot *s, int idx, cJSON *item)
 		part_fail(call, rv, why);
 		return;
 	}
-	call->log.req    = call->req.id;
-	call->log.tenant = call->req.tenant;
-	if (call->req.deadline_ms <= ash_wall_ms()) {
-		part_fail(
-		    call, ASH_ETIMEDOUT, "deadline passed before handling");
-		return;
-	}
-	if (srv->handlers[call->req.op] == NULL) {
-		snprintf(why, sizeof(why), "op %s is not served by %s",
-		    ash_op(call->req.op)->name, srv->service);
-		part_fail(call, ASH_ENOTFOUND, why);
+	if ((rv = call_check(call, why, sizeof(why))) != ASH_OK) {
+		part_fail(call, rv,
+		    rv == ASH_ETIMEDOUT ? "deadline passed before handling"
+		                        : why);
 		return;
 	}
 	srv->handlers[call->req.op](call, srv->hargs[call->req.op]);

@@ -145,7 +145,9 @@ typedef struct ash_bus_req_opts {
 	 * requests made to this client in the same loop turn. The callee
 	 * handles each on its own but replies to the frame once all have
 	 * ended, so use it for requests the callee finishes together anyway
-	 * (webhook hits, which it commits as one group). */
+	 * (webhook hits, which it commits as one group). The frame waits
+	 * for the latest deadline of its requests, so coalesce only
+	 * requests made with the same timeout. */
 	bool coalesce;
 } ash_bus_req_opts;
 
