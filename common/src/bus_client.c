@@ -32,8 +32,9 @@ typedef struct cmember {
 	struct cmember *next;
 	int             op;
 	int64_t         deadline_ms;
-	char           *env; /* rendered envelope, until the frame is built */
-	size_t          len;
+	char *
+	    env; /* rendered envelope (cJSON_free), until the frame is built */
+	size_t            len;
 	ash_bus_result_cb cb;
 	void             *arg;
 } cmember;
@@ -156,7 +157,7 @@ members_fail(cmember *m, const ash_bus_result *res)
 	while (m != NULL) {
 		cmember *next = m->next;
 		m->cb(m->arg, res);
-		free(m->env);
+		cJSON_free(m->env);
 		free(m);
 		m = next;
 	}
@@ -391,7 +392,7 @@ flush_pending(ash_bus_client *c)
 		if (m != list)
 			nng_msg_append(msg, ",", 1);
 		nng_msg_append(msg, m->env, m->len);
-		free(m->env);
+		cJSON_free(m->env);
 		m->env = NULL;
 	}
 	if (n > 1) {
@@ -412,7 +413,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	flush_pending(arg);
 }
 
-/* Queues a coalescing request for the end of this loop turn. */
+/* Queues a coalescing request for the end of this loop turn; takes env. */
 static void
 coalesce(ash_bus_client *c, const ash_bus_req_opts *o, char *env,
     ash_bus_result_cb cb, void *arg)
@@ -422,7 +423,7 @@ coalesce(ash_bus_client *c, const ash_bus_req_opts *o, char *env,
 	m->op          = o->op;
 	m->deadline_ms = o->deadline_ms;
 	m->len         = strlen(env);
-	m->env         = ash_xstrdup(env);
+	m->env         = env;
 	m->cb          = cb;
 	m->arg         = arg;
 	if (c->npending > 0 && c->pending_len + m->len + 2 > c->max_frame)
@@ -453,7 +454,6 @@ ash_bus_request(ash_bus_client *c, const ash_bus_req_opts *o,
 	    o->op, o->id, o->tenant, o->user, o->role, o->deadline_ms, body);
 	if (o->coalesce) {
 		coalesce(c, o, env, cb, arg);
-		cJSON_free(env);
 		return ASH_OK;
 	}
 	if ((rv = creq_new(c, o, &r)) != ASH_OK) {

@@ -56,6 +56,7 @@ struct mi_batch {
 typedef struct flight {
 	mi_batch *b;
 	hit      *list;
+	int       count; /* hits in list */
 } flight;
 
 static void batch_flush(mi_batch *b);
@@ -220,18 +221,22 @@ publish_new(mi_ctx *mi, const cJSON *result)
 	}
 }
 
-static const cJSON *
-result_hit(const cJSON *result, int n)
+/* The result's hit rows indexed by their n, for a batch of count hits (a
+ * row missing from the result stays NULL). */
+static const cJSON **
+result_hits(const cJSON *result, int count)
 {
-	const cJSON *h;
+	const cJSON **rows = ash_xcalloc((size_t) count, sizeof(*rows));
+	const cJSON  *h;
 
 	cJSON_ArrayForEach(h, cJSON_GetObjectItem(result, "hits"))
 	{
 		int i = -1;
-		if (ash_json_get_int(h, "n", &i) == ASH_OK && i == n)
-			return h;
+		if (ash_json_get_int(h, "n", &i) == ASH_OK && i >= 0 &&
+		    i < count)
+			rows[i] = h;
 	}
-	return NULL;
+	return rows;
 }
 
 static void
@@ -250,15 +255,17 @@ reply_stored(mi_ctx *mi, hit *h, const cJSON *row)
 }
 
 static void
-batch_committed(mi_batch *b, hit *list, const PGresult *res)
+batch_committed(mi_batch *b, hit *list, int count, const PGresult *res)
 {
-	cJSON  *result = NULL;
-	int     n = 0, people = 0;
-	int64_t now = ash_now_ms();
+	const cJSON **rows;
+	cJSON        *result = NULL;
+	int           n = 0, people = 0;
+	int64_t       now = ash_now_ms();
 
 	if (ash_json_parse(PQgetvalue(res, 0, 0),
 	        (size_t) PQgetlength(res, 0, 0), &result) != ASH_OK)
 		result = cJSON_CreateObject();
+	rows = result_hits(result, count);
 	for (hit *h = list, *next; h != NULL; h = next, n++) {
 		next = h->next;
 		ash_histogram_observe(
@@ -266,7 +273,7 @@ batch_committed(mi_batch *b, hit *list, const PGresult *res)
 		        "ashoon_meta_webhook_commit_seconds",
 		        "Webhook POST arrival to commit", NULL, NULL, 0),
 		    (double) (now - h->t0) / 1000.0);
-		reply_stored(b->mi, h, result_hit(result, n));
+		reply_stored(b->mi, h, rows[n]);
 		hit_free(h);
 	}
 	publish_new(b->mi, result);
@@ -274,6 +281,7 @@ batch_committed(mi_batch *b, hit *list, const PGresult *res)
 	if (ash_json_get_int(result, "people", &people) == ASH_OK &&
 	    people > 0)
 		mi_channels_profile_kick(b->mi);
+	free(rows);
 	cJSON_Delete(result);
 }
 
@@ -351,14 +359,15 @@ static void batch_free(mi_batch *b);
 static void
 on_batch_done(void *arg, ash_err rv, const PGresult *res)
 {
-	flight   *f    = arg;
-	mi_batch *b    = f->b;
-	hit      *list = f->list;
+	flight   *f     = arg;
+	mi_batch *b     = f->b;
+	hit      *list  = f->list;
+	int       count = f->count;
 
 	free(f);
 	b->flying--;
 	if (rv == ASH_OK)
-		batch_committed(b, list, res);
+		batch_committed(b, list, count, res);
 	else
 		batch_failed(b, list, rv);
 	if (b->closing) {
@@ -382,6 +391,7 @@ batch_flush(mi_batch *b)
 	flight *f = ash_xmalloc(sizeof(*f));
 	f->b      = b;
 	f->list   = batch_take(b, &n);
+	f->count  = n;
 	b->flying++;
 	doc             = batch_render(f->list);
 	const char *p[] = {doc};
