@@ -137,12 +137,15 @@ limit_of(const cJSON *body, int def, int max)
 
 /* --- conv.list --- */
 
+/* A page of rows as {"<key>": [...], "next_cursor"}: the cursor (made from
+ * the sort-key column key_col and the id in column 0) only when the page is
+ * full. Ends the call and frees cc. */
 static void
-on_list_rows(void *arg, ash_err rv, const PGresult *res)
+reply_page(conv_call *cc, ash_err rv, const PGresult *res, const char *key,
+    cJSON *(*row_json)(const PGresult *, int), int key_col)
 {
-	conv_call *cc = arg;
-	cJSON     *b, *arr;
-	int        n;
+	cJSON *b, *arr;
+	int    n;
 
 	if (rv != ASH_OK) {
 		ash_bus_call_fail(cc->call, rv, NULL);
@@ -150,18 +153,24 @@ on_list_rows(void *arg, ash_err rv, const PGresult *res)
 		return;
 	}
 	b   = cJSON_CreateObject();
-	arr = cJSON_AddArrayToObject(b, "conversations");
+	arr = cJSON_AddArrayToObject(b, key);
 	n   = PQntuples(res);
 	for (int i = 0; i < n; i++)
-		cJSON_AddItemToArray(arr, conv_json(res, i));
+		cJSON_AddItemToArray(arr, row_json(res, i));
 	if (n == cc->limit) {
-		char *cur = cursor_make(
-		    PQgetvalue(res, n - 1, 13), PQgetvalue(res, n - 1, 0));
+		char *cur = cursor_make(PQgetvalue(res, n - 1, key_col),
+		    PQgetvalue(res, n - 1, 0));
 		ash_json_add_str(b, "next_cursor", cur);
 		free(cur);
 	}
 	ash_bus_call_reply(cc->call, 200, b);
 	free(cc);
+}
+
+static void
+on_list_rows(void *arg, ash_err rv, const PGresult *res)
+{
+	reply_page(arg, rv, res, "conversations", conv_json, 13);
 }
 
 static void
@@ -287,28 +296,7 @@ on_conv_update(ash_bus_call *call, void *arg)
 static void
 on_message_rows(void *arg, ash_err rv, const PGresult *res)
 {
-	conv_call *cc = arg;
-	cJSON     *b, *arr;
-	int        n;
-
-	if (rv != ASH_OK) {
-		ash_bus_call_fail(cc->call, rv, NULL);
-		free(cc);
-		return;
-	}
-	b   = cJSON_CreateObject();
-	arr = cJSON_AddArrayToObject(b, "messages");
-	n   = PQntuples(res);
-	for (int i = 0; i < n; i++)
-		cJSON_AddItemToArray(arr, mi_message_json(res, i));
-	if (n == cc->limit) {
-		char *cur = cursor_make(
-		    PQgetvalue(res, n - 1, 22), PQgetvalue(res, n - 1, 0));
-		ash_json_add_str(b, "next_cursor", cur);
-		free(cur);
-	}
-	ash_bus_call_reply(cc->call, 200, b);
-	free(cc);
+	reply_page(arg, rv, res, "messages", mi_message_json, 22);
 }
 
 /* Newest first; the cursor walks back in time. A conversation of another

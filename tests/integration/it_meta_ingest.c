@@ -672,6 +672,53 @@ ASH_TEST(conv_list_pages_through_every_conversation_once)
 	it_stack_fini(&s);
 }
 
+ASH_TEST(conv_messages_page_back_in_time_through_every_message_once)
+{
+	it_stack s;
+	it_resp  r;
+	char     t[64], k[128], path[256], json[512], id[40], got[64] = "";
+	int      pages = 0;
+
+	start(&s, "mi_msgpage", t, k);
+	channel(&s, t, "messenger", PAGE);
+	for (int i = 0; i < 5; i++) {
+		snprintf(json, sizeof(json),
+		    ENV("{" FROM_C ",\"timestamp\":%d,\"message\":{\"mid\":"
+		        "\"pm%d\",\"text\":\"t%d\"}}"),
+		    1000 + i, i, i);
+		ASH_T_EQ_INT(post_json(&s, json), 200);
+	}
+	it_call(&s, &r, "GET", "/api/v1/conversations", k, NULL);
+	snprintf(id, sizeof(id), "%s",
+	    ash_json_str(cJSON_GetArrayItem(
+	                     cJSON_GetObjectItem(r.json, "conversations"), 0),
+	        "id"));
+	it_resp_fini(&r);
+	snprintf(path, sizeof(path),
+	    "/api/v1/conversations/%s/messages?limit=2", id);
+	for (; pages < 5; pages++) {
+		const cJSON *m;
+		it_call(&s, &r, "GET", path, k, NULL);
+		ASH_T_EQ_INT(r.status, 200);
+		cJSON_ArrayForEach(m, cJSON_GetObjectItem(r.json, "messages"))
+		    strncat(got, ash_json_str(m, "text"),
+		        sizeof(got) - strlen(got) - 1);
+		const char *next = ash_json_str(r.json, "next_cursor");
+		if (next == NULL) {
+			it_resp_fini(&r);
+			break;
+		}
+		snprintf(path, sizeof(path),
+		    "/api/v1/conversations/%s/messages?limit=2&cursor=%s", id,
+		    next);
+		it_resp_fini(&r);
+	}
+	/* Newest first, each once, over three pages (the last not full). */
+	ASH_T_EQ_STR(got, "t4t3t2t1t0");
+	ASH_T_EQ_INT(pages, 2);
+	it_stack_fini(&s);
+}
+
 ASH_TEST(p23_another_tenant_sees_nothing_of_a_conversation)
 {
 	it_stack s;
@@ -1063,6 +1110,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
         f6_a_poison_post_fails_alone_and_others_in_its_batch_are_stored),
     ASH_TEST_ENTRY(f6_journal_answers_did_meta_call_per_tenant),
     ASH_TEST_ENTRY(conv_list_pages_through_every_conversation_once),
+    ASH_TEST_ENTRY(conv_messages_page_back_in_time_through_every_message_once),
     ASH_TEST_ENTRY(p23_another_tenant_sees_nothing_of_a_conversation),
     ASH_TEST_ENTRY(p16_deleting_a_conversation_removes_all_of_it),
     ASH_TEST_ENTRY(f2_reply_jobs_are_claimed_once_and_completed),
