@@ -1041,6 +1041,76 @@ wait_locked(const char *admin)
 	ASH_T_FAILF("the ingest never waited for the lock");
 }
 
+typedef struct bg_json {
+	it_stack   *s;
+	const char *json;
+	long        status; /* 0 until answered */
+	pthread_t   t;
+} bg_json;
+
+static void *
+bg_json_run(void *arg)
+{
+	bg_json *b = arg;
+
+	b->status = post_json(b->s, b->json);
+	return NULL;
+}
+
+#define FROM_43 \
+	"\"sender\":{\"id\":\"43\"},\"recipient\":{\"id\":\"" PAGE "\"}"
+
+/* Two commits in flight (ASHOON_META_BATCH_INFLIGHT=2, the default): a
+ * batch stuck on one conversation's row does not hold back the POSTs of
+ * another conversation. */
+ASH_TEST(f6_a_stuck_commit_does_not_hold_back_another_conversation)
+{
+	it_stack s;
+	char     t[64], k[128];
+	bg_json  b = {.s = &s};
+
+	start(&s, "mi_inflight", t, k);
+	channel(&s, t, "messenger", PAGE);
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":1000,"
+	                     "\"message\":{\"mid\":\"a1\","
+	                     "\"text\":\"a\"}}")),
+	    200);
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_43 ",\"timestamp\":1000,"
+	                     "\"message\":{\"mid\":\"b1\","
+	                     "\"text\":\"b\"}}")),
+	    200);
+	/* Hold customer 42's conversation row: the next commit for it waits.
+	 */
+	PGconn *lock = PQconnectdb(s.dsn);
+	PQclear(PQexec(lock,
+	    "BEGIN; SELECT 1 FROM meta_ingest.conversations v "
+	    "JOIN meta_ingest.participants p ON p.id = v.participant_id "
+	    "WHERE p.external_id = '42' FOR UPDATE OF v"));
+	b.json = ENV("{" FROM_C ",\"timestamp\":2000,\"message\":{"
+	             "\"mid\":\"a2\",\"text\":\"a again\"}}");
+	pthread_create(&b.t, NULL, bg_json_run, &b);
+	wait_locked(s.dsn);
+	/* Customer 43's POST is committed beside it, and answered first. */
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_43 ",\"timestamp\":2000,"
+	                     "\"message\":{\"mid\":\"b2\","
+	                     "\"text\":\"b again\"}}")),
+	    200);
+	long before = b.status;
+	PQclear(PQexec(lock, "COMMIT"));
+	PQfinish(lock);
+	pthread_join(b.t, NULL);
+	ASH_T_EQ_INT(before, 0);
+	ASH_T_EQ_INT(b.status, 200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT string_agg(mid, ',' ORDER BY mid) "
+	                 "FROM meta_ingest.messages"),
+	    "a1,a2,b1,b2");
+	it_stack_fini(&s);
+}
+
 ASH_TEST(f6_postgres_down_mid_post_gives_5xx_and_redelivery_is_stored_once)
 {
 	it_stack s;
@@ -1117,5 +1187,6 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(
         p29_limited_data_use_flag_is_kept_shown_and_handed_to_claimers),
     ASH_TEST_ENTRY(f2_new_inbound_message_is_announced_after_commit),
+    ASH_TEST_ENTRY(f6_a_stuck_commit_does_not_hold_back_another_conversation),
     ASH_TEST_ENTRY(
         f6_postgres_down_mid_post_gives_5xx_and_redelivery_is_stored_once))
