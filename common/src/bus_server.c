@@ -120,15 +120,17 @@ static void
 slot_send(slot *s, char *rendered)
 {
 	nng_msg *msg;
+	size_t   len = strlen(rendered);
 
 	s->state = SLOT_SEND;
-	if (s->srv->closed || nng_msg_alloc(&msg, 0) != 0) {
+	/* Sized once (see flush_pending in bus_client.c). */
+	if (s->srv->closed || nng_msg_alloc(&msg, len) != 0) {
 		cJSON_free(rendered);
 		s->result = NNG_ECLOSED;
 		ash__mbox_push(s->srv->mb, &s->node);
 		return;
 	}
-	nng_msg_append(msg, rendered, strlen(rendered));
+	memcpy(nng_msg_body(msg), rendered, len);
 	cJSON_free(rendered);
 	nng_aio_set_msg(s->aio, msg);
 	nng_ctx_send(s->ctx, s->aio);
