@@ -83,6 +83,7 @@ typedef struct opts {
 	int         senders;
 	bool        cycle;
 	bool        quiet;
+	FILE       *trace; /* --trace: one line per measured answer */
 } opts;
 
 static opts o = {
@@ -118,6 +119,10 @@ usage(FILE *f)
 	    "  -S N        distinct sender ids (default 16)\n"
 	    "  -m NONCE    mid prefix nonce (default: from time and pid)\n"
 	    "  --cycle     reuse the pre-built requests when they run out\n"
+	    "  --trace F   write \"<send time, ms into the window> <latency, "
+	    "us>\" per\n"
+	    "              measured answer to F (to see when the slow ones "
+	    "were sent)\n"
 	    "  -q          only the RESULT line\n");
 }
 
@@ -413,6 +418,10 @@ request_done(conn *c, int status)
 	}
 	if (m && status > 0) {
 		lat_add(&w->meas, now - c->t_start);
+		if (o.trace != NULL)
+			fprintf(o.trace, "%.3f %llu\n",
+			    (double) (c->t_start - t_measure) / 1e6,
+			    (unsigned long long) ((now - c->t_start) / 1000u));
 		if (now > w->meas.last_done)
 			w->meas.last_done = now;
 	}
@@ -1015,6 +1024,7 @@ main(int argc, char **argv)
 {
 	static const struct option lo[] = {
 	    {"cycle", no_argument, NULL, 'C'},
+	    {"trace", required_argument, NULL, 'L'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -1069,6 +1079,12 @@ main(int argc, char **argv)
 			break;
 		case 'q':
 			o.quiet = true;
+			break;
+		case 'L':
+			if ((o.trace = fopen(optarg, "w")) == NULL) {
+				perror(optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -1231,5 +1247,9 @@ main(int argc, char **argv)
 		free(pool[i].data);
 	free(pool);
 	pthread_barrier_destroy(&start_barrier);
+	if (o.trace != NULL && fclose(o.trace) != 0) {
+		perror("webhook_load: --trace");
+		rc = 2;
+	}
 	return rc;
 }
