@@ -256,6 +256,17 @@ ASH_TEST(f6_every_vector_is_stored_with_its_kind)
 	/* Customer messages each got a reply job; echoes did not. */
 	ASH_T_EQ_STR(
 	    q(&s, "SELECT count(*) FROM meta_ingest.reply_jobs"), "7");
+	/* Their ids are UUIDv7: version 7, and the time of their insert in
+	 * the first 48 bits (migrations/0006_ingest_overlap.sql). */
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT bool_and(substr(m.id::text, 15, 1) = '7' AND "
+	                 "substr(j.id::text, 15, 1) = '7' AND "
+	                 "abs(('x' || lpad(replace(left(m.id::text, 13), "
+	                 "'-', ''), 16, '0'))::bit(64)::bigint - "
+	                 "extract(epoch FROM m.created_at) * 1000) < 1000) "
+	                 "FROM meta_ingest.messages m JOIN "
+	                 "meta_ingest.reply_jobs j ON j.message_id = m.id"),
+	    "t");
 	it_stack_fini(&s);
 }
 
@@ -599,6 +610,107 @@ ASH_TEST(f6_journal_answers_did_meta_call_per_tenant)
 	    cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "hits")), 1);
 	ASH_T_NOT_CONTAINS(r.body, PAGE);
 	it_resp_fini(&r);
+	free(body);
+	it_stack_fini(&s);
+}
+
+/* Waits up to 5 s for sql to give want. */
+static void
+q_wait(it_stack *s, const char *sql, const char *want)
+{
+	for (int i = 0; i < 250 && strcmp(q(s, sql), want) != 0; i++)
+		usleep(20000);
+	ASH_T_EQ_STR(q(s, sql), want);
+}
+
+/* The ids of a journal page, "id,id,..", and its next cursor. */
+static void
+journal_page(it_stack *s, const char *key, const char *query, char *ids,
+    size_t cap, char next[32])
+{
+	char         path[128];
+	it_resp      r;
+	const cJSON *h;
+
+	snprintf(path, sizeof(path), "/api/v1/channels/meta/journal%s", query);
+	it_call(s, &r, "GET", path, key, NULL);
+	ASH_T_EQ_INT(r.status, 200);
+	ids[0] = '\0';
+	cJSON_ArrayForEach(h, cJSON_GetObjectItem(r.json, "hits"))
+	{
+		size_t n = strlen(ids);
+		snprintf(ids + n, cap - n, "%s%s", n ? "," : "",
+		    ash_json_str(h, "id"));
+	}
+	next[0] = '\0';
+	if (ash_json_str(r.json, "next") != NULL)
+		snprintf(next, 32, "%s", ash_json_str(r.json, "next"));
+	it_resp_fini(&r);
+}
+
+ASH_TEST(f6_journal_pages_back_and_is_purged_with_its_listing_after_its_days)
+{
+	it_stack s;
+	it_resp  r;
+	char     t[64], k[128], ids[256], next[32], query[64], want[256];
+	size_t   len;
+	char    *body = vector("meta-messenger-text.json", &len);
+
+	start(&s, "mi_jpurge", t, k);
+	channel(&s, t, "messenger", PAGE);
+	for (int i = 0; i < 3; i++)
+		ASH_T_EQ_INT(post_vector(&s, "meta-messenger-text.json"), 200);
+	/* Unverified hits name the page: listed for the tenant that has it,
+	 * and still after it is disconnected. */
+	ASH_T_EQ_INT(post_signed(&s, body, len, "forged", &r), 403);
+	it_resp_fini(&r);
+	q_wait(&s, "SELECT count(*) FROM meta_ingest.journal", "4");
+	q(&s, "UPDATE meta_ingest.channels SET disconnected_at = now()");
+	ASH_T_EQ_INT(post_signed(&s, body, len, NULL, &r), 401);
+	it_resp_fini(&r);
+	q_wait(&s, "SELECT count(*) FROM meta_ingest.journal", "5");
+
+	/* Two pages of two and one of one, newest first, each hit once. */
+	snprintf(want, sizeof(want), "%s",
+	    q(&s,
+	        "SELECT string_agg(id::text, ',' ORDER BY id DESC) "
+	        "FROM meta_ingest.journal"));
+	char        all[512] = "";
+	const char *cursor   = "";
+	for (int page = 0; page < 3; page++) {
+		snprintf(query, sizeof(query), "?limit=2%s%s",
+		    *cursor ? "&before=" : "", cursor);
+		journal_page(&s, k, query, ids, sizeof(ids), next);
+		ASH_T_EQ_INT(*next != '\0', page < 2);
+		ASH_T_EQ_INT(strlen(all) + strlen(ids) + 2 < sizeof(all), 1);
+		if (page > 0)
+			strcat(all, ",");
+		strcat(all, ids);
+		cursor = next;
+	}
+	ASH_T_EQ_STR(all, want);
+
+	/* Rows past ASHOON_META_JOURNAL_DAYS (90) go, with their listing
+	 * rows, at the purge soon after a start; younger ones stay. */
+	q(&s,
+	    "UPDATE meta_ingest.journal SET received_at = received_at - "
+	    "interval '91 days' WHERE id IN (SELECT id FROM "
+	    "meta_ingest.journal ORDER BY id LIMIT 3)");
+	ASH_T_EQ_INT(it_stack_stop(&s, ASH_SVC_META_INGEST), 0);
+	it_stack_start(&s, ASH_SVC_META_INGEST);
+	q_wait(&s, "SELECT count(*) FROM meta_ingest.journal", "2");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT count(*) FROM meta_ingest.journal_by_tenant "
+	                 "l LEFT JOIN meta_ingest.journal j ON j.id = "
+	                 "l.journal_id WHERE j.id IS NULL"),
+	    "0");
+	ASH_T_EQ_STR(
+	    q(&s, "SELECT count(*) FROM meta_ingest.journal_by_tenant"), "2");
+	journal_page(&s, k, "", ids, sizeof(ids), next);
+	ASH_T_EQ_STR(ids,
+	    q(&s,
+	        "SELECT string_agg(id::text, ',' ORDER BY id "
+	        "DESC) FROM meta_ingest.journal"));
 	free(body);
 	it_stack_fini(&s);
 }
@@ -1179,6 +1291,8 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(
         f6_a_poison_post_fails_alone_and_others_in_its_batch_are_stored),
     ASH_TEST_ENTRY(f6_journal_answers_did_meta_call_per_tenant),
+    ASH_TEST_ENTRY(
+        f6_journal_pages_back_and_is_purged_with_its_listing_after_its_days),
     ASH_TEST_ENTRY(conv_list_pages_through_every_conversation_once),
     ASH_TEST_ENTRY(conv_messages_page_back_in_time_through_every_message_once),
     ASH_TEST_ENTRY(p23_another_tenant_sees_nothing_of_a_conversation),
