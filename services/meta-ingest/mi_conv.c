@@ -173,18 +173,21 @@ on_list_rows(void *arg, ash_err rv, const PGresult *res)
 	reply_page(arg, rv, res, "conversations", conv_json, 13);
 }
 
+/* Newest activity first. The index on (tenant_id, activity_minute) gives
+ * the minutes in order; only the rows of the minutes a page reaches are
+ * sorted by their exact time (migrations/0007_inbox_order.sql). */
 static void
 on_conv_list(ash_bus_call *call, void *arg)
 {
 	static const char          sql[] =
 	    "SELECT " CONV_COLUMNS CONV_FROM
 	    "WHERE v.tenant_id = $1::uuid AND ($2::text IS NULL OR "
-	    "v.status = $2) AND ((extract(epoch from "
-	    "coalesce(v.last_message_at, "
+	    "v.status = $2) AND v.activity_minute <= $3::bigint / 60000000 "
+	    "AND ((extract(epoch from coalesce(v.last_message_at, "
 	    "v.created_at)) * 1000000)::bigint, v.id) < ($3::bigint, "
 	    "$4::uuid) "
-	    "ORDER BY coalesce(v.last_message_at, v.created_at) DESC, v.id "
-	    "DESC "
+	    "ORDER BY v.activity_minute DESC, coalesce(v.last_message_at, "
+	    "v.created_at) DESC, v.id DESC "
 	    "LIMIT $5::int";
 	const ash_request *req    = ash_bus_call_req(call);
 	conv_call         *cc     = cc_new(arg, call);
