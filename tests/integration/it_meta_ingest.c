@@ -1296,6 +1296,71 @@ ASH_TEST(f6_a_stuck_commit_does_not_hold_back_another_conversation)
 	it_stack_fini(&s);
 }
 
+/* ingest_batch() input: one text message from customer with mid. */
+static void
+batch_json(char *out, size_t cap, const char *customer, const char *mid)
+{
+	snprintf(out, cap,
+	    "{\"app_id\": \"\", \"hits\": [{\"n\": 0, \"received_ms\": "
+	    "1796000000000, \"signature\": \"valid\", \"object\": \"page\", "
+	    "\"page_ids\": [\"" PAGE "\"], \"entries\": 1, \"events\": 1, "
+	    "\"kinds\": {\"message\": 1}, \"bytes\": 1, \"outcome\": "
+	    "\"stored\"}], \"events\": [{\"hit\": 0, \"object\": \"page\", "
+	    "\"page\": \"" PAGE "\", \"customer\": \"%s\", \"ts_ms\": "
+	    "1796000000000, \"type\": \"message\", \"mid\": \"%s\", "
+	    "\"kind\": \"text\", \"text\": \"hi\", \"attachments\": []}]}",
+	    customer, mid);
+}
+
+/* Two batches for one thread in flight: the second does its work (the
+ * message rows) and waits for the first only at the thread rows' lock,
+ * at its end (migrations/0006_ingest_overlap.sql, 1.). Before, it waited
+ * at its second statement, an INSERT ... ON CONFLICT on the thread row the
+ * first had updated, so the two ran one after the other. */
+ASH_TEST(f6_a_second_batch_for_a_thread_waits_only_at_the_thread_lock)
+{
+	it_stack    s;
+	char        t[64], k[128], json[1024], sql[1200];
+	const char *ctx;
+
+	start(&s, "mi_overlap", t, k);
+	channel(&s, t, "messenger", PAGE);
+	batch_json(json, sizeof(json), "77", "ov1");
+	snprintf(sql, sizeof(sql),
+	    "SET search_path = meta_ingest; "
+	    "SELECT ingest_batch('%s') IS NOT NULL",
+	    json);
+	ASH_T_EQ_STR(q(&s, sql), "t"); /* the person and the thread */
+
+	PGconn *first = PQconnectdb(s.dsn), *second = PQconnectdb(s.dsn);
+	ASH_T_EQ_INT(PQstatus(first), CONNECTION_OK);
+	ASH_T_EQ_INT(PQstatus(second), CONNECTION_OK);
+	batch_json(json, sizeof(json), "77", "ov2");
+	snprintf(sql, sizeof(sql),
+	    "BEGIN; SET LOCAL search_path = meta_ingest; "
+	    "SELECT ingest_batch('%s')",
+	    json);
+	PGresult *r1 = PQexec(first, sql); /* in flight: not committed */
+	ASH_T_EQ_INT(PQresultStatus(r1), PGRES_TUPLES_OK);
+	batch_json(json, sizeof(json), "77", "ov3");
+	snprintf(sql, sizeof(sql),
+	    "SET search_path = meta_ingest; SET lock_timeout = '500ms'; "
+	    "SELECT ingest_batch('%s')",
+	    json);
+	PGresult *r2 = PQexec(second, sql);
+	ASH_T_EQ_INT(PQresultStatus(r2), PGRES_FATAL_ERROR);
+	ASH_T_EQ_STR(PQresultErrorField(r2, PG_DIAG_SQLSTATE), "55P03");
+	ctx = PQresultErrorField(r2, PG_DIAG_CONTEXT);
+	ASH_T_CONTAINS(ctx, "FOR NO KEY UPDATE");
+	ASH_T_NOT_CONTAINS(ctx, "INSERT INTO");
+	PQclear(r1);
+	PQclear(r2);
+	PQclear(PQexec(first, "ROLLBACK"));
+	PQfinish(first);
+	PQfinish(second);
+	it_stack_fini(&s);
+}
+
 ASH_TEST(f6_postgres_down_mid_post_gives_5xx_and_redelivery_is_stored_once)
 {
 	it_stack s;
@@ -1377,5 +1442,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
         p29_limited_data_use_flag_is_kept_shown_and_handed_to_claimers),
     ASH_TEST_ENTRY(f2_new_inbound_message_is_announced_after_commit),
     ASH_TEST_ENTRY(f6_a_stuck_commit_does_not_hold_back_another_conversation),
+    ASH_TEST_ENTRY(
+        f6_a_second_batch_for_a_thread_waits_only_at_the_thread_lock),
     ASH_TEST_ENTRY(
         f6_postgres_down_mid_post_gives_5xx_and_redelivery_is_stored_once))
