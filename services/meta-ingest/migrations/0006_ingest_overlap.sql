@@ -53,6 +53,10 @@ $$;
 ALTER TABLE messages ALTER COLUMN id SET DEFAULT uuid_v7();
 ALTER TABLE reply_jobs ALTER COLUMN id SET DEFAULT uuid_v7();
 
+-- A hit whose signature did not verify is listed for any tenant that has
+-- had a channel on a page it names, connected or not (see 4.).
+CREATE INDEX channels_external ON channels (external_id);
+
 ALTER TABLE messages DROP CONSTRAINT messages_channel_id_fkey;
 ALTER TABLE reply_jobs DROP CONSTRAINT reply_jobs_conversation_id_fkey;
 
@@ -238,24 +242,23 @@ BEGIN
             page_ids jsonb, entries int, events int, kinds jsonb,
             bytes int, raw text, outcome text)
     ), t AS (
-        SELECT h.n,
-               array_agg(DISTINCT c.tenant_id) FILTER (
-                   WHERE c.id IS NOT NULL AND c.disconnected_at IS NULL
-                     AND c.kind = CASE h.object WHEN 'page' THEN 'messenger'
-                                                ELSE 'instagram' END)
-                   AS connected,
-               array_agg(DISTINCT c.tenant_id) FILTER (
-                   WHERE c.id IS NOT NULL AND (h.signature <> 'valid' OR (
-                         c.disconnected_at IS NULL
-                     AND c.kind = CASE h.object WHEN 'page' THEN 'messenger'
-                                                ELSE 'instagram' END)))
+        -- Its pages, the tenants that have them connected (by the index
+        -- on live channels), and the tenants it is listed for.
+        SELECT x.n, x.pages, x.connected,
+               CASE WHEN x.signature = 'valid' THEN x.connected
+                    ELSE ARRAY(SELECT DISTINCT c.tenant_id FROM channels c
+                                WHERE c.external_id = ANY (x.pages)) END
                    AS tenants
-        FROM h
-        LEFT JOIN LATERAL jsonb_array_elements_text(
-                      coalesce(h.page_ids, '[]')) AS pid(id)
-               ON true
-        LEFT JOIN channels c ON c.external_id = pid.id
-        GROUP BY h.n, h.signature, h.object
+        FROM (SELECT h.n, h.signature, p.pages,
+                     ARRAY(SELECT DISTINCT c.tenant_id FROM channels c
+                            WHERE c.kind = CASE h.object
+                                               WHEN 'page' THEN 'messenger'
+                                               ELSE 'instagram' END
+                              AND c.external_id = ANY (p.pages)
+                              AND c.disconnected_at IS NULL) AS connected
+                FROM h, LATERAL (SELECT ARRAY(
+                            SELECT jsonb_array_elements_text(
+                                coalesce(h.page_ids, '[]'))) AS pages) p) x
     ), n AS (
         -- New messages per hit (by the mids each hit carried). A mid
         -- that several hits of the batch carried (a redelivery arriving
@@ -273,13 +276,11 @@ BEGIN
                              tenant_ids, entries, events, kinds,
                              new_messages, outcome, bytes, raw)
         SELECT h.id, to_timestamp(h.received_ms / 1000.0), h.signature,
-               h.object,
-               ARRAY(SELECT jsonb_array_elements_text(
-                   coalesce(h.page_ids, '[]'))),
-               coalesce(t.tenants, '{}'), coalesce(h.entries, 0),
+               h.object, t.pages, t.tenants, coalesce(h.entries, 0),
                coalesce(h.events, 0), coalesce(h.kinds, '{}'),
                coalesce(n.new_messages, 0),
-               CASE WHEN h.outcome = 'stored' AND t.connected IS NULL
+               CASE WHEN h.outcome = 'stored'
+                         AND cardinality(t.connected) = 0
                     THEN 'unknown_channel' ELSE h.outcome END,
                h.bytes, decode(h.raw, 'base64')
         FROM h LEFT JOIN t ON t.n = h.n LEFT JOIN n ON n.n = h.n
@@ -291,7 +292,7 @@ BEGIN
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'n', h.n,
                'outcome', CASE WHEN h.outcome = 'stored'
-                                AND t.connected IS NULL
+                                AND cardinality(t.connected) = 0
                                THEN 'unknown_channel' ELSE h.outcome END,
                'new_messages', coalesce(n.new_messages, 0))), '[]')
       INTO hit_rows
