@@ -17,10 +17,13 @@
  * reply.
  *
  * Noticing the hang-up. libevent 2.1.12 stops reading a connection while a
- * request is with the handler, so it never sees the client leave. While a
- * wrapper is pending we therefore watch the socket ourselves (EV_READ and,
- * where epoll has it, EV_CLOSED = EPOLLRDHUP; EV_CLOSED alone misses a
- * reset, which epoll reports as an error). On EOF, a hang-up or a socket
+ * request is with the handler, so it never sees the client leave. Once a
+ * wrapper has been pending WATCH_AFTER_MS we therefore watch the socket
+ * ourselves (EV_READ and, where epoll has it, EV_CLOSED = EPOLLRDHUP;
+ * EV_CLOSED alone misses a reset, which epoll reports as an error). Not
+ * sooner: arming and dropping the watch costs two epoll_ctl calls, most
+ * requests are answered before, and a client gone a little longer costs
+ * nothing but the work done for it. On EOF, a hang-up or a socket
  * error we free the evhttp connection, which runs path (2). If bytes are
  * waiting instead (a pipelined request, or a TLS 1.3 close_notify, which
  * looks the same from outside) we cannot read them without disturbing
@@ -54,15 +57,17 @@
 #define DEFAULT_MAX_HEADERS (16u << 10)
 #define DEFAULT_TIMEOUT_S   30
 #define GONE_RECHECK_MS     100 /* re-poll a socket with unread bytes */
+#define WATCH_AFTER_MS      100 /* pending this long: watch for hang-up */
 
 struct ash_http_req {
-	ash__http_conn           *conn;    /* NULL once replied or gone */
-	struct evhttp_request    *evreq;   /* NULL once replied or gone */
-	struct evhttp_connection *evcon;   /* NULL once replied or gone */
-	struct event             *hangup;  /* socket watch while pending */
-	struct event             *recheck; /* re-arms hangup (unread bytes) */
-	const char               *method;  /* static string */
-	char                     *path;    /* decoded (malloc'd) */
+	ash__http_conn           *conn;        /* NULL once replied or gone */
+	struct evhttp_request    *evreq;       /* NULL once replied or gone */
+	struct evhttp_connection *evcon;       /* NULL once replied or gone */
+	struct event             *hangup;      /* socket watch while pending */
+	struct event             *recheck;     /* arms, then re-arms, hangup */
+	bool                      early_close; /* epoll has EV_CLOSED */
+	const char               *method;      /* static string */
+	char                     *path;        /* decoded (malloc'd) */
 	size_t                    path_len;
 	char                      peer[64]; /* client IP, text */
 	struct evbuffer          *body;     /* taken over from evhttp */
@@ -223,12 +228,17 @@ ash__http_req_gone(ash_http_req *req)
 		req->on_gone(req->on_gone_arg); /* may release req */
 }
 
+static void req_watch(ash_http_req *req);
+
 static void
 http_on_recheck(evutil_socket_t fd, short what, void *arg)
 {
 	ash_http_req *req = arg;
 
-	event_add(req->hangup, NULL);
+	if (req->hangup == NULL)
+		req_watch(req);
+	else
+		event_add(req->hangup, NULL);
 }
 
 static void
@@ -247,11 +257,6 @@ http_on_hangup(evutil_socket_t fd, short what, void *arg)
 			return;
 		if (n > 0) { /* unread bytes: look again later */
 			event_del(req->hangup);
-			if (req->recheck == NULL)
-				req->recheck =
-				    evtimer_new(event_get_base(req->hangup),
-				        http_on_recheck, req);
-			ASH_ASSERT(req->recheck != NULL);
 			evtimer_add(req->recheck, &tv);
 			return;
 		}
@@ -260,12 +265,12 @@ http_on_hangup(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-req_watch(ash_http_req *req, const ash_http_server *srv)
+req_watch(ash_http_req *req)
 {
 	struct bufferevent *bev =
 	    evhttp_connection_get_bufferevent(req->evcon);
 	evutil_socket_t fd = bufferevent_getfd(bev);
-	short what = EV_READ | EV_PERSIST | (srv->early_close ? EV_CLOSED : 0);
+	short what = EV_READ | EV_PERSIST | (req->early_close ? EV_CLOSED : 0);
 
 	if (fd < 0)
 		return;
@@ -294,9 +299,10 @@ req_set_peer(ash_http_req *req)
 static ash_http_req *
 req_new(ash_http_server *srv, struct evhttp_request *evreq)
 {
-	ash_http_req            *req  = ash_xcalloc(1, sizeof(*req));
-	const struct evhttp_uri *uri  = evhttp_request_get_evhttp_uri(evreq);
-	const char              *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	static const struct timeval watch_after = {0, WATCH_AFTER_MS * 1000};
+	ash_http_req               *req         = ash_xcalloc(1, sizeof(*req));
+	const struct evhttp_uri    *uri = evhttp_request_get_evhttp_uri(evreq);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 
 	req->evreq  = evreq;
 	req->evcon  = evhttp_request_get_connection(evreq);
@@ -312,7 +318,11 @@ req_new(ash_http_server *srv, struct evhttp_request *evreq)
 	req->conn = ash__http_conn_find(srv, req->evcon);
 	ASH_ASSERT(req->conn != NULL);
 	ash__http_conn_hold(req->conn, req);
-	req_watch(req, srv);
+	req->early_close = srv->early_close;
+	req->recheck     = evtimer_new(
+	        evhttp_connection_get_base(req->evcon), http_on_recheck, req);
+	ASH_ASSERT(req->recheck != NULL);
+	evtimer_add(req->recheck, &watch_after);
 	return req;
 }
 
