@@ -135,12 +135,16 @@ on_purged(void *arg, ash_err rv, const PGresult *res)
 static void
 purge_step(mi_ctx *mi)
 {
-	/* A hit's listing rows go with it, found by key through the
-	 * tenants it was listed for. */
+	/* Ids grow as hits are stored, so the oldest hits are the first
+	 * ids: each step deletes those of the first PURGE_BATCH that are
+	 * old enough, and the next step runs only if all of them were. A
+	 * hit's listing rows go with it, found by key through the tenants
+	 * it was listed for. */
 	static const char sql[] =
 	    "WITH d AS (DELETE FROM journal WHERE id IN (SELECT id FROM "
-	    "journal WHERE received_at < now() - make_interval(days => "
-	    "$1::int) LIMIT " PURGE_BATCH ") RETURNING id, tenant_ids), "
+	    "journal ORDER BY id LIMIT " PURGE_BATCH ") AND received_at < "
+	    "now() - make_interval(days => $1::int) "
+	    "RETURNING id, tenant_ids), "
 	    "l AS (DELETE FROM journal_by_tenant b USING d, "
 	    "unnest(d.tenant_ids) AS u(tenant_id) WHERE b.tenant_id = "
 	    "u.tenant_id AND b.journal_id = d.id) "

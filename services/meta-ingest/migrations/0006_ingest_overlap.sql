@@ -35,6 +35,9 @@
 --    signature did not verify is listed for the tenants that have had a
 --    channel on a page it names, as the listing did before; it is now
 --    decided when the hit is stored, not when it is listed.
+--    The purge also no longer needs an index on received_at: journal ids
+--    are taken as hits are stored, so the oldest hits are the lowest ids,
+--    and it deletes from the front of the primary key while they are old.
 
 -- A UUIDv7 (RFC 9562): the Unix time in ms in the first 48 bits, version
 -- 7, the rest random (the variant bits of a v4 are those of a v7).
@@ -62,6 +65,7 @@ ALTER TABLE reply_jobs DROP CONSTRAINT reply_jobs_conversation_id_fkey;
 
 DROP INDEX journal_tenants;
 DROP INDEX journal_pages;
+DROP INDEX journal_received;
 
 CREATE TABLE journal_by_tenant (
     tenant_id   uuid NOT NULL,
