@@ -12,16 +12,15 @@
 -- the minutes in order, and only the rows of the minutes a page reaches
 -- are sorted (incremental sort).
 
--- The Unix minute of a time: as immutable as epoch itself (no time zone
--- enters it), which a generated column needs.
-CREATE FUNCTION unix_minute(t timestamptz) RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT floor(extract(epoch FROM t) / 60)::bigint
-$$;
-
+-- The Unix minute of the activity. A generated column needs an immutable
+-- expression, and extract(epoch) of a timestamptz is only stable, so it
+-- is taken of the UTC wall time, a timestamp: the same number. (A SQL
+-- function declared immutable around the timestamptz form is not inlined:
+-- pg_stat_statements counted 2,996 plans of it in 3,001 calls.)
 ALTER TABLE conversations ADD COLUMN activity_minute bigint
-    GENERATED ALWAYS AS (unix_minute(coalesce(last_message_at, created_at)))
-    STORED;
+    GENERATED ALWAYS AS (floor(extract(epoch FROM
+        coalesce(last_message_at, created_at) AT TIME ZONE 'UTC')
+        / 60)::bigint) STORED;
 
 DROP INDEX conversations_tenant;
 CREATE INDEX conversations_inbox ON conversations
