@@ -624,36 +624,62 @@ q_wait(it_stack *s, const char *sql, const char *want)
 	ASH_T_EQ_STR(q(s, sql), want);
 }
 
-/* The ids of a journal page, "id,id,..", and its next cursor. */
-static void
-journal_page(it_stack *s, const char *key, const char *query, char *ids,
-    size_t cap, char next[32])
+/* Reads a paged list: GET path (with its query string) as key, visit on
+ * every item of the array named list, then the next page with
+ * "&<param>=<the page's next_key>" until a page has none. Returns the
+ * pages read, at most max_pages. */
+static int
+page_all(it_stack *s, const char *key, const char *path, const char *list,
+    const char *next_key, const char *param, int max_pages,
+    void (*visit)(const cJSON *item, void *arg), void *arg)
 {
-	char         path[128];
-	it_resp      r;
-	const cJSON *h;
+	char    url[512];
+	it_resp r;
+	int     pages = 0;
 
-	snprintf(path, sizeof(path), "/api/v1/channels/meta/journal%s", query);
-	it_call(s, &r, "GET", path, key, NULL);
-	ASH_T_EQ_INT(r.status, 200);
-	ids[0] = '\0';
-	cJSON_ArrayForEach(h, cJSON_GetObjectItem(r.json, "hits"))
-	{
-		size_t n = strlen(ids);
-		snprintf(ids + n, cap - n, "%s%s", n ? "," : "",
-		    ash_json_str(h, "id"));
+	snprintf(url, sizeof(url), "%s", path);
+	for (;;) {
+		const cJSON *item;
+		const char  *next;
+
+		ASH_T_TRUE(++pages <= max_pages);
+		it_call(s, &r, "GET", url, key, NULL);
+		ASH_T_EQ_INT(r.status, 200);
+		cJSON_ArrayForEach(item, cJSON_GetObjectItem(r.json, list))
+		    visit(item, arg);
+		if ((next = ash_json_str(r.json, next_key)) == NULL)
+			break;
+		snprintf(url, sizeof(url), "%s&%s=%s", path, param, next);
+		it_resp_fini(&r);
 	}
-	next[0] = '\0';
-	if (ash_json_str(r.json, "next") != NULL)
-		snprintf(next, 32, "%s", ash_json_str(r.json, "next"));
 	it_resp_fini(&r);
+	return pages;
+}
+
+/* A visitor for page_all: one string field of every item, joined. */
+typedef struct joined {
+	const char *field;
+	const char *sep;
+	char        buf[512];
+} joined;
+
+static void
+join_field(const cJSON *item, void *arg)
+{
+	joined *j = arg;
+	size_t  n = strlen(j->buf);
+
+	ASH_T_TRUE(n + strlen(j->sep) + strlen(ash_json_str(item, j->field)) <
+	    sizeof(j->buf));
+	snprintf(j->buf + n, sizeof(j->buf) - n, "%s%s", n ? j->sep : "",
+	    ash_json_str(item, j->field));
 }
 
 ASH_TEST(f6_journal_pages_back_and_is_purged_with_its_listing_after_its_days)
 {
 	it_stack s;
 	it_resp  r;
-	char     t[64], k[128], ids[256], next[32], query[64], want[256];
+	char     t[64], k[128], want[256];
 	size_t   len;
 	char    *body = vector("meta-messenger-text.json", &len);
 
@@ -676,20 +702,11 @@ ASH_TEST(f6_journal_pages_back_and_is_purged_with_its_listing_after_its_days)
 	    q(&s,
 	        "SELECT string_agg(id::text, ',' ORDER BY id DESC) "
 	        "FROM meta_ingest.journal"));
-	char        all[512] = "";
-	const char *cursor   = "";
-	for (int page = 0; page < 3; page++) {
-		snprintf(query, sizeof(query), "?limit=2%s%s",
-		    *cursor ? "&before=" : "", cursor);
-		journal_page(&s, k, query, ids, sizeof(ids), next);
-		ASH_T_EQ_INT(*next != '\0', page < 2);
-		ASH_T_EQ_INT(strlen(all) + strlen(ids) + 2 < sizeof(all), 1);
-		if (page > 0)
-			strcat(all, ",");
-		strcat(all, ids);
-		cursor = next;
-	}
-	ASH_T_EQ_STR(all, want);
+	joined all = {.field = "id", .sep = ","};
+	ASH_T_EQ_INT(page_all(&s, k, "/api/v1/channels/meta/journal?limit=2",
+	                 "hits", "next", "before", 3, join_field, &all),
+	    3);
+	ASH_T_EQ_STR(all.buf, want);
 
 	/* Rows past ASHOON_META_JOURNAL_DAYS (90) go, with their listing
 	 * rows, at the purge soon after a start; younger ones stay. */
@@ -707,8 +724,11 @@ ASH_TEST(f6_journal_pages_back_and_is_purged_with_its_listing_after_its_days)
 	    "0");
 	ASH_T_EQ_STR(
 	    q(&s, "SELECT count(*) FROM meta_ingest.journal_by_tenant"), "2");
-	journal_page(&s, k, "", ids, sizeof(ids), next);
-	ASH_T_EQ_STR(ids,
+	joined left = {.field = "id", .sep = ","};
+	ASH_T_EQ_INT(page_all(&s, k, "/api/v1/channels/meta/journal?limit=50",
+	                 "hits", "next", "before", 1, join_field, &left),
+	    1);
+	ASH_T_EQ_STR(left.buf,
 	    q(&s,
 	        "SELECT string_agg(id::text, ',' ORDER BY id "
 	        "DESC) FROM meta_ingest.journal"));
@@ -734,44 +754,40 @@ seed_conversations(it_stack *s, int n)
 	}
 }
 
+/* page_all visitor: the ids seen, at most 7. */
+typedef struct seen_ids {
+	char id[7][40];
+	int  n;
+} seen_ids;
+
+static void
+see_id(const cJSON *item, void *arg)
+{
+	seen_ids *v = arg;
+
+	ASH_T_TRUE(v->n < 7);
+	snprintf(v->id[v->n++], 40, "%s", ash_json_str(item, "id"));
+}
+
 ASH_TEST(conv_list_pages_through_every_conversation_once)
 {
 	it_stack s;
 	it_resp  r;
-	char     t[64], k[128], path[256], seen[7][40];
-	int      total = 0;
+	char     t[64], k[128], path[256];
+	seen_ids seen = {0};
 
 	start(&s, "mi_list", t, k);
 	channel(&s, t, "messenger", PAGE);
 	seed_conversations(&s, 7);
-	snprintf(path, sizeof(path), "/api/v1/conversations?limit=3");
-	for (int page = 0; page < 5; page++) {
-		it_call(&s, &r, "GET", path, k, NULL);
-		ASH_T_EQ_INT(r.status, 200);
-		const cJSON *c;
-		cJSON_ArrayForEach(
-		    c, cJSON_GetObjectItem(r.json, "conversations"))
-		{
-			ASH_T_TRUE(total < 7);
-			snprintf(
-			    seen[total++], 40, "%s", ash_json_str(c, "id"));
-		}
-		const char *next = ash_json_str(r.json, "next_cursor");
-		if (next == NULL) {
-			it_resp_fini(&r);
-			break;
-		}
-		snprintf(path, sizeof(path),
-		    "/api/v1/conversations?limit=3&cursor=%s", next);
-		it_resp_fini(&r);
-	}
-	ASH_T_EQ_INT(total, 7);
+	page_all(&s, k, "/api/v1/conversations?limit=3", "conversations",
+	    "next_cursor", "cursor", 5, see_id, &seen);
+	ASH_T_EQ_INT(seen.n, 7);
 	for (int i = 0; i < 7; i++)
 		for (int j = i + 1; j < 7; j++)
-			ASH_T_TRUE(strcmp(seen[i], seen[j]) != 0);
+			ASH_T_TRUE(strcmp(seen.id[i], seen.id[j]) != 0);
 	/* Newest first: the last seeded conversation leads. */
-	snprintf(
-	    path, sizeof(path), "/api/v1/conversations/%s/messages", seen[0]);
+	snprintf(path, sizeof(path), "/api/v1/conversations/%s/messages",
+	    seen.id[0]);
 	it_call(&s, &r, "GET", path, k, NULL);
 	ASH_T_EQ_STR(
 	    ash_json_str(
@@ -785,6 +801,28 @@ ASH_TEST(conv_list_pages_through_every_conversation_once)
 	it_stack_fini(&s);
 }
 
+/* page_all visitor: each conversation strictly after the one before,
+ * newest activity first, ties by id descending, so none twice. */
+typedef struct in_order {
+	double prev_ms;
+	char   prev_id[40];
+	int    n;
+} in_order;
+
+static void
+see_in_order(const cJSON *item, void *arg)
+{
+	in_order *v = arg;
+	double ms = cJSON_GetObjectItem(item, "last_message_at")->valuedouble;
+	const char *id = ash_json_str(item, "id");
+
+	ASH_T_TRUE(ms < v->prev_ms ||
+	    (ms == v->prev_ms && strcmp(id, v->prev_id) < 0));
+	v->prev_ms = ms;
+	snprintf(v->prev_id, sizeof(v->prev_id), "%s", id);
+	v->n++;
+}
+
 /* A big inbox, read through its index: every page is in (activity, id)
  * order across minutes and equal times, and the index is what reads it
  * (migrations/0007_inbox_order.sql; without it each page sorted all of
@@ -792,10 +830,8 @@ ASH_TEST(conv_list_pages_through_every_conversation_once)
 ASH_TEST(conv_list_reads_a_big_inbox_in_activity_order_through_its_index)
 {
 	it_stack s;
-	it_resp  r;
-	char     t[64], k[128], path[256], prev_id[40] = "", scans[32];
-	double   prev_ms = 1e300;
-	int      total = 0, pages = 0;
+	char     t[64], k[128], scans[32];
+	in_order order = {.prev_ms = 1e300};
 
 	start(&s, "mi_inbox", t, k);
 	channel(&s, t, "messenger", PAGE);
@@ -815,38 +851,10 @@ ASH_TEST(conv_list_reads_a_big_inbox_in_activity_order_through_its_index)
 	    q(&s,
 	        "SELECT idx_scan FROM pg_stat_user_indexes WHERE "
 	        "indexrelname = 'conversations_inbox'"));
-	snprintf(path, sizeof(path), "/api/v1/conversations?limit=200");
-	for (;;) {
-		const cJSON *c;
-
-		it_call(&s, &r, "GET", path, k, NULL);
-		ASH_T_EQ_INT(r.status, 200);
-		ASH_T_TRUE(++pages <= 16);
-		cJSON_ArrayForEach(
-		    c, cJSON_GetObjectItem(r.json, "conversations"))
-		{
-			double ms = cJSON_GetObjectItem(c, "last_message_at")
-			                ->valuedouble;
-			const char *id = ash_json_str(c, "id");
-
-			/* Strictly after the one before: newest first, ties
-			 * by id descending, so none twice. */
-			ASH_T_TRUE(ms < prev_ms ||
-			    (ms == prev_ms && strcmp(id, prev_id) < 0));
-			prev_ms = ms;
-			snprintf(prev_id, sizeof(prev_id), "%s", id);
-			total++;
-		}
-		const char *next = ash_json_str(r.json, "next_cursor");
-		if (next == NULL) {
-			it_resp_fini(&r);
-			break;
-		}
-		snprintf(path, sizeof(path),
-		    "/api/v1/conversations?limit=200&cursor=%s", next);
-		it_resp_fini(&r);
-	}
-	ASH_T_EQ_INT(total, 3000);
+	ASH_T_TRUE(
+	    page_all(&s, k, "/api/v1/conversations?limit=200", "conversations",
+	        "next_cursor", "cursor", 16, see_in_order, &order) >= 15);
+	ASH_T_EQ_INT(order.n, 3000);
 	/* Statistics reach the view when the backend reports them. */
 	char sql[160];
 	snprintf(sql, sizeof(sql),
@@ -861,8 +869,7 @@ ASH_TEST(conv_messages_page_back_in_time_through_every_message_once)
 {
 	it_stack s;
 	it_resp  r;
-	char     t[64], k[128], path[256], json[512], id[40], got[64] = "";
-	int      pages = 0;
+	char     t[64], k[128], path[256], json[512], id[40];
 
 	start(&s, "mi_msgpage", t, k);
 	channel(&s, t, "messenger", PAGE);
@@ -881,26 +888,12 @@ ASH_TEST(conv_messages_page_back_in_time_through_every_message_once)
 	it_resp_fini(&r);
 	snprintf(path, sizeof(path),
 	    "/api/v1/conversations/%s/messages?limit=2", id);
-	for (; pages < 5; pages++) {
-		const cJSON *m;
-		it_call(&s, &r, "GET", path, k, NULL);
-		ASH_T_EQ_INT(r.status, 200);
-		cJSON_ArrayForEach(m, cJSON_GetObjectItem(r.json, "messages"))
-		    strncat(got, ash_json_str(m, "text"),
-		        sizeof(got) - strlen(got) - 1);
-		const char *next = ash_json_str(r.json, "next_cursor");
-		if (next == NULL) {
-			it_resp_fini(&r);
-			break;
-		}
-		snprintf(path, sizeof(path),
-		    "/api/v1/conversations/%s/messages?limit=2&cursor=%s", id,
-		    next);
-		it_resp_fini(&r);
-	}
+	joined got = {.field = "text", .sep = ""};
+	int pages  = page_all(&s, k, path, "messages", "next_cursor", "cursor",
+	     5, join_field, &got);
 	/* Newest first, each once, over three pages (the last not full). */
-	ASH_T_EQ_STR(got, "t4t3t2t1t0");
-	ASH_T_EQ_INT(pages, 2);
+	ASH_T_EQ_STR(got.buf, "t4t3t2t1t0");
+	ASH_T_EQ_INT(pages, 3);
 	it_stack_fini(&s);
 }
 
