@@ -464,16 +464,23 @@ on_slot_result(void *arg, const ash_bus_result *r)
 }
 
 static void
-send_coalesced(world *w, int op, const char *data, slotres *out)
+send_coalesced_by(
+    world *w, int op, const char *data, int timeout_ms, slotres *out)
 {
 	cJSON           *b = cJSON_CreateObject();
 	ash_bus_req_opts o = {
-	    op, "r-co", NULL, NULL, NULL, ash_wall_ms() + 3000, true};
+	    op, "r-co", NULL, NULL, NULL, ash_wall_ms() + timeout_ms, true};
 
 	out->w = w;
 	cJSON_AddStringToObject(b, "data", data);
 	ASH_T_OK(ash_bus_request(w->cli, &o, b, on_slot_result, out));
 	cJSON_Delete(b);
+}
+
+static void
+send_coalesced(world *w, int op, const char *data, slotres *out)
+{
+	send_coalesced_by(w, op, data, 3000, out);
 }
 
 ASH_TEST(coalesced_requests_share_one_frame_and_each_gets_its_reply)
@@ -538,6 +545,95 @@ ASH_TEST(lone_coalescing_request_goes_as_a_plain_envelope)
 	free(text);
 	world_close(&w);
 	ash_metrics_free(reg);
+}
+
+/* Coalescing requests made at set times, each in its own loop turn. */
+typedef struct timed_send {
+	world   *w;
+	int      at_ms, timeout_ms;
+	char     data[16];
+	slotres *out;
+	int64_t  answered_at;
+} timed_send;
+
+static void
+on_timed_send(evutil_socket_t fd, short what, void *arg)
+{
+	timed_send *t = arg;
+
+	send_coalesced_by(
+	    t->w, ASH_OP_SYS_ECHO, t->data, t->timeout_ms, t->out);
+}
+
+static void
+schedule_sends(world *w, timed_send *t, slotres *r, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct timeval tv = {0, t[i].at_ms * 1000};
+		t[i].w            = w;
+		t[i].out          = &r[i];
+		snprintf(t[i].data, sizeof(t[i].data), "d%d", i);
+		event_base_once(ash_loop_base(w->loop), -1, EV_TIMEOUT,
+		    on_timed_send, &t[i], &tv);
+	}
+}
+
+ASH_TEST(coalesced_requests_wait_while_two_frames_are_out_then_go_as_one)
+{
+	world        w;
+	slotres      r[4] = {0};
+	timed_send   t[4] = {{.at_ms = 0, .timeout_ms = 3000},
+	      {.at_ms = 20, .timeout_ms = 3000},
+	      {.at_ms = 40, .timeout_ms = 3000},
+	      {.at_ms = 60, .timeout_ms = 3000}};
+	ash_metrics *reg  = ash_metrics_new();
+	char        *text;
+
+	world_open(&w, 4); /* the server could take all four at once */
+	ash_bus_server_set_metrics(w.srv, reg);
+	w.delay_ms = 200;
+	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	wait_peer(&w);
+	schedule_sends(&w, t, r, 4);
+	run(&w, 4);
+	for (int i = 0; i < 4; i++) {
+		char want[32];
+		snprintf(want, sizeof(want), "{\"data\":\"d%d\"}", i);
+		ASH_T_OK(r[i].err);
+		ASH_T_EQ_STR(r[i].body, want);
+	}
+	/* d0 and d1 went alone, one frame each; d2 and d3 waited for one of
+	 * those to come back and then travelled together. */
+	ASH_T_EQ_INT(w.handled, 4);
+	text = ash_metrics_render(reg);
+	ASH_T_CONTAINS(text, "ashoon_bus_batch_frames_total 1\n");
+	ASH_T_CONTAINS(text, "ashoon_bus_batch_items_total 2\n");
+	free(text);
+	world_close(&w);
+	ash_metrics_free(reg);
+}
+
+ASH_TEST(coalesced_request_whose_deadline_passes_while_held_times_out)
+{
+	world      w;
+	slotres    r[3] = {0};
+	timed_send t[3] = {{.at_ms = 0, .timeout_ms = 3000},
+	    {.at_ms = 20, .timeout_ms = 3000},
+	    {.at_ms = 40, .timeout_ms = 100}};
+
+	world_open(&w, 4);
+	w.delay_ms = 300; /* the first frame is back long after d2's 100 ms */
+	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	wait_peer(&w);
+	schedule_sends(&w, t, r, 3);
+	run(&w, 3);
+	ASH_T_OK(r[0].err);
+	ASH_T_OK(r[1].err);
+	ASH_T_ERR(r[2].err, ASH_ETIMEDOUT);
+	ASH_T_EQ_INT(w.handled, 2); /* never sent */
+	world_close(&w);
 }
 
 static void *
@@ -725,6 +821,10 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(request_reply_round_trip),
     ASH_TEST_ENTRY(client_close_cancels_outstanding_requests),
     ASH_TEST_ENTRY(coalesced_requests_share_one_frame_and_each_gets_its_reply),
     ASH_TEST_ENTRY(lone_coalescing_request_goes_as_a_plain_envelope),
+    ASH_TEST_ENTRY(
+        coalesced_requests_wait_while_two_frames_are_out_then_go_as_one),
+    ASH_TEST_ENTRY(
+        coalesced_request_whose_deadline_passes_while_held_times_out),
     ASH_TEST_ENTRY(malformed_batch_frames_and_items_get_their_errors),
     ASH_TEST_ENTRY(
         client_close_cancels_pending_and_carried_coalesced_requests),

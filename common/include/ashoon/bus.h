@@ -147,7 +147,10 @@ typedef struct ash_bus_req_opts {
 	 * ended, so use it for requests the callee finishes together anyway
 	 * (webhook hits, which it commits as one group). The frame waits
 	 * for the latest deadline of its requests, so coalesce only
-	 * requests made with the same timeout. */
+	 * requests made with the same timeout. At most two frames per
+	 * connected peer are in flight; later requests wait in the client
+	 * for one to come back and then go together (one whose deadline
+	 * passes meanwhile fails with ASH_ETIMEDOUT, never sent). */
 	bool coalesce;
 } ash_bus_req_opts;
 
