@@ -430,7 +430,8 @@ on_jobs_claimed(void *arg, ash_err rv, const PGresult *res)
 }
 
 /* Leases up to `limit` due jobs across tenants (each job names its
- * tenant). An expired lease - the claimer died - makes a job due again. */
+ * tenant). An expired lease - the claimer died - makes a job due again.
+ * A job's id is its message's (migration 0008). */
 static void
 on_jobs_claim(ash_bus_call *call, void *arg)
 {
@@ -438,10 +439,12 @@ on_jobs_claim(ash_bus_call *call, void *arg)
 	    "UPDATE reply_jobs SET state = 'claimed', attempts = attempts + "
 	    "1, "
 	    "lease_until = now() + make_interval(secs => $2::int / 1000.0) "
-	    "WHERE id IN (SELECT id FROM reply_jobs WHERE state = 'pending' "
+	    "WHERE message_id IN (SELECT message_id FROM reply_jobs "
+	    "WHERE state = 'pending' "
 	    "OR (state = 'claimed' AND lease_until < now()) "
 	    "ORDER BY created_at LIMIT $1::int FOR UPDATE SKIP LOCKED) "
-	    "RETURNING id, tenant_id, conversation_id, message_id, attempts, "
+	    "RETURNING message_id, tenant_id, conversation_id, message_id, "
+	    "attempts, "
 	    "(SELECT p.limited_data_use FROM conversations v JOIN "
 	    "participants p ON p.id = v.participant_id "
 	    "WHERE v.id = reply_jobs.conversation_id)";
@@ -483,7 +486,8 @@ on_jobs_complete(ash_bus_call *call, void *arg)
 {
 	static const char sql[] =
 	    "UPDATE reply_jobs SET state = $2, lease_until = NULL "
-	    "WHERE id = $1::uuid AND state = 'claimed' RETURNING id";
+	    "WHERE message_id = $1::uuid AND state = 'claimed' "
+	    "RETURNING message_id";
 	mi_ctx      *mi = arg;
 	const cJSON *b  = ash_bus_call_req(call)->body;
 	const char  *o  = ash_json_str(b, "outcome");
