@@ -32,9 +32,10 @@ ALTER TABLE reply_jobs ADD PRIMARY KEY (message_id);
 
 -- Messages leave through their conversation's foreign key, whose cascade
 -- runs when a conversation is deleted, or its person or channel is: each
--- such DELETE on messages takes their jobs with it.
+-- such DELETE on messages takes their jobs with it. The trigger fires for
+-- whoever deletes, so it keeps this schema's search_path.
 CREATE FUNCTION messages_take_jobs() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     DELETE FROM reply_jobs j USING gone g WHERE j.message_id = g.id;
     RETURN NULL;
