@@ -414,24 +414,24 @@ on_jobs_claimed(void *arg, ash_err rv, const PGresult *res)
 	arr = cJSON_AddArrayToObject(b, "jobs");
 	for (int i = 0; i < PQntuples(res); i++) {
 		cJSON *j = cJSON_CreateObject();
+		/* A job is keyed by its message (migration 0008). */
 		put_str(j, "id", res, i, 0);
+		put_str(j, "message_id", res, i, 0);
 		put_str(j, "tenant_id", res, i, 1);
 		put_str(j, "conversation_id", res, i, 2);
-		put_str(j, "message_id", res, i, 3);
 		cJSON_AddNumberToObject(
-		    j, "attempts", atoi(PQgetvalue(res, i, 4)));
+		    j, "attempts", atoi(PQgetvalue(res, i, 3)));
 		/* The claimer may reply (service delivery) but must keep a
 		 * flagged person's data out of anything else (P29). */
 		cJSON_AddBoolToObject(j, "limited_data_use",
-		    strcmp(PQgetvalue(res, i, 5), "t") == 0);
+		    strcmp(PQgetvalue(res, i, 4), "t") == 0);
 		cJSON_AddItemToArray(arr, j);
 	}
 	ash_bus_call_reply(call, 200, b);
 }
 
 /* Leases up to `limit` due jobs across tenants (each job names its
- * tenant). An expired lease - the claimer died - makes a job due again.
- * A job's id is its message's (migration 0008). */
+ * tenant). An expired lease - the claimer died - makes a job due again. */
 static void
 on_jobs_claim(ash_bus_call *call, void *arg)
 {
@@ -443,8 +443,7 @@ on_jobs_claim(ash_bus_call *call, void *arg)
 	    "WHERE state = 'pending' "
 	    "OR (state = 'claimed' AND lease_until < now()) "
 	    "ORDER BY created_at LIMIT $1::int FOR UPDATE SKIP LOCKED) "
-	    "RETURNING message_id, tenant_id, conversation_id, message_id, "
-	    "attempts, "
+	    "RETURNING message_id, tenant_id, conversation_id, attempts, "
 	    "(SELECT p.limited_data_use FROM conversations v JOIN "
 	    "participants p ON p.id = v.participant_id "
 	    "WHERE v.id = reply_jobs.conversation_id)";

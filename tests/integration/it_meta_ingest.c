@@ -1037,6 +1037,15 @@ ASH_TEST(f2_reply_jobs_are_claimed_once_and_completed)
 	ASH_T_EQ_INT(cJSON_GetArraySize(jobs), 2);
 	ASH_T_EQ_STR(
 	    ash_json_str(cJSON_GetArrayItem(jobs, 0), "tenant_id"), t);
+	/* A job's id is its message's (migrations/0008). */
+	char sql[160];
+	ASH_T_EQ_STR(ash_json_str(cJSON_GetArrayItem(jobs, 0), "id"),
+	    ash_json_str(cJSON_GetArrayItem(jobs, 0), "message_id"));
+	snprintf(sql, sizeof(sql),
+	    "SELECT count(*) FROM meta_ingest.messages WHERE id = '%s' "
+	    "AND direction = 'in'",
+	    ash_json_str(cJSON_GetArrayItem(jobs, 0), "message_id"));
+	ASH_T_EQ_STR(q(&s, sql), "1");
 	/* Leased jobs are not handed out twice. */
 	again = bus_call(&s, "conv.jobs.claim", "service", "{\"limit\":10}");
 	ASH_T_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(
