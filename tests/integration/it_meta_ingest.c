@@ -1306,20 +1306,23 @@ ASH_TEST(f6_a_stuck_commit_does_not_hold_back_another_conversation)
 	it_stack_fini(&s);
 }
 
-/* ingest_batch() input: one text message from customer with mid. */
+/* SQL that runs setup, then ingest_batch() on one text message from
+ * customer with mid (true once it returns). */
 static void
-batch_json(char *out, size_t cap, const char *customer, const char *mid)
+batch_sql(char *out, size_t cap, const char *setup, const char *customer,
+    const char *mid)
 {
 	snprintf(out, cap,
-	    "{\"app_id\": \"\", \"hits\": [{\"n\": 0, \"received_ms\": "
-	    "1796000000000, \"signature\": \"valid\", \"object\": \"page\", "
-	    "\"page_ids\": [\"" PAGE "\"], \"entries\": 1, \"events\": 1, "
-	    "\"kinds\": {\"message\": 1}, \"bytes\": 1, \"outcome\": "
-	    "\"stored\"}], \"events\": [{\"hit\": 0, \"object\": \"page\", "
-	    "\"page\": \"" PAGE "\", \"customer\": \"%s\", \"ts_ms\": "
-	    "1796000000000, \"type\": \"message\", \"mid\": \"%s\", "
-	    "\"kind\": \"text\", \"text\": \"hi\", \"attachments\": []}]}",
-	    customer, mid);
+	    "%s SELECT ingest_batch('{\"app_id\": \"\", \"hits\": [{\"n\": "
+	    "0, \"received_ms\": 1796000000000, \"signature\": \"valid\", "
+	    "\"object\": \"page\", \"page_ids\": [\"" PAGE "\"], "
+	    "\"entries\": 1, \"events\": 1, \"kinds\": {\"message\": 1}, "
+	    "\"bytes\": 1, \"outcome\": \"stored\"}], \"events\": "
+	    "[{\"hit\": 0, \"object\": \"page\", \"page\": \"" PAGE "\", "
+	    "\"customer\": \"%s\", \"ts_ms\": 1796000000000, \"type\": "
+	    "\"message\", \"mid\": \"%s\", \"kind\": \"text\", "
+	    "\"text\": \"hi\", \"attachments\": []}]}') IS NOT NULL",
+	    setup, customer, mid);
 }
 
 /* Two batches for one thread in flight: the second does its work (the
@@ -1330,33 +1333,25 @@ batch_json(char *out, size_t cap, const char *customer, const char *mid)
 ASH_TEST(f6_a_second_batch_for_a_thread_waits_only_at_the_thread_lock)
 {
 	it_stack    s;
-	char        t[64], k[128], json[1024], sql[1200];
+	char        t[64], k[128], sql[1200];
 	const char *ctx;
 
 	start(&s, "mi_overlap", t, k);
 	channel(&s, t, "messenger", PAGE);
-	batch_json(json, sizeof(json), "77", "ov1");
-	snprintf(sql, sizeof(sql),
-	    "SET search_path = meta_ingest; "
-	    "SELECT ingest_batch('%s') IS NOT NULL",
-	    json);
+	batch_sql(
+	    sql, sizeof(sql), "SET search_path = meta_ingest;", "77", "ov1");
 	ASH_T_EQ_STR(q(&s, sql), "t"); /* the person and the thread */
 
 	PGconn *first = PQconnectdb(s.dsn), *second = PQconnectdb(s.dsn);
 	ASH_T_EQ_INT(PQstatus(first), CONNECTION_OK);
 	ASH_T_EQ_INT(PQstatus(second), CONNECTION_OK);
-	batch_json(json, sizeof(json), "77", "ov2");
-	snprintf(sql, sizeof(sql),
-	    "BEGIN; SET LOCAL search_path = meta_ingest; "
-	    "SELECT ingest_batch('%s')",
-	    json);
+	batch_sql(sql, sizeof(sql),
+	    "BEGIN; SET LOCAL search_path = meta_ingest;", "77", "ov2");
 	PGresult *r1 = PQexec(first, sql); /* in flight: not committed */
 	ASH_T_EQ_INT(PQresultStatus(r1), PGRES_TUPLES_OK);
-	batch_json(json, sizeof(json), "77", "ov3");
-	snprintf(sql, sizeof(sql),
-	    "SET search_path = meta_ingest; SET lock_timeout = '500ms'; "
-	    "SELECT ingest_batch('%s')",
-	    json);
+	batch_sql(sql, sizeof(sql),
+	    "SET search_path = meta_ingest; SET lock_timeout = '500ms';", "77",
+	    "ov3");
 	PGresult *r2 = PQexec(second, sql);
 	ASH_T_EQ_INT(PQresultStatus(r2), PGRES_FATAL_ERROR);
 	ASH_T_EQ_STR(PQresultErrorField(r2, PG_DIAG_SQLSTATE), "55P03");
