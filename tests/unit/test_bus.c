@@ -580,18 +580,19 @@ schedule_sends(world *w, timed_send *t, slotres *r, int n)
 
 ASH_TEST(coalesced_requests_wait_while_two_frames_are_out_then_go_as_one)
 {
-	world        w;
-	slotres      r[4] = {0};
+	world   w;
+	slotres r[4] = {0};
+	/* 60 ms apart, so a slow loop turn does not merge two sends. */
 	timed_send   t[4] = {{.at_ms = 0, .timeout_ms = 3000},
-	      {.at_ms = 20, .timeout_ms = 3000},
-	      {.at_ms = 40, .timeout_ms = 3000},
-	      {.at_ms = 60, .timeout_ms = 3000}};
+	      {.at_ms = 60, .timeout_ms = 3000},
+	      {.at_ms = 120, .timeout_ms = 3000},
+	      {.at_ms = 180, .timeout_ms = 3000}};
 	ash_metrics *reg  = ash_metrics_new();
 	char        *text;
 
 	world_open(&w, 4); /* the server could take all four at once */
 	ash_bus_server_set_metrics(w.srv, reg);
-	w.delay_ms = 200;
+	w.delay_ms = 400;
 	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
 	ASH_T_OK(ash_bus_server_start(w.srv));
 	wait_peer(&w);
@@ -619,11 +620,11 @@ ASH_TEST(coalesced_request_whose_deadline_passes_while_held_times_out)
 	world      w;
 	slotres    r[3] = {0};
 	timed_send t[3] = {{.at_ms = 0, .timeout_ms = 3000},
-	    {.at_ms = 20, .timeout_ms = 3000},
-	    {.at_ms = 40, .timeout_ms = 100}};
+	    {.at_ms = 60, .timeout_ms = 3000},
+	    {.at_ms = 120, .timeout_ms = 100}};
 
 	world_open(&w, 4);
-	w.delay_ms = 300; /* the first frame is back long after d2's 100 ms */
+	w.delay_ms = 400; /* the first frame is back long after d2's 100 ms */
 	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
 	ASH_T_OK(ash_bus_server_start(w.srv));
 	wait_peer(&w);
