@@ -5,9 +5,10 @@
  * A tenant sees the hits whose stored events were its own, and rejected
  * hits that named one of its pages (their content is not trusted, so they
  * carry signature "invalid"/"missing" and no event details beyond counts).
- * ingest_batch() decides that when it stores a hit, as one row per tenant
- * in journal_by_tenant (migrations/0006_ingest_overlap.sql), so a page of
- * a tenant's hits is read by key, however rare its hits are.
+ * ingest_batch() decides that when it stores a hit (tenant_ids), and
+ * lists each batch's hits for each of their tenants as one span of ids in
+ * journal_spans (migrations/0009_journal_spans.sql): a page of a tenant's
+ * hits is read from its newest spans by key, however rare its hits are.
  */
 #include "mi.h"
 
@@ -75,6 +76,11 @@ on_journal_rows(void *arg, ash_err rv, const PGresult *res)
 	ash_bus_call_reply(call, 200, b);
 }
 
+/* The tenant's newest $3 spans before the cursor hold at least $3 of its
+ * hits (each span at least one). Each span is read by its own range of
+ * the primary key: the LIMIT in the lateral subquery keeps the planner
+ * from joining the spans to one backward walk of the whole journal, which
+ * for a tenant with rare hits reads nearly all of it. */
 static void
 on_journal_list(ash_bus_call *call, void *arg)
 {
@@ -85,9 +91,14 @@ on_journal_list(ash_bus_call *call, void *arg)
 	    "j.signature, j.object, to_jsonb(j.page_ids)::text, "
 	    "j.kinds::text, "
 	    "j.entries, j.events, j.new_messages, j.outcome, j.bytes, $3::int "
-	    "FROM journal_by_tenant l JOIN journal j ON j.id = l.journal_id "
-	    "WHERE l.tenant_id = $1::uuid AND l.journal_id < $2::bigint "
-	    "ORDER BY l.journal_id DESC LIMIT $3::int";
+	    "FROM (SELECT first_id, last_id FROM journal_spans "
+	    "WHERE tenant_id = $1::uuid AND first_id < $2::bigint "
+	    "ORDER BY first_id DESC LIMIT $3::int) s "
+	    "CROSS JOIN LATERAL (SELECT * FROM journal j "
+	    "WHERE j.id BETWEEN s.first_id AND s.last_id "
+	    "AND j.id < $2::bigint AND $1::uuid = ANY (j.tenant_ids) "
+	    "ORDER BY j.id DESC LIMIT $3::int) j "
+	    "ORDER BY j.id DESC LIMIT $3::int";
 	mi_ctx            *mi     = arg;
 	const ash_request *req    = ash_bus_call_req(call);
 	const char        *before = ash_json_str(req->body, "before");
@@ -138,16 +149,23 @@ purge_step(mi_ctx *mi)
 	/* Ids grow as hits are stored, so the oldest hits are the first
 	 * ids: each step deletes those of the first PURGE_BATCH that are
 	 * old enough, and the next step runs only if all of them were. A
-	 * hit's listing rows go with it, found by key through the tenants
-	 * it was listed for. */
+	 * span goes when no hit it lists is left: its tenant is one of the
+	 * deleted hits', it starts at or before the last of them, and no
+	 * other hit in its range lists the tenant (the statement still sees
+	 * the rows it deletes, hence NOT IN d). */
 	static const char sql[] =
 	    "WITH d AS (DELETE FROM journal WHERE id IN (SELECT id FROM "
 	    "journal ORDER BY id LIMIT " PURGE_BATCH ") AND received_at < "
 	    "now() - make_interval(days => $1::int) "
 	    "RETURNING id, tenant_ids), "
-	    "l AS (DELETE FROM journal_by_tenant b USING d, "
-	    "unnest(d.tenant_ids) AS u(tenant_id) WHERE b.tenant_id = "
-	    "u.tenant_id AND b.journal_id = d.id) "
+	    "u AS (SELECT DISTINCT t.tenant_id FROM d, "
+	    "unnest(d.tenant_ids) AS t(tenant_id)), "
+	    "l AS (DELETE FROM journal_spans s USING u "
+	    "WHERE s.tenant_id = u.tenant_id "
+	    "AND s.first_id <= (SELECT max(id) FROM d) "
+	    "AND NOT EXISTS (SELECT 1 FROM journal j WHERE j.id BETWEEN "
+	    "s.first_id AND s.last_id AND s.tenant_id = ANY (j.tenant_ids) "
+	    "AND j.id NOT IN (SELECT id FROM d))) "
 	    "SELECT count(*) FROM d";
 	char days[16];
 

@@ -6,9 +6,11 @@
 #include "it.h"
 
 #include <ashoon/crypto.h>
+#include <ashoon/db.h>
 #include <ashoon/json.h>
 #include <ashoon/loop.h>
 
+#include <glob.h>
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -28,21 +30,36 @@
 
 /* --- fixtures --- */
 
+/* A file of the source tree, whole and NUL-terminated. */
+static char *
+source_file(const char *rel, size_t *len)
+{
+	char  path[1024];
+	FILE *f;
+	char *buf;
+	long  size;
+
+	snprintf(path, sizeof(path), "%s/%s", getenv("ASH_SOURCE_DIR"), rel);
+	if ((f = fopen(path, "rb")) == NULL)
+		ASH_T_FAILF("cannot open %s", path);
+	ASH_T_EQ_INT(fseek(f, 0, SEEK_END), 0);
+	ASH_T_TRUE((size = ftell(f)) >= 0);
+	rewind(f);
+	buf       = ash_xmalloc((size_t) size + 1);
+	*len      = fread(buf, 1, (size_t) size, f);
+	buf[*len] = '\0';
+	fclose(f);
+	ASH_T_EQ_INT((long) *len, size);
+	return buf;
+}
+
 static char *
 vector(const char *name, size_t *len)
 {
-	char  path[512];
-	FILE *f;
-	char *buf = ash_xmalloc(1 << 16);
+	char rel[256];
 
-	snprintf(path, sizeof(path), "%s/tests/data/meta/%s",
-	    getenv("ASH_SOURCE_DIR"), name);
-	if ((f = fopen(path, "rb")) == NULL)
-		ASH_T_FAILF("cannot open %s", path);
-	*len      = fread(buf, 1, (1 << 16) - 1, f);
-	buf[*len] = '\0';
-	fclose(f);
-	return buf;
+	snprintf(rel, sizeof(rel), "tests/data/meta/%s", name);
+	return source_file(rel, len);
 }
 
 static void
@@ -675,6 +692,31 @@ join_field(const cJSON *item, void *arg)
 	    ash_json_str(item, j->field));
 }
 
+/* Makes the journal's oldest n hits older than ASHOON_META_JOURNAL_DAYS
+ * (90), restarts meta-ingest (it purges soon after a start) and waits
+ * until `left` hits are left. */
+static void
+age_out_and_purge(it_stack *s, int n, const char *left)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql),
+	    "UPDATE meta_ingest.journal SET received_at = now() - interval "
+	    "'91 days' WHERE id IN (SELECT id FROM meta_ingest.journal ORDER "
+	    "BY id LIMIT %d)",
+	    n);
+	q(s, sql);
+	ASH_T_EQ_INT(it_stack_stop(s, ASH_SVC_META_INGEST), 0);
+	it_stack_start(s, ASH_SVC_META_INGEST);
+	q_wait(s, "SELECT count(*) FROM meta_ingest.journal", left);
+}
+
+/* Spans of the journal's listing that no longer list any hit. */
+#define SPANS_WITHOUT_HITS                                                   \
+	"SELECT count(*) FROM meta_ingest.journal_spans s WHERE NOT EXISTS " \
+	"(SELECT 1 FROM meta_ingest.journal j WHERE j.id BETWEEN "           \
+	"s.first_id AND s.last_id AND s.tenant_id = ANY (j.tenant_ids))"
+
 ASH_TEST(f6_journal_pages_back_and_is_purged_with_its_listing_after_its_days)
 {
 	it_stack s;
@@ -710,20 +752,10 @@ ASH_TEST(f6_journal_pages_back_and_is_purged_with_its_listing_after_its_days)
 
 	/* Rows past ASHOON_META_JOURNAL_DAYS (90) go, with their listing
 	 * rows, at the purge soon after a start; younger ones stay. */
-	q(&s,
-	    "UPDATE meta_ingest.journal SET received_at = received_at - "
-	    "interval '91 days' WHERE id IN (SELECT id FROM "
-	    "meta_ingest.journal ORDER BY id LIMIT 3)");
-	ASH_T_EQ_INT(it_stack_stop(&s, ASH_SVC_META_INGEST), 0);
-	it_stack_start(&s, ASH_SVC_META_INGEST);
-	q_wait(&s, "SELECT count(*) FROM meta_ingest.journal", "2");
-	ASH_T_EQ_STR(q(&s,
-	                 "SELECT count(*) FROM meta_ingest.journal_by_tenant "
-	                 "l LEFT JOIN meta_ingest.journal j ON j.id = "
-	                 "l.journal_id WHERE j.id IS NULL"),
-	    "0");
+	age_out_and_purge(&s, 3, "2");
+	ASH_T_EQ_STR(q(&s, SPANS_WITHOUT_HITS), "0");
 	ASH_T_EQ_STR(
-	    q(&s, "SELECT count(*) FROM meta_ingest.journal_by_tenant"), "2");
+	    q(&s, "SELECT count(*) FROM meta_ingest.journal_spans"), "2");
 	joined left = {.field = "id", .sep = ","};
 	ASH_T_EQ_INT(page_all(&s, k, "/api/v1/channels/meta/journal?limit=50",
 	                 "hits", "next", "before", 1, join_field, &left),
@@ -734,6 +766,201 @@ ASH_TEST(f6_journal_pages_back_and_is_purged_with_its_listing_after_its_days)
 	        "DESC) FROM meta_ingest.journal"));
 	free(body);
 	it_stack_fini(&s);
+}
+
+/* One hit of a batch for ingest_batch(): signed or not, naming pages. */
+#define HIT(n, sig, obj, pages, outcome)                               \
+	"{\"n\": " #n                                                  \
+	", \"received_ms\": 1796000000000, \"signature\": \"" sig      \
+	"\", \"object\": \"" obj "\", \"page_ids\": [" pages "], "     \
+	"\"entries\": 1, \"events\": 1, \"kinds\": {}, \"bytes\": 1, " \
+	"\"outcome\": \"" outcome "\"}"
+#define MSG(n, obj, page, customer)                                      \
+	"{\"hit\": " #n ", \"object\": \"" obj "\", \"page\": \"" page   \
+	"\", \"customer\": \"" customer "\", \"ts_ms\": 1796000000000, " \
+	"\"type\": \"message\", \"mid\": \"span" #n "\", \"kind\": "     \
+	"\"text\", \"text\": \"hi\", \"attachments\": []}"
+
+/* The ids of tenant's listed hits, newest first, as the API pages them
+ * (limit 1: one page per hit, then an empty one), checked against the
+ * journal's rows. */
+static void
+journal_lists(it_stack *s, const char *key, const char *tenant, int hits)
+{
+	char   sql[256];
+	joined got = {.field = "id", .sep = ","};
+
+	ASH_T_EQ_INT(page_all(s, key, "/api/v1/channels/meta/journal?limit=1",
+	                 "hits", "next", "before", hits + 1, join_field, &got),
+	    hits + 1);
+	snprintf(sql, sizeof(sql),
+	    "SELECT coalesce(string_agg(id::text, ',' ORDER BY id DESC), '') "
+	    "FROM meta_ingest.journal WHERE '%s' = ANY (tenant_ids)",
+	    tenant);
+	ASH_T_EQ_STR(got.buf, q(s, sql));
+}
+
+/* A batch takes its hits' ids as one block, and lists them for each of
+ * their tenants with one span (migrations/0009_journal_spans.sql); the
+ * purge keeps a span while a hit it lists is left. */
+ASH_TEST(f6_journal_lists_a_batch_through_one_span_per_tenant)
+{
+	it_stack s;
+	char     t[64], k[128], t2[64], k2[128], sql[256];
+
+	start(&s, "mi_jspans", t, k);
+	it_tenant_create(&s, "Other", t2, k2);
+	channel(&s, t, "messenger", PAGE);
+	channel(&s, t2, "instagram", IG);
+	/* Ours, the other tenant's, a forged one naming both pages, ours. */
+	ASH_T_EQ_STR(
+	    q(&s,
+	        "SET search_path = meta_ingest; SELECT "
+	        "ingest_batch('{\"app_id\": \"\", \"hits\": [" HIT(
+	            0, "valid", "page", "\"" PAGE "\"", "stored") ", " HIT(1,
+	            "valid", "instagram", "\"" IG "\"", "stored") ", " HIT(2,
+	            "invalid", "page", "\"" PAGE "\", \"" IG "\"",
+	            "rejected") ", " HIT(3, "valid", "page", "\"" PAGE "\"",
+	            "stored") "], \"events\": [" MSG(0, "page", PAGE,
+	            "61") ", " MSG(1, "instagram", IG, "62") ", " MSG(3,
+	            "page", PAGE, "61") "]}') IS NOT NULL"),
+	    "t");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT max(id) - min(id) || ',' || count(*) "
+	                 "FROM meta_ingest.journal"),
+	    "3,4");
+	snprintf(sql, sizeof(sql),
+	    "SELECT string_agg(last_id - first_id || '', ',' ORDER BY "
+	    "tenant_id = '%s') FROM meta_ingest.journal_spans",
+	    t);
+	ASH_T_EQ_STR(q(&s, sql), "1,3"); /* theirs: 1-2; ours: 0-3 */
+	journal_lists(&s, k, t, 3);
+	journal_lists(&s, k2, t2, 2);
+
+	/* The first three hits age out: our span keeps the last hit, theirs
+	 * has none left and goes. */
+	age_out_and_purge(&s, 3, "1");
+	ASH_T_EQ_STR(q(&s, SPANS_WITHOUT_HITS), "0");
+	snprintf(sql, sizeof(sql),
+	    "SELECT count(*) FROM meta_ingest.journal_spans WHERE tenant_id = "
+	    "'%s'",
+	    t);
+	ASH_T_EQ_STR(q(&s, sql), "1");
+	journal_lists(&s, k, t, 1);
+	journal_lists(&s, k2, t2, 0);
+	it_stack_fini(&s);
+}
+
+/* meta-ingest's migrations up to version upto, read from the source tree
+ * (as the service embeds them); m has room for 32. Returns how many. */
+static int
+migrations_upto(int upto, ash_db_migration m[32])
+{
+	const char *dir = "services/meta-ingest/migrations";
+	char        pat[1024], rel[256];
+	glob_t      g;
+	int         n = 0;
+
+	snprintf(
+	    pat, sizeof(pat), "%s/%s/*.sql", getenv("ASH_SOURCE_DIR"), dir);
+	ASH_T_EQ_INT(glob(pat, 0, NULL, &g), 0); /* sorted by name */
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		const char *base = strrchr(g.gl_pathv[i], '/') + 1;
+		size_t      len;
+
+		if (atoi(base) > upto)
+			break;
+		ASH_T_TRUE(n < 31);
+		snprintf(rel, sizeof(rel), "%s/%s", dir, base);
+		m[n].version = atoi(base);
+		m[n].name    = ash_xstrdup(base);
+		m[n].sql     = source_file(rel, &len);
+		n++;
+	}
+	globfree(&g);
+	m[n] = (ash_db_migration) {0, NULL, NULL};
+	return n;
+}
+
+static void
+migrations_free(ash_db_migration *m)
+{
+	for (; m->name != NULL; m++) {
+		free((char *) m->name);
+		free((char *) m->sql);
+	}
+}
+
+/* Hits stored before 0009 (one journal_by_tenant row per hit and tenant)
+ * keep their listing as spans of one, and hits stored after it get their
+ * ids from blocks above them. */
+ASH_TEST(f6_journal_spans_migration_keeps_the_listing_of_older_hits)
+{
+	ash_db_migration m[32];
+	char             dsn[512];
+	int              v = 0;
+
+	it_db_create("mi_upgrade", dsn, sizeof(dsn));
+	it_pg_exec(dsn, "CREATE SCHEMA meta_ingest");
+	migrations_upto(8, m);
+	ASH_T_OK(ash_db_migrate(dsn, "meta_ingest", m, &v));
+	ASH_T_EQ_INT(v, 8);
+	migrations_free(m);
+	it_pg_exec(dsn,
+	    "SET search_path = meta_ingest; INSERT INTO channels (tenant_id, "
+	    "kind, external_id, token_sealed, key_version) VALUES "
+	    "('00000000-0000-0000-0000-00000000000a', 'messenger', '" PAGE
+	    "', 'v1.x', 1), ('00000000-0000-0000-0000-00000000000b', "
+	    "'instagram', '" IG "', 'v1.x', 1)");
+	/* Two batches: ours and a forged hit naming both pages; ours. */
+	ASH_T_EQ_STR(
+	    it_pg_exec(dsn,
+	        "SET search_path = meta_ingest; SELECT "
+	        "ingest_batch('{\"app_id\": \"\", \"hits\": [" HIT(
+	            0, "valid", "page", "\"" PAGE "\"", "stored") ", " HIT(1,
+	            "invalid", "page", "\"" PAGE "\", \"" IG "\"",
+	            "rejected") "], \"events\": [" MSG(0, "page", PAGE,
+	            "61") "]}') IS NOT NULL"),
+	    "t");
+	ASH_T_EQ_STR(
+	    it_pg_exec(dsn,
+	        "SET search_path = meta_ingest; SELECT "
+	        "ingest_batch('{\"app_id\": \"\", \"hits\": [" HIT(0, "valid",
+	            "page", "\"" PAGE "\"", "stored") "], \"events\": [" MSG(2,
+	            "page", PAGE, "61") "]}') IS NOT NULL"),
+	    "t");
+	ASH_T_EQ_STR(it_pg_exec(dsn,
+	                 "SELECT count(*) FROM meta_ingest.journal_by_tenant"),
+	    "4");
+
+	migrations_upto(9, m);
+	ASH_T_OK(ash_db_migrate(dsn, "meta_ingest", m, &v));
+	ASH_T_EQ_INT(v, 9);
+	migrations_free(m);
+	ASH_T_EQ_STR(
+	    it_pg_exec(dsn,
+	        "SELECT string_agg(right(tenant_id::text, 1) || ':' || "
+	        "first_id || '-' || last_id, ',' ORDER BY tenant_id, "
+	        "first_id) FROM meta_ingest.journal_spans"),
+	    "a:1-1,a:2-2,a:3-3,b:2-2");
+	/* A batch after it: its two hits take the next block. */
+	ASH_T_EQ_STR(
+	    it_pg_exec(dsn,
+	        "SET search_path = meta_ingest; SELECT "
+	        "ingest_batch('{\"app_id\": \"\", \"hits\": [" HIT(
+	            0, "valid", "page", "\"" PAGE "\"", "stored") ", " HIT(1,
+	            "valid", "page", "\"" PAGE "\"",
+	            "stored") "], \"events\": [" MSG(0, "page", PAGE,
+	            "62") ", " MSG(1, "page", PAGE, "62") "]}') IS NOT NULL"),
+	    "t");
+	ASH_T_EQ_STR(it_pg_exec(dsn,
+	                 "SELECT string_agg(id::text, ',' ORDER BY id) FROM "
+	                 "meta_ingest.journal"),
+	    "1,2,3,1027,1028");
+	ASH_T_EQ_STR(it_pg_exec(dsn,
+	                 "SELECT first_id || '-' || last_id FROM "
+	                 "meta_ingest.journal_spans WHERE first_id > 3"),
+	    "1027-1028");
 }
 
 /* --- the inbox ops --- */
@@ -1441,6 +1668,8 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(f6_journal_answers_did_meta_call_per_tenant),
     ASH_TEST_ENTRY(
         f6_journal_pages_back_and_is_purged_with_its_listing_after_its_days),
+    ASH_TEST_ENTRY(f6_journal_lists_a_batch_through_one_span_per_tenant),
+    ASH_TEST_ENTRY(f6_journal_spans_migration_keeps_the_listing_of_older_hits),
     ASH_TEST_ENTRY(conv_list_pages_through_every_conversation_once),
     ASH_TEST_ENTRY(
         conv_list_reads_a_big_inbox_in_activity_order_through_its_index),
