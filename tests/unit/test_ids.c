@@ -2,6 +2,10 @@
 #include <ash_test.h>
 #include <ashoon/ids.h>
 
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #define SAMPLE 2000
 
 static int
@@ -156,6 +160,35 @@ ASH_TEST(request_id_validation)
 	ASH_T_TRUE(!ash_id_request_valid("{\"json\":1}"));
 }
 
+/* Ids come from a per-thread pool of random bytes: a forked child must not
+ * hand out the ids its parent's pool still holds. */
+ASH_TEST(ids_of_a_forked_child_are_not_its_parents)
+{
+	char  first[ASH_UUID_LEN], parent[ASH_UUID_LEN];
+	char  child[ASH_UUID_LEN] = {0};
+	int   fd[2];
+	pid_t pid;
+
+	ash_id_uuid4(first); /* the pool is full now */
+	ASH_T_EQ_INT(pipe(fd), 0);
+	ASH_T_TRUE((pid = fork()) >= 0);
+	if (pid == 0) {
+		ash_id_uuid4(child);
+		_exit(write(fd[1], child, sizeof(child)) == sizeof(child) ? 0
+		                                                          : 1);
+	}
+	close(fd[1]);
+	ASH_T_EQ_INT(
+	    (int) read(fd[0], child, sizeof(child)), (int) sizeof(child));
+	close(fd[0]);
+	ASH_T_EQ_INT(waitpid(pid, NULL, 0), pid);
+	ash_id_uuid4(parent);
+	ASH_T_TRUE(ash_id_uuid_valid(child));
+	ASH_T_TRUE(strcmp(child, parent) != 0);
+	ASH_T_TRUE(strcmp(child, first) != 0);
+}
+
 ASH_TEST_MAIN(ASH_TEST_ENTRY(uuid4_format),
     ASH_TEST_ENTRY(uuid4_bits_are_random), ASH_TEST_ENTRY(uuid_validation),
-    ASH_TEST_ENTRY(request_id_format), ASH_TEST_ENTRY(request_id_validation))
+    ASH_TEST_ENTRY(request_id_format), ASH_TEST_ENTRY(request_id_validation),
+    ASH_TEST_ENTRY(ids_of_a_forked_child_are_not_its_parents))

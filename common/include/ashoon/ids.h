@@ -1,6 +1,7 @@
 /*
  * ashoon/ids.h - identifiers: UUIDv4 for rows, short request ids, API keys.
- * Random bits come from the OS CSPRNG. Any thread.
+ * Random bits come from the OS CSPRNG, through a per-thread pool that a
+ * forked child does not inherit. Any thread.
  */
 #ifndef ASHOON_IDS_H
 #define ASHOON_IDS_H
