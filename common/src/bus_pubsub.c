@@ -17,6 +17,7 @@
 
 struct ash_bus_pub {
 	nng_socket sock;
+	nng_aio   *aio; /* every publish's, reused: see ash_bus_publish */
 };
 
 struct ash_bus_sub {
@@ -52,7 +53,12 @@ ash_bus_pub_open(const char *url, bool listen, ash_bus_pub **out)
 	ash_bus_pub *p = ash_xcalloc(1, sizeof(*p));
 	ash_err      rv;
 
+	if (nng_aio_alloc(&p->aio, NULL, NULL) != 0) {
+		free(p);
+		return ASH_ENOMEM;
+	}
 	if (nng_pub0_open(&p->sock) != 0) {
+		nng_aio_free(p->aio);
 		free(p);
 		return ASH_EINTERNAL;
 	}
@@ -60,6 +66,7 @@ ash_bus_pub_open(const char *url, bool listen, ash_bus_pub **out)
 	nng_socket_set_ms(p->sock, NNG_OPT_RECONNMAXT, 2000);
 	if ((rv = attach(p->sock, url, listen)) != ASH_OK) {
 		nng_close(p->sock);
+		nng_aio_free(p->aio);
 		free(p);
 		return rv;
 	}
@@ -72,24 +79,40 @@ ash_bus_pub_close(ash_bus_pub *p)
 {
 	if (p == NULL)
 		return;
-	if (ash__bus_close(p->sock, "publisher", p))
+	if (ash__bus_close(p->sock, "publisher", p)) {
+		nng_aio_free(p->aio);
 		free(p);
+	}
 }
 
 ash_err
 ash_bus_publish(
     ash_bus_pub *p, int topic, const char *tenant, const cJSON *body)
 {
-	char   id[ASH_REQID_LEN];
-	size_t len;
-	char  *msg;
-	int    rv;
+	char     id[ASH_REQID_LEN];
+	size_t   len;
+	char    *txt;
+	nng_msg *msg;
+	int      rv;
 
 	ash_id_request(id);
 	id[0] = 'e'; /* event ids read e-... */
-	msg   = ash_event_render(topic, id, tenant, ash_wall_ms(), body, &len);
-	rv    = nng_send(p->sock, msg, len, NNG_FLAG_NONBLOCK);
-	cJSON_free(msg);
+	txt   = ash_event_render(topic, id, tenant, ash_wall_ms(), body, &len);
+	if ((rv = nng_msg_alloc(&msg, len)) == 0)
+		memcpy(nng_msg_body(msg), txt, len);
+	cJSON_free(txt);
+	if (rv != 0)
+		return ash__bus_err(rv);
+	/* nng_send() would allocate an aio per call, and NNG 1.5 draws a
+	 * random number (a getrandom syscall) for each new aio: one per
+	 * stored message in meta-ingest. A pub socket completes a send in
+	 * place (it queues to each pipe or drops, never waits), so the wait
+	 * returns at once and the aio is free again. */
+	nng_aio_set_msg(p->aio, msg);
+	nng_send_aio(p->sock, p->aio);
+	nng_aio_wait(p->aio);
+	if ((rv = nng_aio_result(p->aio)) != 0)
+		nng_msg_free(nng_aio_get_msg(p->aio));
 	return ash__bus_err(rv);
 }
 
