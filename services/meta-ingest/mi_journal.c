@@ -76,11 +76,6 @@ on_journal_rows(void *arg, ash_err rv, const PGresult *res)
 	ash_bus_call_reply(call, 200, b);
 }
 
-/* The tenant's newest $3 spans before the cursor hold at least $3 of its
- * hits (each span at least one). Each span is read by its own range of
- * the primary key: the LIMIT in the lateral subquery keeps the planner
- * from joining the spans to one backward walk of the whole journal, which
- * for a tenant with rare hits reads nearly all of it. */
 static void
 on_journal_list(ash_bus_call *call, void *arg)
 {
@@ -91,14 +86,8 @@ on_journal_list(ash_bus_call *call, void *arg)
 	    "j.signature, j.object, to_jsonb(j.page_ids)::text, "
 	    "j.kinds::text, "
 	    "j.entries, j.events, j.new_messages, j.outcome, j.bytes, $3::int "
-	    "FROM (SELECT first_id, last_id FROM journal_spans "
-	    "WHERE tenant_id = $1::uuid AND first_id < $2::bigint "
-	    "ORDER BY first_id DESC LIMIT $3::int) s "
-	    "CROSS JOIN LATERAL (SELECT * FROM journal j "
-	    "WHERE j.id BETWEEN s.first_id AND s.last_id "
-	    "AND j.id < $2::bigint AND $1::uuid = ANY (j.tenant_ids) "
-	    "ORDER BY j.id DESC LIMIT $3::int) j "
-	    "ORDER BY j.id DESC LIMIT $3::int";
+	    "FROM journal_page($1::uuid, $2::bigint, $3::int) j "
+	    "ORDER BY j.id DESC";
 	mi_ctx            *mi     = arg;
 	const ash_request *req    = ash_bus_call_req(call);
 	const char        *before = ash_json_str(req->body, "before");
