@@ -273,11 +273,14 @@ ASH_TEST(f6_every_vector_is_stored_with_its_kind)
 	/* Customer messages each got a reply job; echoes did not. */
 	ASH_T_EQ_STR(
 	    q(&s, "SELECT count(*) FROM meta_ingest.reply_jobs"), "7");
-	/* Message ids are UUIDv7: version 7, and the time of their insert in
-	 * the first 48 bits (migrations/0006_ingest_overlap.sql); a job is
-	 * keyed by its message (0008). */
+	/* Message ids are UUIDv7: version 7, variant 10, and the time of
+	 * their insert in the first 48 bits
+	 * (migrations/0006_ingest_overlap.sql and 0009); a job is keyed by its
+	 * message (0008). */
 	ASH_T_EQ_STR(q(&s,
 	                 "SELECT bool_and(substr(m.id::text, 15, 1) = '7' AND "
+	                 "substr(m.id::text, 20, 1) IN ('8', '9', 'a', 'b') "
+	                 "AND "
 	                 "abs(('x' || lpad(replace(left(m.id::text, 13), "
 	                 "'-', ''), 16, '0'))::bit(64)::bigint - "
 	                 "extract(epoch FROM m.created_at) * 1000) < 1000) "

@@ -1,7 +1,8 @@
--- The journal is listed per tenant through spans of ids, one row per
--- batch and tenant, instead of one row per hit and tenant.
+-- 1. The journal is listed per tenant through spans of ids, one row per
+--    batch and tenant, instead of one row per hit and tenant.
+-- 2. uuid_v7() draws one random UUID instead of two.
 --
--- journal_by_tenant (0006_ingest_overlap.sql, 4.) gave every hit a heap
+-- 1. journal_by_tenant (0006_ingest_overlap.sql, 4.) gave every hit a heap
 -- tuple and an index entry per tenant it is listed for: 2 of the 14.8 WAL
 -- records ingest_batch() wrote per stored message. A batch now takes its
 -- hits' ids as one block: the sequence steps by 1024, one nextval() per
@@ -20,6 +21,14 @@
 -- The time per call did not move beyond the noise (2.66-4.06 ms before,
 -- 2.66-4.05 after).
 -- ingest_batch() is otherwise the one of 0008_reply_jobs_by_message.sql.
+--
+-- 2. uuid_v7() (0006_ingest_overlap.sql) called gen_random_uuid() twice,
+-- once for the random bits and once more for the byte that holds the
+-- version, since an inlined SQL function cannot name a value twice. Each
+-- call reads the CSPRNG, and every stored message takes one id: 9.3-9.7
+-- us a call here (100,000 calls). It now edits the text of one v4 UUID:
+-- the first 12 hex digits become the time in ms and the version digit
+-- becomes 7; the variant bits are already those of a v7. 4.2-6.7 us.
 
 CREATE TABLE journal_spans (
     tenant_id  uuid NOT NULL,
@@ -35,6 +44,16 @@ SELECT tenant_id, journal_id, journal_id FROM journal_by_tenant;
 DROP TABLE journal_by_tenant;
 
 ALTER SEQUENCE journal_id_seq INCREMENT BY 1024;
+
+CREATE OR REPLACE FUNCTION uuid_v7() RETURNS uuid LANGUAGE sql VOLATILE AS $$
+    SELECT overlay(overlay(gen_random_uuid()::text
+                           placing overlay(lpad(to_hex(floor(extract(
+                                       epoch FROM clock_timestamp()) * 1000
+                                   )::bigint), 12, '0')
+                                   placing '-' FROM 9 FOR 0)
+                           FROM 1 FOR 13)
+                   placing '7' FROM 15 FOR 1)::uuid
+$$;
 
 -- A page of a tenant's hits older than `before`, newest first: its spans
 -- are read newest first, each by its range of the primary key, until
