@@ -676,6 +676,14 @@ page_all(it_stack *s, const char *key, const char *path, const char *list,
 	return pages;
 }
 
+/* A visitor for page_all: counts the items. */
+static void
+count_item(const cJSON *item, void *arg)
+{
+	(void) item;
+	(*(int *) arg)++;
+}
+
 /* A visitor for page_all: one string field of every item, joined. */
 typedef struct joined {
 	const char *field;
@@ -851,6 +859,34 @@ ASH_TEST(f6_journal_lists_a_batch_through_one_span_per_tenant)
 	ASH_T_EQ_STR(q(&s, sql), "1");
 	journal_lists(&s, k, t, 1);
 	journal_lists(&s, k2, t2, 0);
+
+	/* More hits than a block holds take a second block: 1,030 unsigned
+	 * hits naming our page make two spans beside the one left. */
+	ASH_T_EQ_STR(
+	    q(&s,
+	        "SET search_path = meta_ingest; SELECT ingest_batch("
+	        "jsonb_build_object('app_id', '', 'events', '[]'::jsonb, "
+	        "'hits', (SELECT jsonb_agg(jsonb_build_object('n', i, "
+	        "'received_ms', 1796000000000, 'signature', 'missing', "
+	        "'object', 'page', 'page_ids', jsonb_build_array('" PAGE
+	        "'), 'entries', 1, 'events', 0, 'kinds', '{}'::jsonb, "
+	        "'bytes', 1, 'outcome', 'rejected')) FROM "
+	        "generate_series(0, 1029) i))) IS NOT NULL"),
+	    "t");
+	snprintf(sql, sizeof(sql),
+	    "SELECT string_agg(last_id - first_id + 1 || '', ',' ORDER BY "
+	    "first_id) FROM meta_ingest.journal_spans WHERE tenant_id = '%s'",
+	    t);
+	ASH_T_EQ_STR(q(&s, sql), "4,1024,6");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT count(DISTINCT id) || ',' || count(*) FROM "
+	                 "meta_ingest.journal"),
+	    "1031,1031");
+	int listed = 0;
+	ASH_T_EQ_INT(page_all(&s, k, "/api/v1/channels/meta/journal?limit=500",
+	                 "hits", "next", "before", 3, count_item, &listed),
+	    3);
+	ASH_T_EQ_INT(listed, 1031);
 	it_stack_fini(&s);
 }
 
