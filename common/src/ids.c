@@ -18,10 +18,10 @@
 #define REQID_MAX_LEN 64 /* longest caller-supplied X-Request-Id kept */
 #define POOL_LEN      512
 
-/* One RAND_bytes call costs a getrandom and a getpid syscall here
- * (OpenSSL 3), and meta-ingest made an id for every event it published:
- * those were 84 % of its syscalls under load. A thread now refills its
- * pool once per 30-odd ids. Bytes are wiped as they are handed out, and a
+/* Each RAND_bytes call makes a getpid syscall (OpenSSL 3 checks for a
+ * fork), and meta-ingest made an id for every event it published, the
+ * gateway one for every request. A thread now refills its pool once per
+ * 30-odd ids. Bytes are wiped as they are handed out, and a
  * forked child starts with an empty pool, so it never repeats its
  * parent's ids (the child has only the forking thread, whose pool the
  * handler empties). */
