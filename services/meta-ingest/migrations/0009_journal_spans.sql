@@ -256,7 +256,10 @@ BEGIN
                     kinds jsonb, bytes int, raw text, outcome text)) x
     ), t AS (
         -- Its pages, the tenants that have them connected (by the index
-        -- on live channels), and the tenants it is listed for.
+        -- on live channels), and the tenants it is listed for. OFFSET 0
+        -- keeps each subquery whole: flattened into this one, its arrays
+        -- were computed again wherever they are named (the pages three
+        -- times a hit, the connected tenants twice).
         SELECT x.n, x.pages, x.connected,
                CASE WHEN x.signature = 'valid' THEN x.connected
                     ELSE ARRAY(SELECT DISTINCT c.tenant_id FROM channels c
@@ -271,7 +274,9 @@ BEGIN
                               AND c.disconnected_at IS NULL) AS connected
                 FROM h, LATERAL (SELECT ARRAY(
                             SELECT jsonb_array_elements_text(
-                                coalesce(h.page_ids, '[]'))) AS pages) p) x
+                                coalesce(h.page_ids, '[]'))) AS pages
+                                 OFFSET 0) p
+              OFFSET 0) x
     ), n AS (
         -- New messages per hit (by the mids each hit carried). A mid
         -- that several hits of the batch carried (a redelivery arriving
