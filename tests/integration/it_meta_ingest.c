@@ -415,6 +415,30 @@ ASH_TEST(f6_receipts_in_any_order_only_move_forward)
 	                 "SELECT state FROM meta_ingest.messages "
 	                 "WHERE mid = 'out2'"),
 	    "sent");
+	/* A read that names the message seen (Instagram's form) reads up to
+	 * that message's time, not to the receipt's: out3 is read, out4,
+	 * sent after it, is not. */
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{" TO_C ",\"timestamp\":7000,\"message\":{\"mid\":"
+	            "\"out3\",\"is_echo\":true,\"text\":\"three\"}},"
+	            "{" TO_C ",\"timestamp\":8000,\"message\":{\"mid\":"
+	            "\"out4\",\"is_echo\":true,\"text\":\"four\"}}")),
+	    200);
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":9000,"
+	                     "\"read\":{\"mid\":\"out3\"}}")),
+	    200);
+	ASH_T_EQ_STR(
+	    q(&s,
+	        "SELECT string_agg(mid || ' ' || state, ', ' ORDER BY "
+	        "mid) FROM meta_ingest.messages WHERE mid IN ('out2', "
+	        "'out3', 'out4')"),
+	    "out2 read, out3 read, out4 sent");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT (extract(epoch from read_watermark) * 1000)"
+	                 "::bigint FROM meta_ingest.conversations"),
+	    "7000");
 	it_stack_fini(&s);
 }
 
