@@ -358,9 +358,16 @@ BEGIN
         FROM unnest(ev) e
         JOIN participants p ON p.channel_id = e.channel_id
                            AND p.external_id = e.customer
-        LEFT JOIN messages rm ON e.type = 'read' AND e.watermark IS NULL
-                             AND rm.channel_id = e.channel_id
-                             AND rm.mid = e.mid
+        -- A read without a watermark names its message: its time is the
+        -- watermark. A lateral subquery kept whole (OFFSET 0), so that the
+        -- test of the event's type gates the lookup: as a join's ON
+        -- clause it gave every event its own probe of the messages' mid
+        -- index, and then dropped what it found.
+        LEFT JOIN LATERAL (
+            SELECT m.sent_at FROM messages m
+             WHERE e.type = 'read' AND e.watermark IS NULL
+               AND m.channel_id = e.channel_id AND m.mid = e.mid
+            OFFSET 0) rm ON true
         GROUP BY p.channel_id, p.id
       ) a
      WHERE v.channel_id = a.channel_id AND v.participant_id = a.participant_id;
