@@ -915,8 +915,8 @@ ASH_TEST(f6_journal_lists_a_batch_through_one_span_per_tenant)
 }
 
 /* meta-ingest's migrations up to version upto, read from the source tree
- * (as the service embeds them); m has room for 32. Returns how many. */
-static int
+ * (as the service embeds them); m has room for 32. */
+static void
 migrations_upto(int upto, ash_db_migration m[32])
 {
 	const char *dir = "services/meta-ingest/migrations";
@@ -942,7 +942,6 @@ migrations_upto(int upto, ash_db_migration m[32])
 	}
 	globfree(&g);
 	m[n] = (ash_db_migration) {0, NULL, NULL};
-	return n;
 }
 
 static void
@@ -953,6 +952,13 @@ migrations_free(ash_db_migration *m)
 		free((char *) m->sql);
 	}
 }
+
+/* A page of two of a tenant's hits before id `before`, as meta.journal.list
+ * reads it (tenant: the last digit of its uuid). */
+#define JOURNAL_PAGE(tenant, before)                                      \
+	"SET search_path = meta_ingest; SELECT string_agg(id::text, ',' " \
+	"ORDER BY id DESC) FROM journal_page("                            \
+	"'00000000-0000-0000-0000-00000000000" tenant "', " before ", 2)"
 
 /* Hits stored before 0009 (one journal_by_tenant row per hit and tenant)
  * keep their listing as spans of one, and hits stored after it get their
@@ -1024,6 +1030,13 @@ ASH_TEST(f6_journal_spans_migration_keeps_the_listing_of_older_hits)
 	                 "SELECT first_id || '-' || last_id FROM "
 	                 "meta_ingest.journal_spans WHERE first_id > 3"),
 	    "1027-1028");
+	/* The listing pages through old and new hits alike, newest first. */
+	ASH_T_EQ_STR(it_pg_exec(dsn, JOURNAL_PAGE("a", "9223372036854775807")),
+	    "1028,1027");
+	ASH_T_EQ_STR(it_pg_exec(dsn, JOURNAL_PAGE("a", "1027")), "3,2");
+	ASH_T_EQ_STR(it_pg_exec(dsn, JOURNAL_PAGE("a", "2")), "1");
+	ASH_T_EQ_STR(
+	    it_pg_exec(dsn, JOURNAL_PAGE("b", "9223372036854775807")), "2");
 }
 
 /* --- the inbox ops --- */

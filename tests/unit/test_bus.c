@@ -553,7 +553,6 @@ typedef struct timed_send {
 	int      at_ms, timeout_ms;
 	char     data[16];
 	slotres *out;
-	int64_t  answered_at;
 } timed_send;
 
 static void
