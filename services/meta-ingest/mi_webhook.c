@@ -191,9 +191,11 @@ batch_render(hit *list)
 	return out;
 }
 
-/* conv.message.in for every new inbound message: wakes ai-router and the
- * inbox (they re-read durable state; a lost event delays nothing that a
- * poll would not catch). */
+/* conv.message.in for every new inbound message, which is what the
+ * result's "new" lists (not echoes, nor the tombstones of unsent messages:
+ * migrations/0010_ingest_instructions.sql): wakes ai-router and the inbox
+ * (they re-read durable state; a lost event delays nothing that a poll
+ * would not catch). */
 static void
 publish_new(mi_ctx *mi, const cJSON *result)
 {
@@ -201,14 +203,8 @@ publish_new(mi_ctx *mi, const cJSON *result)
 
 	cJSON_ArrayForEach(n, cJSON_GetObjectItem(result, "new"))
 	{
-		const char *dir = ash_json_str(n, "direction");
-		cJSON      *b;
+		cJSON *b = cJSON_CreateObject();
 
-		/* Tombstones of unsent messages announce nothing. */
-		if (dir == NULL || strcmp(dir, "in") != 0 ||
-		    ash_json_bool(n, "unsent", false))
-			continue;
-		b = cJSON_CreateObject();
 		ash_json_add_str(
 		    b, "conversation_id", ash_json_str(n, "conversation_id"));
 		ash_json_add_str(
