@@ -14,12 +14,16 @@ if(ASH_SANITIZE)
   add_link_options(-fsanitize=address,undefined)
 endif()
 
-# ash_embed_sql(<out.c> <symbol> <dir>): turns <dir>/NNNN_name.sql into a
-# NULL-terminated ash_db_migration array named <symbol>, so a service binary
-# carries its own migrations and needs no files at run time.
+# ash_embed_sql(<out.c> <symbol> <dir>): turns <dir>/NNNN_name.sql, then
+# the routines <dir>/routines/name.sql (version 0), into a NULL-terminated
+# ash_db_migration array named <symbol>, so a service binary carries its
+# own migrations and needs no files at run time.
 function(ash_embed_sql out symbol dir)
   file(GLOB sql CONFIGURE_DEPENDS "${dir}/*.sql")
+  file(GLOB routines CONFIGURE_DEPENDS "${dir}/routines/*.sql")
   list(SORT sql)
+  list(SORT routines)
+  list(APPEND sql ${routines})
   # A ';' list would be split into separate arguments: pass it with '|'.
   string(REPLACE ";" "|" sql_arg "${sql}")
   add_custom_command(OUTPUT "${out}"

@@ -9,6 +9,15 @@
  * apply it - the file's SQL through PQexec (several statements allowed) and
  * its schema_migrations row, in one transaction. The first failure rolls
  * back that file and stops.
+ *
+ * Then the routines (version 0, migrations/routines/NAME.sql: functions
+ * kept in one file and changed in place, instead of copied whole into
+ * every migration that changes them): each is applied again, with its
+ * schema_routines row, when its text's MD5 differs from the recorded one.
+ * A binary older than the schema (the schema has a version it does not
+ * know) changes no routine, and none recorded by a newer version, so
+ * replicas of two releases running side by side do not take turns
+ * replacing each other's functions.
  */
 #include "db_impl.h"
 
@@ -22,6 +31,7 @@ typedef struct mig_ctx {
 	char       *qs;     /* schema as a quoted identifier */
 	char       *insert; /* INSERT of one schema_migrations row */
 	int         top;    /* highest recorded version */
+	int         last;   /* highest version this binary has */
 } mig_ctx;
 
 static void
@@ -75,19 +85,30 @@ mig_run(mig_ctx *m, const char *what, const char *sql, int n,
 	return PQstatus(m->pg) == CONNECTION_BAD ? ASH_EUNAVAIL : ASH_EDB;
 }
 
-/* Versions must be positive and strictly ascending; names and SQL set. */
+/* Versions must be positive and strictly ascending, then come the
+ * routines (version 0) in ascending name order; names and SQL set. */
 static ash_err
 mig_check_table(const ash_db_migration *list)
 {
-	int last = 0;
+	int         last    = 0;
+	const char *routine = NULL;
 
 	for (const ash_db_migration *x = list; x->name != NULL; x++) {
-		if (x->version <= last || x->sql == NULL) {
+		bool bad = x->sql == NULL;
+
+		if (x->version == 0) {
+			bad = bad ||
+			    (routine != NULL && strcmp(x->name, routine) <= 0);
+			routine = x->name;
+		} else {
+			bad  = bad || routine != NULL || x->version <= last;
+			last = x->version;
+		}
+		if (bad) {
 			ash_log_error(NULL, "DB-MIGRATE",
 			    "migration table out of order at %s", x->name);
 			return ASH_EINVAL;
 		}
-		last = x->version;
 	}
 	return ASH_OK;
 }
@@ -167,19 +188,19 @@ mig_recorded(mig_ctx *m, int v, char *name, size_t cap)
 	return ASH_OK;
 }
 
+/* Applies x's SQL, then the bookkeeping statement rec (n params), in one
+ * transaction. */
 static ash_err
-mig_apply(mig_ctx *m, const ash_db_migration *x)
+mig_apply(mig_ctx *m, const ash_db_migration *x, const char *rec, int n,
+    const char *const *params)
 {
-	char        ver[16];
-	const char *p[] = {ver, x->name};
-	PGresult   *r;
-	ash_err     rv;
+	PGresult *r;
+	ash_err   rv;
 
-	snprintf(ver, sizeof(ver), "%d", x->version);
 	if ((rv = mig_run(m, x->name, "BEGIN", 0, NULL, NULL)) != ASH_OK)
 		return rv;
 	if ((rv = mig_run(m, x->name, x->sql, 0, NULL, NULL)) == ASH_OK &&
-	    (rv = mig_run(m, x->name, m->insert, 2, p, NULL)) == ASH_OK &&
+	    (rv = mig_run(m, x->name, rec, n, params, NULL)) == ASH_OK &&
 	    (rv = mig_run(m, x->name, "COMMIT", 0, NULL, &r)) == ASH_OK) {
 		/* A file that ended its own transaction badly: no COMMIT. */
 		bool ok = strcmp(PQcmdStatus(r), "COMMIT") == 0;
@@ -201,7 +222,7 @@ mig_apply(mig_ctx *m, const ash_db_migration *x)
 }
 
 static ash_err
-mig_top(mig_ctx *m, int last_known)
+mig_top(mig_ctx *m)
 {
 	char *sql = ash_xasprintf(
 	    "SELECT coalesce(max(version), 0) FROM %s.schema_migrations",
@@ -214,27 +235,84 @@ mig_top(mig_ctx *m, int last_known)
 		return rv;
 	m->top = atoi(PQgetvalue(r, 0, 0));
 	PQclear(r);
-	if (m->top > last_known)
+	if (m->top > m->last)
 		ash_log_warn(NULL, "DB-MIGRATE",
-		    "schema %s is at version %d, newer than this binary (%d)",
-		    m->schema, m->top, last_known);
+		    "schema %s is at version %d, newer than this binary (%d): "
+		    "its routines are left as they are",
+		    m->schema, m->top, m->last);
 	return ASH_OK;
+}
+
+/* A routine is applied again when its text changed, unless a binary of a
+ * newer version recorded it. */
+static ash_err
+mig_routine(mig_ctx *m, const ash_db_migration *x)
+{
+	char        ver[16];
+	const char *p[] = {x->name, x->sql, ver};
+	char       *sql;
+	PGresult   *r;
+	ash_err     rv;
+	bool        due;
+
+	snprintf(ver, sizeof(ver), "%d", m->last);
+	sql = ash_xasprintf("SELECT NOT EXISTS (SELECT 1 FROM "
+	                    "%s.schema_routines WHERE name = $1 AND "
+	                    "(md5 = md5($2) OR version > $3::int))",
+	    m->qs);
+	rv  = mig_run(m, x->name, sql, 3, p, &r);
+	free(sql);
+	if (rv != ASH_OK)
+		return rv;
+	due = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	if (!due)
+		return ASH_OK;
+	sql = ash_xasprintf(
+	    "INSERT INTO %s.schema_routines (name, md5, version) "
+	    "VALUES ($1, md5($2), $3::int) ON CONFLICT (name) DO UPDATE "
+	    "SET md5 = EXCLUDED.md5, version = EXCLUDED.version, "
+	    "applied_at = now()",
+	    m->qs);
+	rv = mig_apply(m, x, sql, 3, p);
+	free(sql);
+	return rv;
+}
+
+static ash_err
+mig_routines(mig_ctx *m, const ash_db_migration *x)
+{
+	char   *sql = ash_xasprintf("CREATE TABLE IF NOT EXISTS "
+	                              "%s.schema_routines (name text PRIMARY KEY, "
+	                              "md5 text NOT NULL, version int NOT NULL, "
+	                              "applied_at timestamptz NOT NULL DEFAULT "
+	                              "now())",
+	      m->qs);
+	ash_err rv  = mig_run(m, "schema_routines", sql, 0, NULL, NULL);
+
+	free(sql);
+	for (; rv == ASH_OK && x->name != NULL; x++)
+		rv = mig_routine(m, x);
+	return rv;
 }
 
 static ash_err
 mig_all(mig_ctx *m, const ash_db_migration *list)
 {
-	char    name[256];
-	int     last = 0;
-	ash_err rv;
+	const ash_db_migration *x;
+	char                    name[256], ver[16];
+	const char             *p[] = {ver, NULL};
+	ash_err                 rv;
 
-	for (const ash_db_migration *x = list; x->name != NULL; x++) {
-		last = x->version;
+	for (x = list; x->name != NULL && x->version > 0; x++) {
+		m->last = x->version;
 		if ((rv = mig_recorded(m, x->version, name, sizeof(name))) !=
 		    ASH_OK)
 			return rv;
 		if (name[0] == '\0') {
-			if ((rv = mig_apply(m, x)) != ASH_OK)
+			snprintf(ver, sizeof(ver), "%d", x->version);
+			p[1] = x->name;
+			if ((rv = mig_apply(m, x, m->insert, 2, p)) != ASH_OK)
 				return rv;
 		} else if (strcmp(name, x->name) != 0) {
 			ash_log_error(NULL, "DB-MIGRATE",
@@ -243,7 +321,9 @@ mig_all(mig_ctx *m, const ash_db_migration *list)
 			return ASH_ECONFLICT;
 		}
 	}
-	return mig_top(m, last);
+	if ((rv = mig_top(m)) != ASH_OK || x->name == NULL || m->top > m->last)
+		return rv;
+	return mig_routines(m, x);
 }
 
 /*

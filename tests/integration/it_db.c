@@ -1255,6 +1255,75 @@ ASH_TEST(migrate_applies_skips_and_rolls_back)
 	it_cleanup();
 }
 
+/* Routine f() logs each time it is applied into log, so a test sees when
+ * it ran. */
+#define ROUTINE(n)                                                    \
+	"CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS " \
+	"'SELECT " #n "'; INSERT INTO log VALUES (" #n ");"
+#define LOG_TABLE                                          \
+	{                                                  \
+		1, "0001_log", "CREATE TABLE log (n int);" \
+	}
+
+static const ash_db_migration mig_f1[] = {
+    LOG_TABLE, {0, "f.sql", ROUTINE(1)}, {0, NULL, NULL}};
+static const ash_db_migration mig_f2[] = {
+    LOG_TABLE, {0, "f.sql", ROUTINE(2)}, {0, NULL, NULL}};
+static const ash_db_migration mig_f_broken[] = {
+    LOG_TABLE, {0, "f.sql", ROUTINE(4) " SELECT nope;"}, {0, NULL, NULL}};
+/* The next release: a new version, and f changed again. */
+static const ash_db_migration mig_f3[]      = {LOG_TABLE,
+         {2, "0002_more", "CREATE TABLE more (x int);"}, {0, "f.sql", ROUTINE(3)},
+         {0, NULL, NULL}};
+static const ash_db_migration mig_f_first[] = {
+    {0, "f.sql", ROUTINE(1)}, LOG_TABLE, {0, NULL, NULL}};
+
+ASH_TEST(migrate_reapplies_a_routine_only_when_its_text_changes)
+{
+	char    dsn[512];
+	int     v = -1;
+	capture cap;
+	ash_err broken;
+
+	ash_log_init("it_db", ASH_LOG_INFO);
+	it_db_create("routines", dsn, sizeof(dsn));
+	it_pg_exec(dsn, "CREATE SCHEMA app");
+#define APPLIED "SELECT string_agg(n::text, ',') FROM app.log"
+	ASH_T_OK(ash_db_migrate(dsn, "app", mig_f1, &v));
+	ASH_T_EQ_INT(v, 1);
+	ASH_T_EQ_STR(it_pg_exec(dsn, "SELECT app.f()"), "1");
+	/* Unchanged: not applied again. */
+	ASH_T_OK(ash_db_migrate(dsn, "app", mig_f1, &v));
+	ASH_T_EQ_STR(it_pg_exec(dsn, APPLIED), "1");
+	/* Changed: applied again, in place. */
+	ASH_T_OK(ash_db_migrate(dsn, "app", mig_f2, &v));
+	ASH_T_EQ_STR(it_pg_exec(dsn, "SELECT app.f()"), "2");
+	ASH_T_EQ_STR(it_pg_exec(dsn, APPLIED), "1,2");
+	/* A broken change is rolled back whole. */
+	capture_start(&cap);
+	broken = ash_db_migrate(dsn, "app", mig_f_broken, &v);
+	ASH_T_CONTAINS(capture_stop(&cap), "f.sql");
+	ASH_T_ERR(broken, ASH_EDB);
+	ASH_T_EQ_STR(it_pg_exec(dsn, "SELECT app.f()"), "2");
+	ASH_T_EQ_STR(it_pg_exec(dsn, APPLIED), "1,2");
+	/* The next release changes it again; a replica of the release
+	 * before, started after it, leaves it alone. */
+	ASH_T_OK(ash_db_migrate(dsn, "app", mig_f3, &v));
+	ASH_T_EQ_INT(v, 2);
+	ASH_T_OK(ash_db_migrate(dsn, "app", mig_f2, &v));
+	ASH_T_EQ_INT(v, 2);
+	ASH_T_EQ_STR(it_pg_exec(dsn, "SELECT app.f()"), "3");
+	ASH_T_EQ_STR(it_pg_exec(dsn, APPLIED), "1,2,3");
+	ASH_T_EQ_STR(it_pg_exec(dsn,
+	                 "SELECT name || ':' || version FROM "
+	                 "app.schema_routines"),
+	    "f.sql:2");
+#undef APPLIED
+	/* Routines come after the versioned migrations. */
+	ASH_T_ERR(ash_db_migrate(dsn, "app", mig_f_first, NULL), ASH_EINVAL);
+	it_cleanup();
+}
+
 ASH_TEST_MAIN(ASH_TEST_ENTRY(query_round_trip_params),
     ASH_TEST_ENTRY(loop_not_blocked_during_query),
     ASH_TEST_ENTRY(sql_errors_map_and_log_without_params),
@@ -1274,4 +1343,5 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(query_round_trip_params),
     ASH_TEST_ENTRY(listen_notify_survives_reconnect),
     ASH_TEST_ENTRY(close_with_queries_in_flight),
     ASH_TEST_ENTRY(close_inside_callback),
-    ASH_TEST_ENTRY(migrate_applies_skips_and_rolls_back))
+    ASH_TEST_ENTRY(migrate_applies_skips_and_rolls_back),
+    ASH_TEST_ENTRY(migrate_reapplies_a_routine_only_when_its_text_changes))

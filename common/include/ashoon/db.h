@@ -50,7 +50,9 @@ typedef struct ash_db_opts {
 } ash_db_opts;
 
 /* One migration; a table of them ends with {0, NULL, NULL}. Generated from
- * services/<name>/migrations/NNNN_words.sql by cmake/embed_sql.cmake. */
+ * services/<name>/migrations/NNNN_words.sql, then from the routines in
+ * services/<name>/migrations/routines/words.sql (version 0), by
+ * cmake/embed_sql.cmake. */
 typedef struct ash_db_migration {
 	int         version;
 	const char *name;
@@ -123,11 +125,21 @@ ash_err ash_db_listen(ash_db_pool *pool, const char *channel,
  * missing, and applies every migration whose version is not recorded, each
  * in its own transaction with its row. The schema itself must exist (it is
  * created by `ashoonctl db bootstrap`, owned by the service's role).
+ * Then the routines, which follow the versioned migrations in the table
+ * (version 0, ascending names): CREATE OR REPLACE files for functions that
+ * change often, so a change is a diff of one file, not a copy of the whole
+ * function in a new migration. Each is applied again, in its own
+ * transaction with its row in schema_routines(name, md5, version,
+ * applied_at), when its text differs from the recorded one; not by a
+ * binary older than the schema, nor over one recorded by a newer version.
+ * A change a routine cannot make by itself (a new return type, a dropped
+ * function) goes in a versioned migration, which runs first.
  * *version is the highest applied version afterwards (may be NULL).
  * Logs DB-MIGRATE per file; on failure logs the file and error.
  * ASH_EDB: a migration failed (it was rolled back); ASH_ECONFLICT: a
  * recorded version has another name (renamed file); ASH_EUNAVAIL: cannot
- * connect; ASH_EINVAL: versions not ascending. */
+ * connect; ASH_EINVAL: versions not ascending, or a routine before a
+ * versioned migration. */
 ash_err ash_db_migrate(const char *dsn, const char *schema,
     const ash_db_migration *migrations, int *version) ASH_MUSTCHECK;
 
