@@ -11,6 +11,7 @@
 #include <ashoon/loop.h>
 
 #include <glob.h>
+#include <limits.h>
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -810,11 +811,12 @@ ASH_TEST(f6_journal_pages_back_and_is_purged_with_its_listing_after_its_days)
 	"\", \"object\": \"" obj "\", \"page_ids\": [" pages "], "     \
 	"\"entries\": 1, \"events\": 1, \"kinds\": {}, \"bytes\": 1, " \
 	"\"outcome\": \"" outcome "\"}"
-#define MSG(n, obj, page, customer)                                      \
+#define MSG_MID(n, obj, page, customer, mid)                             \
 	"{\"hit\": " #n ", \"object\": \"" obj "\", \"page\": \"" page   \
 	"\", \"customer\": \"" customer "\", \"ts_ms\": 1796000000000, " \
-	"\"type\": \"message\", \"mid\": \"span" #n "\", \"kind\": "     \
+	"\"type\": \"message\", \"mid\": \"" mid "\", \"kind\": "        \
 	"\"text\", \"text\": \"hi\", \"attachments\": []}"
+#define MSG(n, obj, page, customer) MSG_MID(n, obj, page, customer, "span" #n)
 
 /* The ids of tenant's listed hits, newest first, as the API pages them
  * (limit 1: one page per hit, then an empty one), checked against the
@@ -914,15 +916,14 @@ ASH_TEST(f6_journal_lists_a_batch_through_one_span_per_tenant)
 	it_stack_fini(&s);
 }
 
-/* meta-ingest's migrations up to version upto, read from the source tree
- * (as the service embeds them); m has room for 32. */
-static void
-migrations_upto(int upto, ash_db_migration m[32])
+/* Appends dir's *.sql files (sorted by name) to m from m[n], as versions
+ * up to upto, or as routines (version 0) when upto is 0; returns the new
+ * count. m has room for 32. */
+static int
+migration_files(const char *dir, int upto, ash_db_migration m[32], int n)
 {
-	const char *dir = "services/meta-ingest/migrations";
-	char        pat[1024], rel[256];
-	glob_t      g;
-	int         n = 0;
+	char   pat[1024], rel[256];
+	glob_t g;
 
 	snprintf(
 	    pat, sizeof(pat), "%s/%s/*.sql", getenv("ASH_SOURCE_DIR"), dir);
@@ -931,17 +932,31 @@ migrations_upto(int upto, ash_db_migration m[32])
 		const char *base = strrchr(g.gl_pathv[i], '/') + 1;
 		size_t      len;
 
-		if (atoi(base) > upto)
+		if (upto > 0 && atoi(base) > upto)
 			break;
 		ASH_T_TRUE(n < 31);
 		snprintf(rel, sizeof(rel), "%s/%s", dir, base);
-		m[n].version = atoi(base);
+		m[n].version = upto > 0 ? atoi(base) : 0;
 		m[n].name    = ash_xstrdup(base);
 		m[n].sql     = source_file(rel, &len);
 		n++;
 	}
 	globfree(&g);
 	m[n] = (ash_db_migration) {0, NULL, NULL};
+	return n;
+}
+
+/* meta-ingest's migrations up to version upto, read from the source tree
+ * (as the service embeds them), and its routines too when upto is
+ * INT_MAX; m has room for 32. */
+static void
+migrations_upto(int upto, ash_db_migration m[32])
+{
+	int n = migration_files("services/meta-ingest/migrations", upto, m, 0);
+
+	if (upto == INT_MAX)
+		migration_files(
+		    "services/meta-ingest/migrations/routines", 0, m, n);
 }
 
 static void
@@ -962,8 +977,9 @@ migrations_free(ash_db_migration *m)
 
 /* Hits stored before 0009 (one journal_by_tenant row per hit and tenant)
  * keep their listing as spans of one, and hits stored after it get their
- * ids from blocks above them. */
-ASH_TEST(f6_journal_spans_migration_keeps_the_listing_of_older_hits)
+ * ids from blocks above them. Then the schema goes on to this release
+ * (0010 and the ingest_batch routine) and ingest still works on it. */
+ASH_TEST(f6_upgrades_from_0008_keep_older_hits_listed_and_ingest_working)
 {
 	ash_db_migration m[32];
 	char             dsn[512];
@@ -1037,6 +1053,35 @@ ASH_TEST(f6_journal_spans_migration_keeps_the_listing_of_older_hits)
 	ASH_T_EQ_STR(it_pg_exec(dsn, JOURNAL_PAGE("a", "2")), "1");
 	ASH_T_EQ_STR(
 	    it_pg_exec(dsn, JOURNAL_PAGE("b", "9223372036854775807")), "2");
+
+	/* And on to this release: 0010 drops the function, the routine
+	 * makes the new one; a batch of a known and a new customer, the
+	 * second message also carried by a later hit. */
+	migrations_upto(INT_MAX, m);
+	ASH_T_OK(ash_db_migrate(dsn, "meta_ingest", m, &v));
+	migrations_free(m);
+	ASH_T_EQ_STR(it_pg_exec(dsn,
+	                 "SELECT name FROM meta_ingest."
+	                 "schema_routines"),
+	    "ingest_batch.sql");
+	ASH_T_EQ_STR(
+	    it_pg_exec(dsn,
+	        "SET search_path = meta_ingest; SELECT ingest_batch('{"
+	        "\"app_id\": \"\", \"hits\": [" HIT(0, "valid", "page",
+	            "\"" PAGE "\"", "stored") ", " HIT(1, "valid", "page",
+	            "\"" PAGE "\"", "stored") "], \"events\": [" MSG_MID(0,
+	            "page", PAGE, "61", "up1") ", " MSG_MID(0, "page", PAGE,
+	            "63", "up2") ", " MSG_MID(1, "page", PAGE, "63",
+	            "up2") "]}') ->> 'people'"),
+	    "1");
+	ASH_T_EQ_STR(it_pg_exec(dsn,
+	                 "SELECT string_agg(new_messages::text, ',' ORDER BY "
+	                 "id) FROM meta_ingest.journal WHERE id > 1028"),
+	    "2,0");
+	ASH_T_EQ_STR(it_pg_exec(dsn,
+	                 "SELECT count(DISTINCT conversation_id) || ',' || "
+	                 "count(*) FROM meta_ingest.messages"),
+	    "3,5");
 }
 
 /* --- the inbox ops --- */
@@ -1756,7 +1801,8 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(
         f6_journal_pages_back_and_is_purged_with_its_listing_after_its_days),
     ASH_TEST_ENTRY(f6_journal_lists_a_batch_through_one_span_per_tenant),
-    ASH_TEST_ENTRY(f6_journal_spans_migration_keeps_the_listing_of_older_hits),
+    ASH_TEST_ENTRY(
+        f6_upgrades_from_0008_keep_older_hits_listed_and_ingest_working),
     ASH_TEST_ENTRY(conv_list_pages_through_every_conversation_once),
     ASH_TEST_ENTRY(
         conv_list_reads_a_big_inbox_in_activity_order_through_its_index),

@@ -1,0 +1,358 @@
+-- ingest_batch(batch): stores one batch of webhook hits in one
+-- transaction; meta-ingest commits a batch before it answers any of its
+-- POSTs (mi_webhook.c).
+--
+-- batch (built by mi_webhook.c):
+--   {"app_id": our Meta app id or "",
+--    "hits":   [{"n", "received_ms", "signature", "object", "page_ids",
+--                "entries", "events", "kinds", "bytes", "raw", "outcome"}],
+--    "events": [{"hit", "object", "page", "customer", "ts_ms", "type",
+--                ... the fields of batch_events() (0002_ingest.sql)}]}
+-- returns (json):
+--   {"new":    [{"tenant_id", "conversation_id", "message_id", "kind",
+--                "channel"}]  -- the new customer messages, to announce,
+--    "hits":   [{"n", "outcome"}],
+--    "people": people stored for the first time}
+-- Everything here is idempotent: a redelivered POST changes nothing.
+--
+-- This is a routine (src/db_migrate.c): edited in place and applied again
+-- when it changes. A change it cannot make alone (a new return type, a
+-- new type it uses) goes in a migration, which runs first. Why each part
+-- is the way it is: the migrations that changed it, 0002, 0005, 0006,
+-- 0008, 0009 and 0010.
+
+CREATE OR REPLACE FUNCTION ingest_batch(batch jsonb) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    our_app   text := coalesce(batch ->> 'app_id', '');
+    ev        ingest_event[];
+    types     text[];
+    new_rows  json;
+    new_ch    uuid[];
+    new_mid   text[];
+    hit_rows  json;
+    people    int;
+    blocks    bigint[];
+    th        ingest_thread[];
+BEGIN
+    -- The events, their types, and their threads (1. above), those not
+    -- stored yet first.
+    WITH e AS MATERIALIZED (SELECT * FROM batch_events(batch))
+    SELECT ARRAY(SELECT e::ingest_event FROM e),
+           ARRAY(SELECT DISTINCT e.type FROM e),
+           ARRAY(SELECT ROW(k.channel_id, k.customer, k.tenant_id,
+                            k.channel_kind, p.id, v.id,
+                            v.thread_owner)::ingest_thread
+                   FROM (SELECT DISTINCT e.channel_id, e.customer,
+                                e.tenant_id, e.channel_kind
+                           FROM e WHERE e.customer IS NOT NULL) k
+                   LEFT JOIN participants p
+                          ON p.channel_id = k.channel_id
+                         AND p.external_id = k.customer
+                   LEFT JOIN conversations v
+                          ON v.channel_id = k.channel_id
+                         AND v.participant_id = p.id
+                  ORDER BY v.id NULLS FIRST)
+      INTO ev, types, th;
+
+    -- People and threads first: everything else hangs off them. Only
+    -- those not stored yet go through ON CONFLICT (0006_ingest_overlap.sql,
+    -- 1.), and then th is resolved again.
+    people := 0;
+    IF cardinality(th) > 0 AND th[1].conversation_id IS NULL THEN
+        INSERT INTO participants (tenant_id, channel_id, external_id)
+        SELECT DISTINCT t.tenant_id, t.channel_id, t.customer
+        FROM unnest(th) t
+        WHERE t.participant_id IS NULL
+        ORDER BY t.channel_id, t.customer
+        ON CONFLICT (channel_id, external_id) DO NOTHING;
+        GET DIAGNOSTICS people = ROW_COUNT;
+
+        INSERT INTO conversations (tenant_id, channel_id, participant_id)
+        SELECT t.tenant_id, t.channel_id, p.id
+        FROM unnest(th) t
+        JOIN participants p ON p.channel_id = t.channel_id
+                           AND p.external_id = t.customer
+        WHERE t.conversation_id IS NULL
+        ORDER BY t.channel_id, p.id
+        ON CONFLICT (channel_id, participant_id) DO NOTHING;
+
+        th := ARRAY(
+            SELECT ROW(t.channel_id, t.customer, t.tenant_id,
+                       t.channel_kind, p.id, v.id,
+                       v.thread_owner)::ingest_thread
+              FROM unnest(th) t
+              JOIN participants p ON p.channel_id = t.channel_id
+                                 AND p.external_id = t.customer
+              JOIN conversations v ON v.channel_id = t.channel_id
+                                  AND v.participant_id = p.id);
+    END IF;
+
+    -- Echoes of our own sends complete the row the sender wrote.
+    IF 'echo' = ANY (types) THEN
+        UPDATE messages m
+           SET mid = coalesce(m.mid, e.mid),
+               state = CASE WHEN m.state IN ('queued', 'sending', 'failed')
+                            THEN 'sent' ELSE m.state END,
+               is_echo = true
+          FROM unnest(ev) e
+         WHERE e.type = 'echo'
+           AND m.id = our_message_id(e.app_id, our_app, e.metadata)
+           AND m.channel_id = e.channel_id;
+    END IF;
+
+    -- Messages: customers' (in), and echoes of what someone else sent
+    -- from Meta's tools (out). A mid seen before is not stored again. An
+    -- unsend that overtook its message stores an empty tombstone first,
+    -- so the content arriving later is not kept.
+    WITH rows AS (
+        SELECT e.*, t.conversation_id
+        FROM unnest(ev) e
+        JOIN unnest(th) t ON t.channel_id = e.channel_id
+                         AND t.customer = e.customer
+        WHERE e.type IN ('message', 'postback', 'referral', 'unsend')
+           OR (e.type = 'echo'
+               AND our_message_id(e.app_id, our_app, e.metadata) IS NULL)
+    ), ins AS (
+        INSERT INTO messages (
+            tenant_id, channel_id, conversation_id, direction, kind, text,
+            attachments, payload, referral, mid, reply_to_mid,
+            reply_to_story, author, author_ref, is_echo, standby, sent_at,
+            state, unsent_at)
+        SELECT DISTINCT ON (r.channel_id, r.mid)
+            r.tenant_id, r.channel_id, r.conversation_id,
+            CASE WHEN r.type = 'echo' THEN 'out' ELSE 'in' END,
+            CASE WHEN r.type = 'unsend' THEN 'text' ELSE r.kind END,
+            CASE WHEN r.type = 'unsend' THEN NULL ELSE r.text END,
+            CASE WHEN r.type = 'unsend' THEN '[]' ELSE r.attachments END,
+            r.payload, r.referral, r.mid, r.reply_to_mid, r.reply_to_story,
+            CASE WHEN r.type <> 'echo' THEN 'customer'
+                 WHEN r.app_id IS NULL OR r.app_id = '' THEN 'meta_inbox'
+                 ELSE 'app' END,
+            CASE WHEN r.type = 'echo' THEN r.app_id END,
+            r.type = 'echo', r.standby, r.ts,
+            CASE WHEN r.type = 'echo' THEN 'sent' ELSE 'received' END,
+            CASE WHEN r.type = 'unsend' THEN r.ts END
+        FROM rows r
+        ORDER BY r.channel_id, r.mid, (r.type = 'unsend') DESC
+        ON CONFLICT (channel_id, mid) DO NOTHING
+        RETURNING id, tenant_id, conversation_id, channel_id, direction,
+                  kind, author, standby, mid, unsent_at
+    ), jobs AS (
+        -- A new customer message needs a reply, unless another app owns
+        -- the thread (standby) or it only carried ad context. Its message
+        -- was inserted just now, so it has no job yet: no ON CONFLICT
+        -- (a speculative insertion costs a WAL record more per row).
+        INSERT INTO reply_jobs (tenant_id, conversation_id, message_id)
+        SELECT i.tenant_id, i.conversation_id, i.id
+        FROM ins i
+        JOIN unnest(th) t ON t.conversation_id = i.conversation_id
+        WHERE i.author = 'customer' AND NOT i.standby
+          AND i.kind <> 'referral' AND i.unsent_at IS NULL
+          AND t.thread_owner = 'us'
+    )
+    -- What the caller announces, and the keys of all new rows for the
+    -- journal's counts.
+    SELECT coalesce(json_agg(json_build_object(
+               'tenant_id', i.tenant_id, 'conversation_id', i.conversation_id,
+               'message_id', i.id, 'kind', i.kind, 'channel', k.channel_kind))
+               FILTER (WHERE i.direction = 'in' AND i.unsent_at IS NULL),
+               '[]'),
+           array_agg(i.channel_id), array_agg(i.mid)
+      INTO new_rows, new_ch, new_mid
+      FROM ins i
+      JOIN unnest(th) k ON k.conversation_id = i.conversation_id;
+
+    -- Unsends of messages we had: erase the content, keep the fact.
+    IF 'unsend' = ANY (types) THEN
+        UPDATE messages m
+           SET text = NULL, attachments = '[]', payload = NULL,
+               unsent_at = coalesce(m.unsent_at, e.ts)
+          FROM unnest(ev) e
+         WHERE e.type = 'unsend' AND m.channel_id = e.channel_id
+           AND m.mid = e.mid;
+    END IF;
+
+    -- Edits: the highest edit count wins, whatever the arrival order.
+    IF 'edit' = ANY (types) THEN
+        UPDATE messages m
+           SET text = e.text, edited_at = e.ts, edit_count = e.num_edit
+          FROM (SELECT DISTINCT ON (x.channel_id, x.mid) x.*
+                  FROM unnest(ev) x
+                 WHERE x.type = 'edit'
+                 ORDER BY x.channel_id, x.mid, x.num_edit DESC) e
+         WHERE m.channel_id = e.channel_id AND m.mid = e.mid
+           AND m.edit_count < e.num_edit AND m.unsent_at IS NULL;
+    END IF;
+
+    -- Reactions: the newest per (message, person) wins.
+    IF 'reaction' = ANY (types) THEN
+        INSERT INTO reactions (channel_id, tenant_id, mid, participant,
+                               reaction, emoji, reacted_at)
+        SELECT DISTINCT ON (e.channel_id, e.mid, e.customer)
+               e.channel_id, e.tenant_id, e.mid, e.customer,
+               CASE WHEN e.action = 'unreact' THEN NULL ELSE e.reaction END,
+               CASE WHEN e.action = 'unreact' THEN NULL ELSE e.emoji END,
+               e.ts
+        FROM unnest(ev) e
+        WHERE e.type = 'reaction' AND e.mid IS NOT NULL
+        ORDER BY e.channel_id, e.mid, e.customer, e.ts DESC
+        ON CONFLICT (channel_id, mid, participant) DO UPDATE
+           SET reaction = EXCLUDED.reaction, emoji = EXCLUDED.emoji,
+               reacted_at = EXCLUDED.reacted_at
+         WHERE reactions.reacted_at < EXCLUDED.reacted_at;
+    END IF;
+
+    -- One journal row per hit, listed for the tenants whose pages it
+    -- names (0006_ingest_overlap.sql, 4.): those with the page connected,
+    -- and for a hit whose signature did not verify, any tenant that has
+    -- had the page (it is shown to them as unverified). The hits' ids are
+    -- taken first, as blocks of 1024 (see above), so that one span per
+    -- block and tenant lists them.
+    blocks := ARRAY(SELECT nextval('journal_id_seq')
+                      FROM generate_series(1, (coalesce(jsonb_array_length(
+                               batch -> 'hits'), 0) + 1023) / 1024));
+    WITH h AS MATERIALIZED (
+        SELECT blocks[(x.i - 1) / 1024 + 1] + (x.i - 1) % 1024 AS id,
+               (x.i - 1) / 1024 AS block, x.*
+        FROM (SELECT row_number() OVER () AS i, r.*
+                FROM jsonb_to_recordset(batch -> 'hits') AS r(
+                    n int, received_ms bigint, signature text,
+                    object text, page_ids jsonb, entries int, events int,
+                    kinds jsonb, bytes int, raw text, outcome text)) x
+    ), t AS (
+        -- Its pages, the tenants that have them connected (by the index
+        -- on live channels), and the tenants it is listed for. OFFSET 0
+        -- keeps each subquery whole: flattened into this one, its arrays
+        -- were computed again wherever they are named (the pages three
+        -- times a hit, the connected tenants twice).
+        SELECT x.n, x.pages, x.connected,
+               CASE WHEN x.signature = 'valid' THEN x.connected
+                    ELSE ARRAY(SELECT DISTINCT c.tenant_id FROM channels c
+                                WHERE c.external_id = ANY (x.pages)) END
+                   AS tenants
+        FROM (SELECT h.n, h.signature, p.pages,
+                     ARRAY(SELECT DISTINCT c.tenant_id FROM channels c
+                            WHERE c.kind = CASE h.object
+                                               WHEN 'page' THEN 'messenger'
+                                               ELSE 'instagram' END
+                              AND c.external_id = ANY (p.pages)
+                              AND c.disconnected_at IS NULL) AS connected
+                FROM h, LATERAL (SELECT ARRAY(
+                            SELECT jsonb_array_elements_text(
+                                coalesce(h.page_ids, '[]'))) AS pages
+                                 OFFSET 0) p
+              OFFSET 0) x
+    ), n AS (
+        -- New messages per hit (by the mids each hit carried). A mid
+        -- that several hits of the batch carried (a redelivery arriving
+        -- with the original) is new in the first of them only.
+        SELECT f.hit AS n, count(*) AS new_messages
+        FROM (SELECT min(e.hit) AS hit
+                FROM unnest(new_ch, new_mid) AS x(channel_id, mid)
+                JOIN unnest(ev) e ON e.channel_id = x.channel_id
+                                 AND e.mid = x.mid
+               GROUP BY x.channel_id, x.mid) f
+        GROUP BY f.hit
+    ), j AS (
+        INSERT INTO journal (id, received_at, signature, object, page_ids,
+                             tenant_ids, entries, events, kinds,
+                             new_messages, outcome, bytes, raw)
+        SELECT h.id, to_timestamp(h.received_ms / 1000.0), h.signature,
+               h.object, t.pages, t.tenants, coalesce(h.entries, 0),
+               coalesce(h.events, 0), coalesce(h.kinds, '{}'),
+               coalesce(n.new_messages, 0),
+               CASE WHEN h.outcome = 'stored'
+                         AND cardinality(t.connected) = 0
+                    THEN 'unknown_channel' ELSE h.outcome END,
+               h.bytes, decode(h.raw, 'base64')
+        FROM h LEFT JOIN t ON t.n = h.n LEFT JOIN n ON n.n = h.n
+    ), l AS (
+        INSERT INTO journal_spans (tenant_id, first_id, last_id)
+        SELECT u.tenant_id, min(h.id), max(h.id)
+        FROM h JOIN t ON t.n = h.n, unnest(t.tenants) AS u(tenant_id)
+        GROUP BY u.tenant_id, h.block
+    )
+    SELECT coalesce(json_agg(json_build_object(
+               'n', h.n,
+               'outcome', CASE WHEN h.outcome = 'stored'
+                                AND cardinality(t.connected) = 0
+                               THEN 'unknown_channel' ELSE h.outcome END)),
+               '[]')
+      INTO hit_rows
+      FROM h LEFT JOIN t ON t.n = h.n;
+
+    -- The threads' rows, in id order (0005_ingest_cost.sql, 5.).
+    PERFORM 1 FROM conversations v
+     WHERE v.id = ANY (ARRAY(SELECT t.conversation_id FROM unnest(th) t))
+     ORDER BY v.id
+       FOR NO KEY UPDATE;
+
+    -- Thread state: windows, activity, receipts (watermarks only move
+    -- forward), referral context and thread ownership.
+    UPDATE conversations v
+       SET last_customer_msg_at = greatest(v.last_customer_msg_at, a.customer_at),
+           last_message_at = greatest(v.last_message_at, a.message_at),
+           delivered_watermark = greatest(v.delivered_watermark, a.delivered),
+           read_watermark = greatest(v.read_watermark, a.read),
+           last_referral = coalesce(a.referral, v.last_referral),
+           thread_owner = coalesce(a.owner, v.thread_owner),
+           updated_at = now()
+      FROM (
+        SELECT t.conversation_id,
+               max(e.ts) FILTER (WHERE e.type IN ('message', 'postback'))
+                   AS customer_at,
+               max(e.ts) FILTER (WHERE e.type IN ('message', 'postback',
+                                                  'echo')) AS message_at,
+               max(e.watermark) FILTER (WHERE e.type = 'delivery')
+                   AS delivered,
+               max(coalesce(e.watermark, rm.sent_at, e.ts))
+                   FILTER (WHERE e.type = 'read') AS read,
+               (array_agg(e.referral ORDER BY e.ts DESC)
+                   FILTER (WHERE e.referral IS NOT NULL))[1] AS referral,
+               (array_agg(e.owner ORDER BY e.ts DESC)
+                   FILTER (WHERE e.owner IS NOT NULL))[1] AS owner
+        FROM unnest(ev) e
+        JOIN unnest(th) t ON t.channel_id = e.channel_id
+                         AND t.customer = e.customer
+        -- A read without a watermark names its message: its time is the
+        -- watermark. A lateral subquery kept whole (OFFSET 0), so that the
+        -- test of the event's type gates the lookup: as a join's ON
+        -- clause it gave every event its own probe of the messages' mid
+        -- index, and then dropped what it found.
+        LEFT JOIN LATERAL (
+            SELECT m.sent_at FROM messages m
+             WHERE e.type = 'read' AND e.watermark IS NULL
+               AND m.channel_id = e.channel_id AND m.mid = e.mid
+            OFFSET 0) rm ON true
+        GROUP BY t.conversation_id
+      ) a
+     WHERE v.id = a.conversation_id;
+
+    -- Delivery receipts naming mids directly.
+    IF 'delivery' = ANY (types) THEN
+        UPDATE messages m
+           SET state = CASE WHEN m.state IN ('sending', 'sent')
+                            THEN 'delivered' ELSE m.state END,
+               delivered_at = coalesce(m.delivered_at, e.ts)
+          FROM unnest(ev) e,
+               jsonb_array_elements_text(coalesce(e.mids, '[]')) AS d(mid)
+         WHERE e.type = 'delivery' AND m.channel_id = e.channel_id
+           AND m.mid = d.mid AND m.direction = 'out';
+    END IF;
+
+    -- Watermarks applied to the outbound messages of the threads whose
+    -- watermark moved or that got an outbound row here (covers receipts
+    -- that arrived before the echo of their message).
+    IF types && ARRAY['delivery', 'read', 'echo'] THEN
+        PERFORM apply_watermarks(array_agg(DISTINCT t.conversation_id))
+          FROM unnest(ev) e
+          JOIN unnest(th) t ON t.channel_id = e.channel_id
+                           AND t.customer = e.customer
+         WHERE e.type IN ('delivery', 'read', 'echo');
+    END IF;
+
+    RETURN json_build_object('new', new_rows, 'hits', hit_rows,
+                              'people', people);
+END;
+$$;
