@@ -1,4 +1,4 @@
--- ingest_batch() does the same work with fewer instructions: 15 % fewer
+-- ingest_batch() does the same work with fewer instructions: 16 % fewer
 -- for a call of 18 messages, 18 % fewer for 75.
 --
 -- Counted by tests/bench/ingest_instructions (callgrind on a single-user
