@@ -42,11 +42,11 @@
 -- before.
 --
 -- From here on, ingest_batch() lives in routines/ingest_batch.sql, which
--- is applied again whenever it changes (src/db_migrate.c), instead of
--- being copied into each migration that changes it. This migration drops
--- the function of 0009_journal_spans.sql (its type changes); the routine,
--- applied after it, makes the new one. It is otherwise the function of
--- 0009.
+-- is applied again whenever it changes (common/src/db_migrate.c),
+-- instead of being copied into each migration that changes it. This
+-- migration drops the function of 0009_journal_spans.sql (its type
+-- changes); the routine, applied after it, makes the new one. It is
+-- otherwise the function of 0009.
 
 -- A thread of a batch: the customer's person and conversation, NULL when
 -- not stored yet.

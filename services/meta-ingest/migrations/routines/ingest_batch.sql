@@ -15,11 +15,11 @@
 --    "people": people stored for the first time}
 -- Everything here is idempotent: a redelivered POST changes nothing.
 --
--- This is a routine (src/db_migrate.c): edited in place and applied again
--- when it changes. A change it cannot make alone (a new return type, a
--- new type it uses) goes in a migration, which runs first. Why each part
--- is the way it is: the migrations that changed it, 0002, 0005, 0006,
--- 0008, 0009 and 0010.
+-- This is a routine (common/src/db_migrate.c): edited in place and
+-- applied again when it changes. A change it cannot make alone (a new
+-- return type, a new type it uses) goes in a migration, which runs first.
+-- Why each part is the way it is: the migrations that changed it, 0002,
+-- 0005, 0006, 0008, 0009 and 0010.
 
 CREATE OR REPLACE FUNCTION ingest_batch(batch jsonb) RETURNS json
 LANGUAGE plpgsql AS $$
@@ -35,8 +35,8 @@ DECLARE
     blocks    bigint[];
     th        ingest_thread[];
 BEGIN
-    -- The events, their types, and their threads (1. above), those not
-    -- stored yet first.
+    -- The events, their types, and their threads, those not stored yet
+    -- first (0010_ingest_instructions.sql, 1.).
     WITH e AS MATERIALIZED (SELECT * FROM batch_events(batch))
     SELECT ARRAY(SELECT e::ingest_event FROM e),
            ARRAY(SELECT DISTINCT e.type FROM e),
@@ -207,8 +207,9 @@ BEGIN
     -- names (0006_ingest_overlap.sql, 4.): those with the page connected,
     -- and for a hit whose signature did not verify, any tenant that has
     -- had the page (it is shown to them as unverified). The hits' ids are
-    -- taken first, as blocks of 1024 (see above), so that one span per
-    -- block and tenant lists them.
+    -- taken first, as blocks of 1024 (0009_journal_spans.sql, 1.: the
+    -- sequence steps by 1024, and this must agree with it), so that one
+    -- span per block and tenant lists them.
     blocks := ARRAY(SELECT nextval('journal_id_seq')
                       FROM generate_series(1, (coalesce(jsonb_array_length(
                                batch -> 'hits'), 0) + 1023) / 1024));
