@@ -276,8 +276,8 @@ ASH_TEST(f6_every_vector_is_stored_with_its_kind)
 	    q(&s, "SELECT count(*) FROM meta_ingest.reply_jobs"), "7");
 	/* Message ids are UUIDv7: version 7, variant 10, and the time of
 	 * their insert in the first 48 bits
-	 * (migrations/0006_ingest_overlap.sql and 0009); a job is keyed by its
-	 * message (0008). */
+	 * (migrations/0006_ingest_overlap.sql, routines/uuid_v7.sql); a job
+	 * is keyed by its message (0008). */
 	ASH_T_EQ_STR(q(&s,
 	                 "SELECT bool_and(substr(m.id::text, 15, 1) = '7' AND "
 	                 "substr(m.id::text, 20, 1) IN ('8', '9', 'a', 'b') "
