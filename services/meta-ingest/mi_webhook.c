@@ -106,6 +106,9 @@ hit_keep_raw(hit *h, const char *b64)
 	ash_json_add_str(h->row, "raw", b64);
 }
 
+/* Counts a POST by the outcome it was answered with, once: where it is
+ * answered (a rejected POST is answered at once, before its journal line
+ * is stored with a batch, and counted there). */
 static void
 hit_count(mi_ctx *mi, const char *outcome)
 {
@@ -241,9 +244,9 @@ reply_stored(mi_ctx *mi, hit *h, const cJSON *row)
 	const char *outcome = ash_json_str(row, "outcome");
 	cJSON      *b;
 
-	hit_count(mi, outcome ? outcome : "stored");
 	if (h->call == NULL)
 		return;
+	hit_count(mi, outcome ? outcome : "stored");
 	b = cJSON_CreateObject();
 	ash_json_add_str(b, "outcome", outcome ? outcome : "stored");
 	cJSON_AddNumberToObject(b, "events", h->nevents);
@@ -316,10 +319,11 @@ hit_failed_alone(mi_batch *b, hit *h, ash_err rv)
 	if (ash_db_query(ash_svc_db(b->mi->svc), sql, 5, p,
 	        on_failed_journaled, NULL) != ASH_OK)
 		ash_log_warn(NULL, "MI-JOURNAL", "failed hit not journaled");
-	hit_count(b->mi, "failed");
-	if (h->call)
+	if (h->call) {
+		hit_count(b->mi, "failed");
 		ash_bus_call_fail(
 		    h->call, rv, "the webhook could not be stored");
+	}
 	hit_free(h);
 }
 
@@ -336,10 +340,11 @@ batch_failed(mi_batch *b, hit *list, ash_err rv)
 		next = h->next;
 		if (connectivity || b->closing) {
 			/* Nothing was stored: Meta will send it again. */
-			hit_count(b->mi, "unavailable");
-			if (h->call)
+			if (h->call) {
+				hit_count(b->mi, "unavailable");
 				ash_bus_call_fail(h->call, ASH_EUNAVAIL,
 				    "storage unavailable, retry");
+			}
 			hit_free(h);
 		} else if (single) {
 			hit_failed_alone(b, h, rv);

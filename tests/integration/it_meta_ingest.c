@@ -216,6 +216,15 @@ ASH_TEST(f6_signature_missing_wrong_or_other_secret_stores_only_a_journal_line)
 	        "SELECT string_agg(signature || '/' || outcome, ',' "
 	        "ORDER BY signature, outcome) FROM meta_ingest.journal"),
 	    "invalid/rejected,invalid/rejected,missing/rejected,valid/stored");
+	/* Each POST counted once, by its outcome. */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics",
+	    s.metrics_port[ASH_SVC_META_INGEST]);
+	it_http(&r, "GET", url, NULL, NULL, 0);
+	ASH_T_CONTAINS(r.body,
+	    "ashoon_meta_webhook_hits_total{outcome=\"rejected\"} 3\n");
+	ASH_T_CONTAINS(
+	    r.body, "ashoon_meta_webhook_hits_total{outcome=\"stored\"} 1\n");
+	it_resp_fini(&r);
 	free(body);
 	it_stack_fini(&s);
 }
