@@ -238,10 +238,12 @@ result_hits(const cJSON *result, int count)
 	return rows;
 }
 
+/* row: the hit's row in the result when ingest_batch() changed its
+ * outcome, else NULL (the outcome is the one the hit was queued with). */
 static void
 reply_stored(mi_ctx *mi, hit *h, const cJSON *row)
 {
-	const char *outcome = ash_json_str(row, "outcome");
+	const char *outcome = ash_json_str(row ? row : h->row, "outcome");
 	cJSON      *b;
 
 	if (h->call == NULL)

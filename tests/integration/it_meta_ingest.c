@@ -555,6 +555,20 @@ ASH_TEST(f6_signed_unparseable_body_is_kept_raw_and_acknowledged)
 	                 "ORDER BY id DESC LIMIT 1"),
 	    "unknown_channel");
 	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.messages"), "0");
+	/* Each answered with its own outcome. */
+	it_resp r;
+	char    url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics",
+	    s.metrics_port[ASH_SVC_META_INGEST]);
+	it_http(&r, "GET", url, NULL, NULL, 0);
+	ASH_T_CONTAINS(r.body,
+	    "ashoon_meta_webhook_hits_total{outcome=\"unparseable\"} 1\n");
+	ASH_T_CONTAINS(
+	    r.body, "ashoon_meta_webhook_hits_total{outcome=\"stored\"} 1\n");
+	ASH_T_CONTAINS(r.body,
+	    "ashoon_meta_webhook_hits_total{outcome=\"unknown_channel\"} "
+	    "1\n");
+	it_resp_fini(&r);
 	it_stack_fini(&s);
 }
 

@@ -11,7 +11,8 @@
 -- returns (json):
 --   {"new":    [{"tenant_id", "conversation_id", "message_id", "kind",
 --                "channel"}]  -- the new customer messages, to announce,
---    "hits":   [{"n", "outcome"}],
+--    "hits":   [{"n", "outcome"}]  -- only those whose outcome it changed
+--                                  (stored -> unknown_channel),
 --    "people": people stored for the first time}
 -- Everything here is idempotent: a redelivered POST changes nothing.
 --
@@ -234,12 +235,12 @@ BEGIN
         -- keeps each subquery whole: flattened into this one, its arrays
         -- were computed again wherever they are named (the pages three
         -- times a hit, the connected tenants twice).
-        SELECT x.n, x.pages, x.connected,
+        SELECT x.n, x.outcome, x.pages, x.connected,
                CASE WHEN x.signature = 'valid' THEN x.connected
                     ELSE ARRAY(SELECT DISTINCT c.tenant_id FROM channels c
                                 WHERE c.external_id = ANY (x.pages)) END
                    AS tenants
-        FROM (SELECT h.n, h.signature, p.pages,
+        FROM (SELECT h.n, h.outcome, h.signature, p.pages,
                      ARRAY(SELECT DISTINCT c.tenant_id FROM channels c
                             WHERE c.kind = CASE h.object
                                                WHEN 'page' THEN 'messenger'
@@ -281,14 +282,13 @@ BEGIN
         FROM h JOIN t ON t.n = h.n, unnest(t.tenants) AS u(tenant_id)
         GROUP BY u.tenant_id, h.block
     )
+    -- The hits whose outcome this decided: stored, but for no channel
+    -- connected.
     SELECT coalesce(json_agg(json_build_object(
-               'n', h.n,
-               'outcome', CASE WHEN h.outcome = 'stored'
-                                AND cardinality(t.connected) = 0
-                               THEN 'unknown_channel' ELSE h.outcome END)),
-               '[]')
+               'n', t.n, 'outcome', 'unknown_channel')), '[]')
       INTO hit_rows
-      FROM h LEFT JOIN t ON t.n = h.n;
+      FROM t
+     WHERE t.outcome = 'stored' AND cardinality(t.connected) = 0;
 
     -- The threads' rows, in id order (0005_ingest_cost.sql, 5.).
     PERFORM 1 FROM conversations v
