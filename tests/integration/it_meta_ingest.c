@@ -171,6 +171,22 @@ ASH_TEST(f6_verification_handshake_echoes_the_challenge)
 	it_stack_fini(&s);
 }
 
+/* meta-ingest's metrics count n webhook POSTs answered with outcome. */
+static void
+hits_counted(it_stack *s, const char *outcome, int n)
+{
+	it_resp r;
+	char    url[64], line[128];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics",
+	    s->metrics_port[ASH_SVC_META_INGEST]);
+	snprintf(line, sizeof(line),
+	    "ashoon_meta_webhook_hits_total{outcome=\"%s\"} %d\n", outcome, n);
+	it_http(&r, "GET", url, NULL, NULL, 0);
+	ASH_T_CONTAINS(r.body, line);
+	it_resp_fini(&r);
+}
+
 ASH_TEST(f6_signature_missing_wrong_or_other_secret_stores_only_a_journal_line)
 {
 	it_stack s;
@@ -217,14 +233,8 @@ ASH_TEST(f6_signature_missing_wrong_or_other_secret_stores_only_a_journal_line)
 	        "ORDER BY signature, outcome) FROM meta_ingest.journal"),
 	    "invalid/rejected,invalid/rejected,missing/rejected,valid/stored");
 	/* Each POST counted once, by its outcome. */
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics",
-	    s.metrics_port[ASH_SVC_META_INGEST]);
-	it_http(&r, "GET", url, NULL, NULL, 0);
-	ASH_T_CONTAINS(r.body,
-	    "ashoon_meta_webhook_hits_total{outcome=\"rejected\"} 3\n");
-	ASH_T_CONTAINS(
-	    r.body, "ashoon_meta_webhook_hits_total{outcome=\"stored\"} 1\n");
-	it_resp_fini(&r);
+	hits_counted(&s, "rejected", 3);
+	hits_counted(&s, "stored", 1);
 	free(body);
 	it_stack_fini(&s);
 }
@@ -556,19 +566,9 @@ ASH_TEST(f6_signed_unparseable_body_is_kept_raw_and_acknowledged)
 	    "unknown_channel");
 	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.messages"), "0");
 	/* Each answered with its own outcome. */
-	it_resp r;
-	char    url[64];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics",
-	    s.metrics_port[ASH_SVC_META_INGEST]);
-	it_http(&r, "GET", url, NULL, NULL, 0);
-	ASH_T_CONTAINS(r.body,
-	    "ashoon_meta_webhook_hits_total{outcome=\"unparseable\"} 1\n");
-	ASH_T_CONTAINS(
-	    r.body, "ashoon_meta_webhook_hits_total{outcome=\"stored\"} 1\n");
-	ASH_T_CONTAINS(r.body,
-	    "ashoon_meta_webhook_hits_total{outcome=\"unknown_channel\"} "
-	    "1\n");
-	it_resp_fini(&r);
+	hits_counted(&s, "unparseable", 1);
+	hits_counted(&s, "stored", 1);
+	hits_counted(&s, "unknown_channel", 1);
 	it_stack_fini(&s);
 }
 
