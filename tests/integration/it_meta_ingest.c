@@ -1105,6 +1105,29 @@ ASH_TEST(f6_upgrades_from_0008_keep_older_hits_listed_and_ingest_working)
 	                 "SELECT count(DISTINCT conversation_id) || ',' || "
 	                 "count(*) FROM meta_ingest.messages"),
 	    "3,5");
+	/* A person kept without a thread (its thread deleted alone) gets a
+	 * new one, beside a known customer in the same batch. */
+	it_pg_exec(dsn,
+	    "DELETE FROM meta_ingest.conversations v USING "
+	    "meta_ingest.participants p WHERE p.id = v.participant_id AND "
+	    "p.external_id = '63'");
+	ASH_T_EQ_STR(
+	    it_pg_exec(dsn,
+	        "SET search_path = meta_ingest; SELECT ingest_batch('{"
+	        "\"app_id\": \"\", \"hits\": [" HIT(0, "valid", "page",
+	            "\"" PAGE "\"", "stored") "], \"events\": [" MSG_MID(0,
+	            "page", PAGE, "61", "up3") ", " MSG_MID(0, "page", PAGE,
+	            "63", "up4") "]}') ->> 'people'"),
+	    "0");
+	ASH_T_EQ_STR(
+	    it_pg_exec(dsn,
+	        "SELECT string_agg(p.external_id, ',' ORDER BY "
+	        "m.mid) FROM meta_ingest.messages m JOIN "
+	        "meta_ingest.conversations v ON v.id = "
+	        "m.conversation_id JOIN meta_ingest.participants p ON "
+	        "p.id = v.participant_id WHERE m.mid IN ('up3', "
+	        "'up4')"),
+	    "61,63");
 }
 
 /* --- the inbox ops --- */
@@ -1355,6 +1378,22 @@ ASH_TEST(p16_deleting_a_conversation_removes_all_of_it)
 	it_call(&s, &r, "DELETE", path, k, NULL);
 	ASH_T_EQ_INT(r.status, 404);
 	it_resp_fini(&r);
+	/* The same customer writes again: a new person and thread. */
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{\"sender\":{\"id\":\"1000\"},"
+	                     "\"recipient\":{\"id\":\"" PAGE "\"},"
+	                     "\"timestamp\":30000,\"message\":{\"mid\":"
+	                     "\"again\",\"text\":\"hi again\"}}")),
+	    200);
+	ASH_T_EQ_STR(
+	    q(&s,
+	        "SELECT count(*) FROM meta_ingest.messages m JOIN "
+	        "meta_ingest.conversations v ON v.id = "
+	        "m.conversation_id JOIN meta_ingest.participants p ON "
+	        "p.id = v.participant_id WHERE p.external_id = '1000'"),
+	    "1");
+	ASH_T_EQ_STR(
+	    q(&s, "SELECT count(*) FROM meta_ingest.reply_jobs"), "2");
 	/* A message deleted by someone else (an operator, another search
 	 * path) still takes its reply job along (migration 0008). */
 	q(&s, "DELETE FROM meta_ingest.messages");
