@@ -35,6 +35,7 @@
  */
 #include "http_impl.h"
 
+#include <ashoon/json.h>
 #include <ashoon/log.h>
 
 #include <event2/buffer.h>
@@ -117,8 +118,7 @@ http_error_body(const char *code, const char *message, const char *request_id)
 	if (request_id != NULL)
 		ASH_ASSERT(
 		    cJSON_AddStringToObject(err, "request_id", request_id));
-	out = cJSON_PrintUnformatted(doc);
-	ASH_ASSERT(out != NULL);
+	out = ash_json_render(doc);
 	cJSON_Delete(doc);
 	return out;
 }
@@ -624,7 +624,7 @@ ash_http_reply(ash_http_req *req, int status, const char *content_type,
 void
 ash_http_reply_json(ash_http_req *req, int status, const cJSON *doc)
 {
-	char *body = cJSON_PrintUnformatted(doc);
+	char *body = ash_json_render(doc);
 
 	ASH_ASSERT(body != NULL);
 	ash_http_reply(req, status, "application/json", body, strlen(body));

@@ -91,19 +91,6 @@ ash_json_parse(const char *buf, size_t len, cJSON **out)
 	return ASH_OK;
 }
 
-char *
-ash_json_render(const cJSON *doc)
-{
-	char *s;
-
-	if (doc == NULL)
-		return NULL;
-	s = cJSON_PrintUnformatted(doc);
-	/* cJSON fails only when malloc does; OOM aborts everywhere else. */
-	ASH_ASSERT(s != NULL);
-	return s;
-}
-
 const char *
 ash_json_str(const cJSON *obj, const char *key)
 {

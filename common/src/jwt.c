@@ -14,6 +14,7 @@
  * before anything is decoded or allocated.
  */
 #include <ashoon/crypto.h>
+#include <ashoon/json.h>
 #include <ashoon/jwt.h>
 
 #include <jwt.h>
@@ -262,7 +263,7 @@ ash_jwt_sign(ash_jwt_alg alg, const void *key, size_t keylen,
 	    keylen > INT_MAX)
 		return ASH_EINVAL;
 	/* Both fail only on allocation failure. */
-	json   = cJSON_PrintUnformatted(claims);
+	json   = ash_json_render(claims);
 	new_rc = jwt_new(&jwt);
 	ASH_ASSERT(json != NULL && new_rc == 0);
 	/* libjwt adds "typ":"JWT" and "alg" to the header itself. */

@@ -2,7 +2,9 @@
 #include <ash_test.h>
 #include <ashoon/json.h>
 
+#include <float.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,6 +240,150 @@ ASH_TEST(add_i64_renders_as_string)
 	cJSON_Delete(obj);
 }
 
+/* ash_json_render's own number printing (json_render.c) against the text
+ * cJSON gives the same numbers, and its escapes. */
+ASH_TEST(render_numbers_and_escapes_as_cjson_does)
+{
+	const double nums[] = {0, -0.0, 1, -1, 2147483647.0, 2147483648.0,
+	    1732999999123.0, 999999999999999.0, -999999999999999.0, 1e15,
+	    9007199254740993.0, 0.5, 0.1, 1e-7, NAN, INFINITY};
+	cJSON       *arr    = cJSON_CreateArray();
+	cJSON       *obj    = cJSON_CreateObject();
+	char        *text;
+
+	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
+		cJSON_AddItemToArray(arr, cJSON_CreateNumber(nums[i]));
+	text = ash_json_render(arr);
+	ASH_T_EQ_STR(text,
+	    "[0,-0,1,-1,2147483647,2147483648,1732999999123,999999999999999,"
+	    "-999999999999999,1e+15,9.00719925474099e+15,0.5,0.1,1e-07,null,"
+	    "null]");
+	cJSON_free(text);
+	ash_json_add_str(
+	    obj, "k\"\n", "a\"b\\c\n\t\b\f\r\x01\x1f\x7f\xc3\xa9");
+	cJSON_AddItemToObject(obj, "raw", cJSON_CreateRaw("[1, 2]"));
+	cJSON_AddItemToObject(obj, "e", cJSON_CreateObject());
+	cJSON_AddItemToObject(obj, "a", cJSON_CreateArray());
+	cJSON_AddItemToObject(obj, "n", cJSON_CreateNull());
+	cJSON_AddItemToObject(obj, "t", cJSON_CreateTrue());
+	text = ash_json_render(obj);
+	ASH_T_EQ_STR(text,
+	    "{\"k\\\"\\n\":\"a\\\"b\\\\c\\n\\t\\b\\f\\r\\u0001\\u001f\x7f"
+	    "\xc3\xa9\",\"raw\":[1, 2],\"e\":{},\"a\":[],\"n\":null,"
+	    "\"t\":true}");
+	cJSON_free(text);
+	cJSON_Delete(arr);
+	cJSON_Delete(obj);
+}
+
+/* Deterministic generator of documents for the comparison below. */
+static uint64_t rnd_state = 0x9E3779B97F4A7C15u;
+
+static uint64_t
+rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+static double
+rnd_number(void)
+{
+	static const double edge[] = {0, -0.0, 1e15, -1e15, 1e15 - 1, 1e15 + 1,
+	    9007199254740992.0, 1.0 / 3, 5e-324, DBL_MAX, -DBL_MAX, NAN,
+	    INFINITY, -INFINITY, 2147483648.0, -2147483649.0};
+	uint64_t            bits;
+	double              d;
+
+	switch (rnd() % 4) {
+	case 0:
+		return edge[rnd() % (sizeof(edge) / sizeof(edge[0]))];
+	case 1: /* integers of every magnitude up to 10^18, either sign */
+		d = (double) (rnd() %
+		    (uint64_t) pow(10, (double) (rnd() % 19)));
+		return rnd() % 2 ? -d : d;
+	case 2: /* times in milliseconds and seconds with fractions */
+		return (double) (rnd() % 2000000000000u) /
+		    (rnd() % 2 ? 1 : 1000);
+	default: /* any bit pattern: subnormals, huge values, NaNs */
+		bits = rnd();
+		memcpy(&d, &bits, sizeof(d));
+		return d;
+	}
+}
+
+static char *
+rnd_text(char *buf, size_t cap)
+{
+	size_t n = rnd() % (cap - 1);
+
+	for (size_t i = 0; i < n; i++) {
+		if (rnd() % 4 == 0)
+			buf[i] = "\"\\\b\f\n\r\t\x01\x1f /"[rnd() % 11];
+		else
+			buf[i] = (char) (1 + rnd() % 255);
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+static cJSON *
+rnd_item(int depth)
+{
+	char   key[12], text[16];
+	cJSON *c;
+	int    n;
+
+	switch (rnd() % (depth < 4 ? 9 : 7)) {
+	case 0:
+		return cJSON_CreateNull();
+	case 1:
+		return cJSON_CreateBool(rnd() % 2);
+	case 2:
+	case 3:
+		return cJSON_CreateNumber(rnd_number());
+	case 4:
+	case 5:
+		return cJSON_CreateString(rnd_text(text, sizeof(text)));
+	case 6:
+		return cJSON_CreateRaw("{\"raw\": [1,2]}");
+	case 7:
+		c = cJSON_CreateArray();
+		for (n = (int) (rnd() % 5); n > 0; n--)
+			cJSON_AddItemToArray(c, rnd_item(depth + 1));
+		return c;
+	default:
+		c = cJSON_CreateObject();
+		for (n = (int) (rnd() % 5); n > 0; n--)
+			cJSON_AddItemToObject(c, rnd_text(key, sizeof(key)),
+			    rnd_item(depth + 1));
+		return c;
+	}
+}
+
+/* Over 20,000 generated documents (every kind of item, nesting, numbers of
+ * every magnitude and bit pattern, strings with every escape and byte),
+ * ash_json_render writes exactly what cJSON_PrintUnformatted writes. */
+ASH_TEST(render_matches_cjson_over_generated_documents)
+{
+	int numbers = 0;
+
+	for (int i = 0; i < 20000; i++) {
+		cJSON *doc  = rnd_item(rnd() % 2 ? 0 : 4);
+		char  *ours = ash_json_render(doc);
+		char  *ref  = cJSON_PrintUnformatted(doc);
+
+		ASH_T_EQ_STR(ours, ref);
+		numbers += cJSON_IsNumber(doc);
+		cJSON_free(ours);
+		cJSON_free(ref);
+		cJSON_Delete(doc);
+	}
+	ASH_T_TRUE(numbers > 2000); /* the generator reached the numbers */
+}
+
 ASH_TEST_MAIN(ASH_TEST_ENTRY(trailing_garbage_rejected),
     ASH_TEST_ENTRY(surrounding_whitespace_ok),
     ASH_TEST_ENTRY(parses_by_length_only),
@@ -246,4 +392,6 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(trailing_garbage_rejected),
     ASH_TEST_ENTRY(i64_bad_strings_rejected),
     ASH_TEST_ENTRY(i64_from_number_within_2_pow_53),
     ASH_TEST_ENTRY(int_range_checked), ASH_TEST_ENTRY(bool_and_str_defaults),
-    ASH_TEST_ENTRY(add_i64_renders_as_string))
+    ASH_TEST_ENTRY(add_i64_renders_as_string),
+    ASH_TEST_ENTRY(render_numbers_and_escapes_as_cjson_does),
+    ASH_TEST_ENTRY(render_matches_cjson_over_generated_documents))

@@ -21,7 +21,9 @@
  * deeper than 64. Free *out with cJSON_Delete. */
 ash_err ash_json_parse(const char *buf, size_t len, cJSON **out) ASH_MUSTCHECK;
 
-/* Compact rendering; free with cJSON_free (NULL only if doc is NULL). */
+/* Compact rendering, byte for byte cJSON_PrintUnformatted's (numbers
+ * printed faster: json_render.c); free with cJSON_free. NULL only if doc
+ * is NULL; aborts where cJSON would fail (OOM, a raw item without text). */
 char *ash_json_render(const cJSON *doc);
 
 /* Typed getters on an object member. They never allocate. */
