@@ -100,6 +100,13 @@ put_number(out *o, double d)
 	put(o, buf, n);
 }
 
+/* Bytes cJSON escapes: below 0x20 (NUL ends the string), '"' and '\\'. */
+#define ESC4(n) [n] = 1, [n + 1] = 1, [n + 2] = 1, [n + 3] = 1
+static const unsigned char escaped[256] = {ESC4(0), ESC4(4), ESC4(8), ESC4(12),
+    ESC4(16), ESC4(20), ESC4(24), ESC4(28), ['"'] = 1, ['\\'] = 1};
+
+/* Copies runs of plain bytes whole: base64 bodies and ids are nearly all
+ * of the text rendered on the webhook path. */
 static void
 put_string(out *o, const char *s)
 {
@@ -110,11 +117,15 @@ put_string(out *o, const char *s)
 	char                *at = w;
 
 	*at++ = '"';
-	for (; *u != '\0'; u++) {
-		if (*u > 31 && *u != '"' && *u != '\\') {
-			*at++ = (char) *u;
-			continue;
-		}
+	for (;;) {
+		const unsigned char *run = u;
+
+		while (!escaped[*u])
+			u++;
+		memcpy(at, run, (size_t) (u - run));
+		at += u - run;
+		if (*u == '\0')
+			break;
 		*at++ = '\\';
 		switch (*u) {
 		case '"':
@@ -144,6 +155,7 @@ put_string(out *o, const char *s)
 			at[4] = hex[*u & 15];
 			at += 5;
 		}
+		u++;
 	}
 	*at++ = '"';
 	o->len += (size_t) (at - w);
