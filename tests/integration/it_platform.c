@@ -45,6 +45,28 @@ ASH_TEST(readyz_lists_all_seven_healthy)
 	it_stack_fini(&s);
 }
 
+/* Each answered request leaves one access line, and it names the client
+ * by its /24 (IPv4) or /48 (IPv6) only (the privacy policy's usage logs;
+ * P13 keeps them 12 months). */
+ASH_TEST(access_log_names_the_client_by_its_prefix_only)
+{
+	it_stack s;
+	it_resp  r;
+
+	it_stack_init(&s, "access");
+	it_stack_start_all(&s);
+	it_call(&s, &r, "GET", "/api/v1/conversations", NULL, NULL);
+	ASH_T_EQ_INT(r.status, 401);
+	it_resp_fini(&r);
+	it_proc_wait_log(s.procs[ASH_SVC_GATEWAY],
+	    "\"route\":\"/api/v1/conversations\",\"status\":401", 5000);
+	ASH_T_TRUE(it_proc_log_has(
+	    s.procs[ASH_SVC_GATEWAY], "\"client\":\"127.0.0.0/24\""));
+	ASH_T_TRUE(!it_proc_log_has(
+	    s.procs[ASH_SVC_GATEWAY], "\"client\":\"127.0.0.1\""));
+	it_stack_fini(&s);
+}
+
 ASH_TEST(request_reaches_each_service_and_its_schema)
 {
 	it_stack    s;
@@ -299,6 +321,7 @@ ASH_TEST(metrics_are_exposed_by_gateway_and_services)
 }
 
 ASH_TEST_MAIN(ASH_TEST_ENTRY(readyz_lists_all_seven_healthy),
+    ASH_TEST_ENTRY(access_log_names_the_client_by_its_prefix_only),
     ASH_TEST_ENTRY(request_reaches_each_service_and_its_schema),
     ASH_TEST_ENTRY(p23_api_needs_a_valid_unrevoked_key),
     ASH_TEST_ENTRY(gateway_answers_413_400_404_405_with_json_errors),
