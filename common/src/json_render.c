@@ -17,6 +17,8 @@
  * a document cJSON could not print either (a raw item without text, an
  * item of no type), abort.
  */
+#include "json_impl.h"
+
 #include <ashoon/json.h>
 
 #include <float.h>
@@ -100,11 +102,6 @@ put_number(out *o, double d)
 	put(o, buf, n);
 }
 
-/* Bytes cJSON escapes: below 0x20 (NUL ends the string), '"' and '\\'. */
-#define ESC4(n) [n] = 1, [n + 1] = 1, [n + 2] = 1, [n + 3] = 1
-static const unsigned char escaped[256] = {ESC4(0), ESC4(4), ESC4(8), ESC4(12),
-    ESC4(16), ESC4(20), ESC4(24), ESC4(28), ['"'] = 1, ['\\'] = 1};
-
 /* Copies runs of plain bytes whole: base64 bodies and ids are nearly all
  * of the text rendered on the webhook path. */
 static void
@@ -120,7 +117,7 @@ put_string(out *o, const char *s)
 	for (;;) {
 		const unsigned char *run = u;
 
-		while (!escaped[*u])
+		while (!ash__json_special[*u])
 			u++;
 		memcpy(at, run, (size_t) (u - run));
 		at += u - run;
