@@ -262,7 +262,7 @@ ash_jwt_sign(ash_jwt_alg alg, const void *key, size_t keylen,
 	if (!cJSON_IsObject(claims) || key == NULL || keylen == 0 ||
 	    keylen > INT_MAX)
 		return ASH_EINVAL;
-	/* Both fail only on allocation failure. */
+	/* Rendering aborts on allocation failure; jwt_new fails only then. */
 	json   = ash_json_render(claims);
 	new_rc = jwt_new(&jwt);
 	ASH_ASSERT(json != NULL && new_rc == 0);

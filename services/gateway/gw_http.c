@@ -77,19 +77,21 @@ call_count(gw_call *c, int64_t ms)
 static void
 call_finish(gw_call *c)
 {
-	int64_t       ms = ash_now_ms() - c->t0;
-	char          net[64];
-	ash_log_ctx   ctx = {c->req_id, *c->tenant ? c->tenant : NULL};
-	ash_log_field f[] = {
-	    ASH_LF_STR("route", c->route),
-	    ASH_LF_INT("status", c->status),
-	    ASH_LF_INT("ms", ms),
-	    ASH_LF_STR("client", net),
-	};
+	int64_t ms = ash_now_ms() - c->t0;
 
-	/* The client's prefix is formatted only for a line that is written:
-	 * at warn, every request paid for an inet_pton and an snprintf. */
+	/* The access line, and the client's prefix in it, are formatted only
+	 * when written: at warn, every request paid for an inet_pton and an
+	 * snprintf. */
 	if (ash_log_enabled(ASH_LOG_INFO)) {
+		char          net[64];
+		ash_log_ctx   ctx = {c->req_id, *c->tenant ? c->tenant : NULL};
+		ash_log_field f[] = {
+		    ASH_LF_STR("route", c->route),
+		    ASH_LF_INT("status", c->status),
+		    ASH_LF_INT("ms", ms),
+		    ASH_LF_STR("client", net),
+		};
+
 		ip_prefix(c->ip, net, sizeof(net));
 		ash_log_emitf(ASH_LOG_INFO, &ctx, "ACCESS", f,
 		    sizeof(f) / sizeof(f[0]), "%s %s",

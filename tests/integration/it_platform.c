@@ -45,9 +45,9 @@ ASH_TEST(readyz_lists_all_seven_healthy)
 	it_stack_fini(&s);
 }
 
-/* Each answered request leaves one access line, and it names the client
- * by its /24 (IPv4) or /48 (IPv6) only (the privacy policy's usage logs;
- * P13 keeps them 12 months). */
+/* An answered request leaves an access line, and it names the client by
+ * its /24 (IPv4) or /48 (IPv6) only (the privacy policy's usage logs; P13
+ * keeps them 12 months). */
 ASH_TEST(access_log_names_the_client_by_its_prefix_only)
 {
 	it_stack s;
