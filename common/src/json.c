@@ -212,3 +212,18 @@ ash_json_add_str(cJSON *obj, const char *key, const char *s)
 	/* With the arguments checked, NULL can only mean malloc failed. */
 	ASH_ASSERT(it != NULL);
 }
+
+void
+ash_json_add_str_take(cJSON *obj, const char *key, char *s)
+{
+	cJSON *it;
+
+	ASH_ASSERT(obj != NULL && key != NULL && s != NULL);
+	/* A reference item without its reference flag owns its string:
+	 * cJSON_Delete frees it with cJSON's deallocator, which is free (no
+	 * hooks are installed anywhere). */
+	it = cJSON_CreateStringReference(s);
+	ASH_ASSERT(it != NULL);
+	it->type &= ~cJSON_IsReference;
+	cJSON_AddItemToObject(obj, key, it);
+}

@@ -103,59 +103,59 @@ put_number(out *o, double d)
 }
 
 /* Copies runs of plain bytes whole: base64 bodies and ids are nearly all
- * of the text rendered on the webhook path. */
+ * of the text rendered on the webhook path. Room is taken for the plain
+ * case (the string and its quotes) and grown at each escape: reserving the
+ * worst case (6 bytes a byte) made every envelope that carries a webhook
+ * body allocate 16 KB to hold 2 KB. */
 static void
 put_string(out *o, const char *s)
 {
-	static const char    hex[] = "0123456789abcdef";
-	const unsigned char *u     = (const unsigned char *) (s ? s : "");
-	size_t               n     = strlen((const char *) u);
-	char                *w  = room(o, n * 6 + 2); /* all \u00XX at worst */
-	char                *at = w;
+	static const char    hex[]  = "0123456789abcdef";
+	const unsigned char *u      = (const unsigned char *) (s ? s : "");
+	size_t               n      = strlen((const char *) u);
+	char                 esc[6] = {'\\'};
 
-	*at++ = '"';
+	room(o, n + 2);
+	o->p[o->len++] = '"';
 	for (;;) {
 		const unsigned char *run = u;
+		size_t               k   = 2;
 
 		while (!ash__json_special[*u])
 			u++;
-		memcpy(at, run, (size_t) (u - run));
-		at += u - run;
+		put(o, (const char *) run, (size_t) (u - run));
 		if (*u == '\0')
 			break;
-		*at++ = '\\';
 		switch (*u) {
 		case '"':
-			*at++ = '"';
-			break;
 		case '\\':
-			*at++ = '\\';
+			esc[1] = (char) *u;
 			break;
 		case '\b':
-			*at++ = 'b';
+			esc[1] = 'b';
 			break;
 		case '\f':
-			*at++ = 'f';
+			esc[1] = 'f';
 			break;
 		case '\n':
-			*at++ = 'n';
+			esc[1] = 'n';
 			break;
 		case '\r':
-			*at++ = 'r';
+			esc[1] = 'r';
 			break;
 		case '\t':
-			*at++ = 't';
+			esc[1] = 't';
 			break;
 		default:
-			memcpy(at, "u00", 3);
-			at[3] = hex[*u >> 4];
-			at[4] = hex[*u & 15];
-			at += 5;
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[*u >> 4];
+			esc[5] = hex[*u & 15];
+			k      = 6;
 		}
+		put(o, esc, k);
 		u++;
 	}
-	*at++ = '"';
-	o->len += (size_t) (at - w);
+	put(o, "\"", 1);
 }
 
 static void

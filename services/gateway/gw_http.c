@@ -266,13 +266,10 @@ body_raw(gw_call *c)
 {
 	const char *data, *sig;
 	size_t      len;
-	char       *b64;
 
 	ash_http_req_body(c->req, &data, &len);
-	b64     = ash_b64_encode(data, len);
 	c->body = cJSON_CreateObject();
-	ash_json_add_str(c->body, "raw", b64);
-	free(b64);
+	ash_json_add_str_take(c->body, "raw", ash_b64_encode(data, len));
 	if ((sig = ash_http_req_header(c->req, "X-Hub-Signature-256")) != NULL)
 		ash_json_add_str(c->body, "signature", sig);
 	cJSON_AddNumberToObject(c->body, "received_ms", (double) c->wall0);

@@ -240,6 +240,27 @@ ASH_TEST(add_i64_renders_as_string)
 	cJSON_Delete(obj);
 }
 
+/* A taken string is the member's own: rendered as any string, duplicated
+ * as a copy, freed once with its object (ASan counts the frees). */
+ASH_TEST(add_str_take_owns_the_string)
+{
+	cJSON *obj = cJSON_CreateObject(), *dup;
+	char  *s   = ash_xstrdup("long \"body\"");
+	char  *text;
+
+	ash_json_add_str_take(obj, "raw", s);
+	ASH_T_TRUE(cJSON_GetObjectItem(obj, "raw")->valuestring == s);
+	ASH_T_TRUE(
+	    (cJSON_GetObjectItem(obj, "raw")->type & cJSON_IsReference) == 0);
+	text = ash_json_render(obj);
+	ASH_T_EQ_STR(text, "{\"raw\":\"long \\\"body\\\"\"}");
+	dup = cJSON_Duplicate(obj, true);
+	ASH_T_TRUE(cJSON_GetObjectItem(dup, "raw")->valuestring != s);
+	cJSON_free(text);
+	cJSON_Delete(dup);
+	cJSON_Delete(obj);
+}
+
 /* ash_json_render's own number printing (json_render.c) against the text
  * cJSON gives the same numbers, and its escapes. */
 ASH_TEST(render_numbers_and_escapes_as_cjson_does)
@@ -393,5 +414,6 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(trailing_garbage_rejected),
     ASH_TEST_ENTRY(i64_from_number_within_2_pow_53),
     ASH_TEST_ENTRY(int_range_checked), ASH_TEST_ENTRY(bool_and_str_defaults),
     ASH_TEST_ENTRY(add_i64_renders_as_string),
+    ASH_TEST_ENTRY(add_str_take_owns_the_string),
     ASH_TEST_ENTRY(render_numbers_and_escapes_as_cjson_does),
     ASH_TEST_ENTRY(render_matches_cjson_over_generated_documents))

@@ -41,4 +41,10 @@ void ash_json_add_i64(cJSON *obj, const char *key, int64_t v);
 /* Adds a string member (copied); aborts on OOM like ash_xmalloc. */
 void ash_json_add_str(cJSON *obj, const char *key, const char *s);
 
+/* Adds a string member that takes s over instead of copying it (for long
+ * strings, such as a webhook body in base64): s must come from malloc
+ * (ash_xmalloc and the encoders in ashoon/crypto.h), and is freed with obj
+ * by cJSON_Delete. Aborts on OOM. */
+void ash_json_add_str_take(cJSON *obj, const char *key, char *s);
+
 #endif
