@@ -48,6 +48,7 @@ typedef struct mi_cfg {
 	int   journal_days;
 	int   batch_max;      /* webhook hits per commit */
 	int   batch_inflight; /* ingest_batch() calls at once */
+	int   batch_overlap;  /* a call beside another only below this queue */
 	int   sender_poll_ms; /* how often due outbound rows are looked for */
 } mi_cfg;
 

@@ -39,6 +39,10 @@ const ash_cfg_key mi_keys[] = {
         16, 0,
         "webhook batches being committed at once, each on its own "
         "database connection"),
+    ASH_CFG_INT("ASHOON_META_BATCH_OVERLAP", mi_config.batch_overlap, "64", 1,
+        10000, 0,
+        "a webhook batch starts beside one being committed only while "
+        "fewer POSTs than this wait; more wait for it and go together"),
     ASH_CFG_MS("ASHOON_META_SENDER_POLL_MS", mi_config.sender_poll_ms, "1000",
         10, 60000, 0,
         "how often the sender looks for due outbound messages (it is also "

@@ -126,10 +126,14 @@ q(it_stack *s, const char *sql)
 	return it_pg_exec(s->dsn, sql);
 }
 
+/* env: one more NAME=value for every service, or NULL. */
 static void
-start(it_stack *s, const char *tag, char tenant[64], char key[128])
+start_env(it_stack *s, const char *tag, char tenant[64], char key[128],
+    const char *env)
 {
 	it_stack_init(s, tag);
+	if (env != NULL)
+		it_stack_env(s, env);
 	it_stack_env(s, "META_APP_SECRET=" SECRET);
 	it_stack_env(s, "META_VERIFY_TOKEN=" VERIFY);
 	it_stack_env(s, "META_APP_ID=" APP);
@@ -137,6 +141,12 @@ start(it_stack *s, const char *tag, char tenant[64], char key[128])
 	    "ASHOON_MASTER_KEY=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
 	it_stack_start_all(s);
 	it_tenant_create(s, "Shop", tenant, key);
+}
+
+static void
+start(it_stack *s, const char *tag, char tenant[64], char key[128])
+{
+	start_env(s, tag, tenant, key, NULL);
 }
 
 /* --- handshake and signatures --- */
@@ -1658,10 +1668,10 @@ wait_locked(const char *admin)
 }
 
 typedef struct bg_json {
-	it_stack   *s;
-	const char *json;
-	long        status; /* 0 until answered */
-	pthread_t   t;
+	it_stack    *s;
+	const char  *json;
+	_Atomic long status; /* 0 until answered */
+	pthread_t    t;
 } bg_json;
 
 static void *
@@ -1676,54 +1686,128 @@ bg_json_run(void *arg)
 #define FROM_43 \
 	"\"sender\":{\"id\":\"43\"},\"recipient\":{\"id\":\"" PAGE "\"}"
 
-/* Two commits in flight (ASHOON_META_BATCH_INFLIGHT=2, the default): a
- * batch stuck on one conversation's row does not hold back the POSTs of
- * another conversation. */
-ASH_TEST(f6_a_stuck_commit_does_not_hold_back_another_conversation)
+/* Customers 42 and 43 each with a thread, then 42's thread row held by a
+ * transaction of its own (returned: COMMIT and PQfinish it), and a POST for
+ * 42 started in the background (in a): its commit waits for the row. */
+static PGconn *
+stuck_commit(it_stack *s, const char *t, bg_json *a)
 {
-	it_stack s;
-	char     t[64], k[128];
-	bg_json  b = {.s = &s};
+	PGconn *lock;
 
-	start(&s, "mi_inflight", t, k);
-	channel(&s, t, "messenger", PAGE);
-	ASH_T_EQ_INT(post_json(&s,
+	channel(s, t, "messenger", PAGE);
+	ASH_T_EQ_INT(post_json(s,
 	                 ENV("{" FROM_C ",\"timestamp\":1000,"
 	                     "\"message\":{\"mid\":\"a1\","
 	                     "\"text\":\"a\"}}")),
 	    200);
-	ASH_T_EQ_INT(post_json(&s,
+	ASH_T_EQ_INT(post_json(s,
 	                 ENV("{" FROM_43 ",\"timestamp\":1000,"
 	                     "\"message\":{\"mid\":\"b1\","
 	                     "\"text\":\"b\"}}")),
 	    200);
-	/* Hold customer 42's conversation row: the next commit for it waits.
-	 */
-	PGconn *lock = PQconnectdb(s.dsn);
+	lock = PQconnectdb(s->dsn);
 	PQclear(PQexec(lock,
 	    "BEGIN; SELECT 1 FROM meta_ingest.conversations v "
 	    "JOIN meta_ingest.participants p ON p.id = v.participant_id "
 	    "WHERE p.external_id = '42' FOR UPDATE OF v"));
-	b.json = ENV("{" FROM_C ",\"timestamp\":2000,\"message\":{"
-	             "\"mid\":\"a2\",\"text\":\"a again\"}}");
-	pthread_create(&b.t, NULL, bg_json_run, &b);
-	wait_locked(s.dsn);
-	/* Customer 43's POST is committed beside it, and answered first. */
-	ASH_T_EQ_INT(post_json(&s,
-	                 ENV("{" FROM_43 ",\"timestamp\":2000,"
-	                     "\"message\":{\"mid\":\"b2\","
-	                     "\"text\":\"b again\"}}")),
-	    200);
-	long before = b.status;
+	a->s    = s;
+	a->json = ENV("{" FROM_C ",\"timestamp\":2000,\"message\":{"
+	              "\"mid\":\"a2\",\"text\":\"a again\"}}");
+	pthread_create(&a->t, NULL, bg_json_run, a);
+	wait_locked(s->dsn);
+	return lock;
+}
+
+/* Lets the stuck commit go: the background POSTs (b may be NULL) are then
+ * answered 200, and both customers' four messages are stored once. */
+static void
+unstick(it_stack *s, PGconn *lock, bg_json *a, bg_json *b)
+{
 	PQclear(PQexec(lock, "COMMIT"));
 	PQfinish(lock);
-	pthread_join(b.t, NULL);
-	ASH_T_EQ_INT(before, 0);
-	ASH_T_EQ_INT(b.status, 200);
-	ASH_T_EQ_STR(q(&s,
+	pthread_join(a->t, NULL);
+	ASH_T_EQ_INT(a->status, 200);
+	if (b != NULL) {
+		pthread_join(b->t, NULL);
+		ASH_T_EQ_INT(b->status, 200);
+	}
+	ASH_T_EQ_STR(q(s,
 	                 "SELECT string_agg(mid, ',' ORDER BY mid) "
 	                 "FROM meta_ingest.messages"),
 	    "a1,a2,b1,b2");
+}
+
+#define POST_B2                                                     \
+	ENV("{" FROM_43 ",\"timestamp\":2000,\"message\":{\"mid\":" \
+	    "\"b2\",\"text\":\"b again\"}}")
+
+/* Two commits in flight (ASHOON_META_BATCH_INFLIGHT=2, the default): a
+ * batch stuck on one conversation's row does not hold back the POSTs of
+ * another conversation, when few wait (ASHOON_META_BATCH_OVERLAP). */
+ASH_TEST(f6_a_stuck_commit_does_not_hold_back_another_conversation)
+{
+	it_stack s;
+	char     t[64], k[128];
+	bg_json  a = {0};
+	PGconn  *lock;
+
+	start(&s, "mi_inflight", t, k);
+	lock = stuck_commit(&s, t, &a);
+	/* Customer 43's POST is committed beside it, and answered first. */
+	ASH_T_EQ_INT(post_json(&s, POST_B2), 200);
+	long before = a.status;
+	unstick(&s, lock, &a, NULL);
+	ASH_T_EQ_INT(before, 0);
+	it_stack_fini(&s);
+}
+
+/* meta-ingest's gauge of POSTs waiting for their commit reads n (waits up
+ * to 5 s for it). */
+static void
+waiting_reaches(it_stack *s, int n)
+{
+	char url[64], line[64];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics",
+	    s->metrics_port[ASH_SVC_META_INGEST]);
+	snprintf(line, sizeof(line), "ashoon_meta_webhook_waiting %d\n", n);
+	for (int i = 0; i < 500; i++) {
+		it_resp r;
+		bool    seen;
+
+		it_http(&r, "GET", url, NULL, NULL, 0);
+		seen = r.body != NULL && strstr(r.body, line) != NULL;
+		it_resp_fini(&r);
+		if (seen)
+			return;
+		usleep(10000);
+	}
+	ASH_T_FAILF("meta-ingest never had %d POST(s) waiting", n);
+}
+
+/* As many POSTs waiting as ASHOON_META_BATCH_OVERLAP: no commit starts
+ * beside the running one; they wait for it and go together (with the
+ * default, a long queue at full load makes one big commit instead of two
+ * halves contending for the same thread rows). */
+ASH_TEST(f6_a_long_queue_waits_for_the_running_commit)
+{
+	it_stack s;
+	char     t[64], k[128];
+	bg_json  a = {0}, b = {0};
+	PGconn  *lock;
+
+	start_env(&s, "mi_overlap", t, k, "ASHOON_META_BATCH_OVERLAP=1");
+	lock   = stuck_commit(&s, t, &a);
+	b.s    = &s;
+	b.json = POST_B2;
+	pthread_create(&b.t, NULL, bg_json_run, &b);
+	waiting_reaches(&s, 1);
+	/* Beside the stuck commit, 43's would take a few ms. */
+	usleep(300000);
+	long before = b.status;
+	unstick(&s, lock, &a, &b);
+	ASH_T_EQ_INT(before, 0);
+	waiting_reaches(&s, 0);
 	it_stack_fini(&s);
 }
 
@@ -1876,6 +1960,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
         p29_limited_data_use_flag_is_kept_shown_and_handed_to_claimers),
     ASH_TEST_ENTRY(f2_new_inbound_message_is_announced_after_commit),
     ASH_TEST_ENTRY(f6_a_stuck_commit_does_not_hold_back_another_conversation),
+    ASH_TEST_ENTRY(f6_a_long_queue_waits_for_the_running_commit),
     ASH_TEST_ENTRY(
         f6_a_second_batch_for_a_thread_waits_only_at_the_thread_lock),
     ASH_TEST_ENTRY(
