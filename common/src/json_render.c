@@ -111,9 +111,11 @@ static void
 put_string(out *o, const char *s)
 {
 	static const char    hex[]  = "0123456789abcdef";
+	static const char    from[] = "\"\\\b\f\n\r\t", to[] = "\"\\bfnrt";
 	const unsigned char *u      = (const unsigned char *) (s ? s : "");
 	size_t               n      = strlen((const char *) u);
 	char                 esc[6] = {'\\'};
+	const char          *at;
 
 	room(o, n + 2);
 	o->p[o->len++] = '"';
@@ -126,27 +128,11 @@ put_string(out *o, const char *s)
 		put(o, (const char *) run, (size_t) (u - run));
 		if (*u == '\0')
 			break;
-		switch (*u) {
-		case '"':
-		case '\\':
-			esc[1] = (char) *u;
-			break;
-		case '\b':
-			esc[1] = 'b';
-			break;
-		case '\f':
-			esc[1] = 'f';
-			break;
-		case '\n':
-			esc[1] = 'n';
-			break;
-		case '\r':
-			esc[1] = 'r';
-			break;
-		case '\t':
-			esc[1] = 't';
-			break;
-		default:
+		/* cJSON's short escapes; the other control bytes as \u00XX. */
+		at = memchr(from, *u, sizeof(from) - 1);
+		if (at != NULL) {
+			esc[1] = to[at - from];
+		} else {
 			memcpy(esc + 1, "u00", 3);
 			esc[4] = hex[*u >> 4];
 			esc[5] = hex[*u & 15];
