@@ -10,14 +10,14 @@
  * call starts beside a running one only while fewer than batch_overlap
  * hits wait: a short queue (light load, or a commit stuck on one thread's
  * row) need not wait for it, while a long one (full load) waits and goes
- * whole, because two calls halve the batches and take the same thread rows
- * (the second waits for the first's commit at their lock): at full load
- * one call at a time stored 10 % more events a second (docs/PERFORMANCE.md).
- * The SQL takes shared rows in one order, so calls do not deadlock
- * (migration 0005). Every
- * caller of a batch is answered from its commit: 200 when stored, 503 when
- * Postgres could not be reached (Meta then retries, and ingest is idempotent),
- * 500 when the data itself failed. A failing batch of several hits is retried
+ * whole, because two calls halve the batches and, when their POSTs share
+ * threads, the second waits at the thread rows' lock for the first's
+ * commit (docs/PERFORMANCE.md: 10 % more events a second with 16 senders,
+ * no difference beyond the noise with 1,000). The SQL takes shared rows in
+ * one order, so calls do not deadlock (migration 0005). Every caller of a
+ * batch is answered from its commit: 200 when stored, 503 when Postgres
+ * could not be reached (Meta then retries, and ingest is idempotent), 500
+ * when the data itself failed. A failing batch of several hits is retried
  * hit by hit, so one bad POST cannot hold the others back. An idle batch
  * starts its commit at the end of the loop turn in which its first hit
  * arrived, so the hits of one bus batch frame (the gateway coalesces the POSTs
