@@ -387,6 +387,32 @@ rnd_item(int depth)
 /* Over 20,000 generated documents (every kind of item, nesting, numbers of
  * every magnitude and bit pattern, strings with every escape and byte),
  * ash_json_render writes exactly what cJSON_PrintUnformatted writes. */
+/* A string is given room for its plain length only, and grows at each
+ * escape: long strings that are mostly escapes (up to six bytes for one)
+ * cross the buffer's growth inside the string, at every offset. */
+ASH_TEST(render_grows_inside_long_escaped_strings)
+{
+	static const char mix[] = "\x01\"a\\\n\x1f";
+	char              text[3001];
+
+	for (size_t n = 0; n < sizeof(text); n += 7) {
+		cJSON *doc = cJSON_CreateArray();
+		char  *ours, *ref;
+
+		for (size_t i = 0; i < n; i++)
+			text[i] = mix[(i * 5 + n) % (sizeof(mix) - 1)];
+		text[n] = '\0';
+		cJSON_AddItemToArray(doc, cJSON_CreateString(text));
+		cJSON_AddItemToArray(doc, cJSON_CreateString(text + n / 2));
+		ours = ash_json_render(doc);
+		ref  = cJSON_PrintUnformatted(doc);
+		ASH_T_EQ_STR(ours, ref);
+		cJSON_free(ours);
+		cJSON_free(ref);
+		cJSON_Delete(doc);
+	}
+}
+
 ASH_TEST(render_matches_cjson_over_generated_documents)
 {
 	int numbers = 0;
@@ -416,4 +442,5 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(trailing_garbage_rejected),
     ASH_TEST_ENTRY(add_i64_renders_as_string),
     ASH_TEST_ENTRY(add_str_take_owns_the_string),
     ASH_TEST_ENTRY(render_numbers_and_escapes_as_cjson_does),
+    ASH_TEST_ENTRY(render_grows_inside_long_escaped_strings),
     ASH_TEST_ENTRY(render_matches_cjson_over_generated_documents))
