@@ -2,10 +2,11 @@
  * crypto.c - hashes, MACs, encodings, the master keyring and sealed values.
  *
  * No shared state: any thread may call anything here, and a keyring is
- * read-only once parsed. OpenSSL 3 EVP supplies the primitives. The base64/hex
- * codecs are our own because OpenSSL's (EVP_DecodeBlock) are lenient: they
- * skip whitespace and ignore trailing bits, so one signature or key would have
- * several accepted spellings. Ours accept exactly one.
+ * read-only once parsed. An ash_hmac_key is the one object with running
+ * state: one thread at a time. OpenSSL 3 EVP supplies the primitives. The
+ * base64/hex codecs are our own because OpenSSL's (EVP_DecodeBlock) are
+ * lenient: they skip whitespace and ignore trailing bits, so one signature or
+ * key would have several accepted spellings. Ours accept exactly one.
  *
  * Key material is wiped with OPENSSL_cleanse before its memory is freed.
  * A failing OpenSSL hash, MAC or RAND call on valid arguments can only
@@ -16,8 +17,10 @@
 
 #include <ctype.h>
 #include <limits.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +54,60 @@ ash_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
 	r = EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, k, keylen, d, len,
 	    out, ASH_SHA256_LEN, &outlen);
 	ASH_ASSERT(r != NULL && outlen == ASH_SHA256_LEN);
+}
+
+struct ash_hmac_key {
+	EVP_MAC     *mac;
+	EVP_MAC_CTX *ctx; /* keyed; initialised again for each MAC */
+};
+
+ash_hmac_key *
+ash_hmac_key_new(const void *key, size_t keylen)
+{
+	ash_hmac_key *k = ash_xcalloc(1, sizeof(*k));
+	OSSL_PARAM    params[2];
+
+	params[0] = OSSL_PARAM_construct_utf8_string(
+	    OSSL_MAC_PARAM_DIGEST, (char *) "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	/* As in ash_hmac_sha256: an empty key is "", not NULL (a NULL key
+	 * would mean "keep the current one"). */
+	k->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	k->ctx = k->mac != NULL ? EVP_MAC_CTX_new(k->mac) : NULL;
+	ASH_ASSERT(k->ctx != NULL &&
+	    EVP_MAC_init(k->ctx, key != NULL ? key : (const void *) "", keylen,
+	        params) == 1);
+	return k;
+}
+
+void
+ash_hmac_key_mac(
+    ash_hmac_key *k, const void *data, size_t len, uint8_t out[ASH_SHA256_LEN])
+{
+	const uint8_t *d      = data;
+	size_t         outlen = 0;
+	int            ok;
+
+	/* No key: back to the keyed state without keying again. */
+	ok = EVP_MAC_init(k->ctx, NULL, 0, NULL);
+	do {
+		size_t n = len < EVP_CHUNK ? len : EVP_CHUNK;
+		ok       = ok && EVP_MAC_update(k->ctx, d, n);
+		d += n;
+		len -= n;
+	} while (len > 0);
+	ok = ok && EVP_MAC_final(k->ctx, out, &outlen, ASH_SHA256_LEN);
+	ASH_ASSERT(ok && outlen == ASH_SHA256_LEN);
+}
+
+void
+ash_hmac_key_free(ash_hmac_key *k)
+{
+	if (k == NULL)
+		return;
+	EVP_MAC_CTX_free(k->ctx);
+	EVP_MAC_free(k->mac);
+	free(k);
 }
 
 bool

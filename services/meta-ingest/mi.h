@@ -80,6 +80,9 @@ void    mi_webhook_fini(mi_ctx *mi);
  * when it does not match. */
 ash_err mi_signature_check(const char *header, const void *body, size_t len,
     const char *secret) ASH_MUSTCHECK;
+/* The same with a key made ready once (META_APP_SECRET's, mi_webhook.c). */
+ash_err mi_signature_check_key(const char *header, const void *body,
+    size_t len, ash_hmac_key *key) ASH_MUSTCHECK;
 
 /* --- parsing (mi_parse.c): pure, unit-tested ---------------------------- */
 

@@ -120,9 +120,10 @@ mi_message_json(const PGresult *r, int row)
 	return m;
 }
 
-ash_err
-mi_signature_check(
-    const char *header, const void *body, size_t len, const char *secret)
+/* The header against the body's MAC: by key, or by secret when key is NULL. */
+static ash_err
+signature_check(const char *header, const void *body, size_t len,
+    const char *secret, ash_hmac_key *key)
 {
 	uint8_t  mac[ASH_SHA256_LEN];
 	uint8_t *got = NULL;
@@ -133,10 +134,27 @@ mi_signature_check(
 	    strlen(header + 7) != 2 * ASH_SHA256_LEN ||
 	    ash_hex_decode(header + 7, 2 * ASH_SHA256_LEN, &got, &n) != ASH_OK)
 		return ASH_EUNAUTH;
-	ash_hmac_sha256(secret, strlen(secret), body, len, mac);
+	if (key != NULL)
+		ash_hmac_key_mac(key, body, len, mac);
+	else
+		ash_hmac_sha256(secret, strlen(secret), body, len, mac);
 	ok = n == ASH_SHA256_LEN && ash_ct_equal(got, mac, sizeof(mac));
 	free(got);
 	return ok ? ASH_OK : ASH_EFORBIDDEN;
+}
+
+ash_err
+mi_signature_check(
+    const char *header, const void *body, size_t len, const char *secret)
+{
+	return signature_check(header, body, len, secret, NULL);
+}
+
+ash_err
+mi_signature_check_key(
+    const char *header, const void *body, size_t len, ash_hmac_key *key)
+{
+	return signature_check(header, body, len, NULL, key);
 }
 
 /* --- helpers shared by the sending modules --- */

@@ -57,6 +57,7 @@ struct mi_batch {
 	int           flying;  /* ingest_batch() calls running */
 	bool          closing; /* free when the last call returns */
 	struct event *kick;    /* end of turn: start a commit when idle */
+	ash_hmac_key *app_key; /* META_APP_SECRET's, NULL when it is empty */
 };
 
 /* One ingest_batch() call and the hits it carries. */
@@ -436,6 +437,7 @@ batch_free(mi_batch *b)
 		hit_free(h);
 	}
 	event_free(b->kick);
+	ash_hmac_key_free(b->app_key);
 	free(b);
 }
 
@@ -641,8 +643,8 @@ on_ingest(ash_bus_call *call, void *arg)
 		return;
 	}
 	p->h = hit_new(call, received, "valid", p->len);
-	rv   = *mi_config.app_secret
-	      ? mi_signature_check(sig, p->raw, p->len, mi_config.app_secret)
+	rv   = p->b->app_key != NULL
+	      ? mi_signature_check_key(sig, p->raw, p->len, p->b->app_key)
 	      : (sig ? ASH_EFORBIDDEN : ASH_EUNAUTH);
 	if (rv == ASH_OK)
 		post_accept(p);
@@ -711,6 +713,9 @@ mi_webhook_init(mi_ctx *mi)
 		free(b);
 		return ASH_ENOMEM;
 	}
+	if (*mi_config.app_secret)
+		b->app_key = ash_hmac_key_new(
+		    mi_config.app_secret, strlen(mi_config.app_secret));
 	mi->batch = b;
 	return ASH_OK;
 }

@@ -22,10 +22,18 @@ static void
 expect_hmac(const void *key, size_t keylen, const void *data, size_t len,
     const char *want)
 {
-	uint8_t mac[ASH_SHA256_LEN];
+	uint8_t       mac[ASH_SHA256_LEN];
+	ash_hmac_key *k = ash_hmac_key_new(key, keylen);
 
 	ash_hmac_sha256(key, keylen, data, len, mac);
 	expect_hex(mac, strlen(want) / 2, want);
+	/* The key made ready once gives the same, and again when reused. */
+	for (int i = 0; i < 2; i++) {
+		memset(mac, 0, sizeof(mac));
+		ash_hmac_key_mac(k, data, len, mac);
+		expect_hex(mac, strlen(want) / 2, want);
+	}
+	ash_hmac_key_free(k);
 }
 
 ASH_TEST(hmac_sha256_rfc4231)
@@ -76,6 +84,27 @@ ASH_TEST(hmac_sha256_empty_key_and_data)
 	expect_hmac("", 0, "", 0,
 	    "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5a"
 	    "d");
+}
+
+ASH_TEST(hmac_key_reused_matches_one_shot)
+{
+	/* One key for many messages of every length around SHA-256's 64-byte
+	 * block: each MAC starts from the key, never from the last one. */
+	static const char secret[] = "e2c7d8dc5c1175703caca1c191405c1b";
+	ash_hmac_key     *k        = ash_hmac_key_new(secret, strlen(secret));
+	uint8_t           data[300], want[ASH_SHA256_LEN], got[ASH_SHA256_LEN];
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t) (i * 7 + 3);
+	for (size_t n = 0; n <= sizeof(data); n++) {
+		size_t len =
+		    n % 2 ? n : sizeof(data) - n; /* long, short, ... */
+		ash_hmac_sha256(secret, strlen(secret), data, len, want);
+		ash_hmac_key_mac(k, data, len, got);
+		ASH_T_EQ_MEM(got, want, sizeof(got));
+	}
+	ash_hmac_key_free(k);
+	ash_hmac_key_free(NULL);
 }
 
 ASH_TEST(hmac_meta_signed_request_vector)
@@ -596,6 +625,7 @@ ASH_TEST(sealed_version_parses_canonical_form_only)
 
 ASH_TEST_MAIN(ASH_TEST_ENTRY(hmac_sha256_rfc4231),
     ASH_TEST_ENTRY(hmac_sha256_empty_key_and_data),
+    ASH_TEST_ENTRY(hmac_key_reused_matches_one_shot),
     ASH_TEST_ENTRY(hmac_meta_signed_request_vector),
     ASH_TEST_ENTRY(sha256_known_vectors), ASH_TEST_ENTRY(ct_equal_compares),
     ASH_TEST_ENTRY(random_bytes_are_fresh),

@@ -1,7 +1,8 @@
 /*
  * ashoon/crypto.h - HMAC, constant-time compare, AES-256-GCM with a versioned
  * master key, base64/base64url/hex, random bytes. OpenSSL 3 EVP underneath.
- * All functions are pure or use only their arguments: any thread.
+ * All functions are pure or use only their arguments: any thread (an
+ * ash_hmac_key, one thread at a time).
  *
  * Sealed values (tokens at rest) are text, so they store in a TEXT column
  * and survive pg_dump unchanged:
@@ -24,6 +25,20 @@
 void ash_sha256(const void *data, size_t len, uint8_t out[ASH_SHA256_LEN]);
 void ash_hmac_sha256(const void *key, size_t keylen, const void *data,
     size_t len, uint8_t out[ASH_SHA256_LEN]);
+
+/* An HMAC-SHA256 key made ready once, for a secret that signs many
+ * messages (a webhook's app secret). ash_hmac_sha256 has OpenSSL look the
+ * algorithm up and key it at every call, about 45 % of its time for a
+ * 1.6 KB body. The same results as ash_hmac_sha256 with the same key.
+ * The exception to this header's rule: a key holds the running MAC's
+ * state, so one thread at a time uses it. OpenSSL keeps the key material
+ * (its pads), and wipes it when the key is freed. */
+typedef struct ash_hmac_key ash_hmac_key;
+
+ash_hmac_key *ash_hmac_key_new(const void *key, size_t keylen);
+void          ash_hmac_key_mac(ash_hmac_key *k, const void *data, size_t len,
+             uint8_t out[ASH_SHA256_LEN]);
+void          ash_hmac_key_free(ash_hmac_key *k);
 
 /* Constant time in n: compares a and b without early exit. */
 bool ash_ct_equal(const void *a, const void *b, size_t n);

@@ -111,12 +111,20 @@ ASH_TEST(f6_every_spec_vector_verifies_over_raw_bytes)
 	        "04656277bc80e7c5c027d90ec736e5d947a3ddcd583ec870d3024982cc6e8"
 	        "a27"},
 	};
+	/* The webhook path's key, made ready once and used for them all. */
+	ash_hmac_key *key = ash_hmac_key_new(SECRET, strlen(SECRET));
+
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		size_t len;
 		char  *raw = load(v[i].file, &len);
 		ASH_T_OK(mi_signature_check(v[i].sig, raw, len, SECRET));
+		ASH_T_OK(mi_signature_check_key(v[i].sig, raw, len, key));
+		/* A body one byte short no longer matches. */
+		ASH_T_ERR(mi_signature_check_key(v[i].sig, raw, len - 1, key),
+		    ASH_EFORBIDDEN);
 		free(raw);
 	}
+	ash_hmac_key_free(key);
 }
 
 ASH_TEST(f6_signature_rejections)
@@ -148,6 +156,12 @@ ASH_TEST(f6_signature_rejections)
 	/* One byte more of body. */
 	ASH_T_ERR(
 	    mi_signature_check(good, raw, len - 1, SECRET), ASH_EFORBIDDEN);
+	/* A key made ready from another secret. */
+	ash_hmac_key *other = ash_hmac_key_new("wrong_secret", 12);
+	ASH_T_ERR(
+	    mi_signature_check_key(good, raw, len, other), ASH_EFORBIDDEN);
+	ASH_T_ERR(mi_signature_check_key(NULL, raw, len, other), ASH_EUNAUTH);
+	ash_hmac_key_free(other);
 	free(raw);
 }
 
