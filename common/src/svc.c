@@ -192,16 +192,21 @@ ash_svc_peer(ash_svc *svc, int id)
 void
 ash_svc_publish(ash_svc *svc, int topic, const char *tenant, const cJSON *body)
 {
-	char    labels[96];
-	ash_err rv = ash_bus_publish(svc->pub, topic, tenant, body);
+	char          labels[96];
+	ash_err       rv = ash_bus_publish(svc->pub, topic, tenant, body);
+	ash_counter **c;
 
-	ash_metrics_labels(labels, sizeof(labels), "topic",
-	    ash_topic(topic)->name, "ok", rv == ASH_OK ? "true" : "false",
-	    NULL);
-	ash_counter_add(
-	    ash_metrics_counter(svc->metrics, "ashoon_events_published_total",
-	        "Events published (ok=false: dropped)", labels),
-	    1);
+	ASH_ASSERT(topic >= 0 && topic < ASH_TOPIC_COUNT);
+	c = &svc->published[topic][rv == ASH_OK];
+	if (*c == NULL) {
+		ash_metrics_labels(labels, sizeof(labels), "topic",
+		    ash_topic(topic)->name, "ok",
+		    rv == ASH_OK ? "true" : "false", NULL);
+		*c = ash_metrics_counter(svc->metrics,
+		    "ashoon_events_published_total",
+		    "Events published (ok=false: dropped)", labels);
+	}
+	ash_counter_add(*c, 1);
 	if (rv != ASH_OK)
 		ash_log_warn(NULL, "EVENT-DROPPED", "%s: %s",
 		    ash_topic(topic)->name, ash_strerror(rv));

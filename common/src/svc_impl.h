@@ -24,6 +24,9 @@ struct ash_svc {
 	int                migration; /* highest applied at start-up */
 	bool               inited;    /* def->init succeeded */
 	void              *data;      /* the service's own state */
+	/* ashoon_events_published_total by topic and ok, looked up once
+	 * (a webhook's new message publishes one event). */
+	ash_counter *published[ASH_TOPIC_COUNT][2];
 };
 
 /* Registers sys.health, sys.info and sys.echo on svc->bus. */

@@ -93,6 +93,16 @@ typedef struct gw_ratelimit gw_ratelimit;
 typedef struct gw_keycache  gw_keycache;
 typedef struct gw_proxies   gw_proxies;
 
+/* A route's metrics for the last status it answered (gw_http.c). */
+typedef struct gw_count_slot {
+	const char    *route; /* a route table pattern or "unmatched" */
+	int            status;
+	ash_counter   *answered;
+	ash_histogram *seconds;
+} gw_count_slot;
+
+#define GW_COUNT_SLOTS 64
+
 typedef struct gw_ctx {
 	ash_svc         *svc;
 	ash_http_server *http;
@@ -100,6 +110,7 @@ typedef struct gw_ctx {
 	gw_keycache     *keys;
 	gw_proxies      *proxies;
 	struct event    *sweep; /* periodic rate-limit table sweep */
+	gw_count_slot    counts[GW_COUNT_SLOTS];
 } gw_ctx;
 
 /* gw_routes.c: 0 and fills m when method+path match a route; ASH_EMETHOD

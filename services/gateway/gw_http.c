@@ -55,23 +55,37 @@ ip_prefix(const char *ip, char *out, size_t cap)
 	}
 }
 
+/* The request counted by route and status. The metrics' handles are kept
+ * per route, for the last status it answered, in a small direct-mapped
+ * cache: looking them up at every request (labels rendered, two searches
+ * by name) was about 2,500 instructions of a webhook POST's 100,000 here.
+ * A route is one of the route table's static strings, so its pointer
+ * names it. */
 static void
 call_count(gw_call *c, int64_t ms)
 {
-	ash_metrics *reg = ash_svc_metrics(c->gw->svc);
-	char         labels[160], st[8];
+	ash_metrics   *reg = ash_svc_metrics(c->gw->svc);
+	gw_count_slot *k =
+	    &c->gw->counts[((uintptr_t) c->route >> 3) % GW_COUNT_SLOTS];
+	char labels[160], st[8];
 
-	snprintf(st, sizeof(st), "%d", c->status);
-	ash_metrics_labels(
-	    labels, sizeof(labels), "route", c->route, "code", st, NULL);
-	ash_counter_add(ash_metrics_counter(reg, "ashoon_http_requests_total",
-	                    "HTTP requests answered by the gateway", labels),
-	    1);
-	ash_metrics_labels(labels, sizeof(labels), "route", c->route, NULL);
-	ash_histogram_observe(
-	    ash_metrics_histogram(reg, "ashoon_http_request_seconds",
-	        "HTTP request latency at the gateway", labels, NULL, 0),
-	    (double) ms / 1000.0);
+	if (k->route != c->route || k->status != c->status) {
+		snprintf(st, sizeof(st), "%d", c->status);
+		ash_metrics_labels(labels, sizeof(labels), "route", c->route,
+		    "code", st, NULL);
+		k->answered =
+		    ash_metrics_counter(reg, "ashoon_http_requests_total",
+		        "HTTP requests answered by the gateway", labels);
+		ash_metrics_labels(
+		    labels, sizeof(labels), "route", c->route, NULL);
+		k->seconds = ash_metrics_histogram(reg,
+		    "ashoon_http_request_seconds",
+		    "HTTP request latency at the gateway", labels, NULL, 0);
+		k->route   = c->route;
+		k->status  = c->status;
+	}
+	ash_counter_add(k->answered, 1);
+	ash_histogram_observe(k->seconds, (double) ms / 1000.0);
 }
 
 static void

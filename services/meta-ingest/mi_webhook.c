@@ -58,6 +58,8 @@ struct mi_batch {
 	bool          closing; /* free when the last call returns */
 	struct event *kick;    /* end of turn: start a commit when idle */
 	ash_hmac_key *app_key; /* META_APP_SECRET's, NULL when it is empty */
+	ash_counter  *hits;    /* hits_total of hits_outcome (hit_count) */
+	char          hits_outcome[32];
 };
 
 /* One ingest_batch() call and the hits it carries. */
@@ -118,15 +120,21 @@ hit_keep_raw(hit *h, const char *b64)
  * answered (a rejected POST is answered at once, before its journal line
  * is stored with a batch, and counted there). */
 static void
-hit_count(mi_ctx *mi, const char *outcome)
+hit_count(mi_batch *b, const char *outcome)
 {
 	char labels[64];
 
-	ash_metrics_labels(labels, sizeof(labels), "outcome", outcome, NULL);
-	ash_counter_add(ash_metrics_counter(ash_svc_metrics(mi->svc),
-	                    "ashoon_meta_webhook_hits_total",
-	                    "Meta webhook POSTs by outcome", labels),
-	    1);
+	/* The handle of the last outcome counted, nearly always "stored". */
+	if (b->hits == NULL || strcmp(b->hits_outcome, outcome) != 0) {
+		ash_metrics_labels(
+		    labels, sizeof(labels), "outcome", outcome, NULL);
+		b->hits = ash_metrics_counter(ash_svc_metrics(b->mi->svc),
+		    "ashoon_meta_webhook_hits_total",
+		    "Meta webhook POSTs by outcome", labels);
+		snprintf(
+		    b->hits_outcome, sizeof(b->hits_outcome), "%s", outcome);
+	}
+	ash_counter_add(b->hits, 1);
 }
 
 /* --- the batch --- */
@@ -251,18 +259,18 @@ result_hits(const cJSON *result, int count)
 /* row: the hit's row in the result when ingest_batch() changed its
  * outcome, else NULL (the outcome is the one the hit was queued with). */
 static void
-reply_stored(mi_ctx *mi, hit *h, const cJSON *row)
+reply_stored(mi_batch *b, hit *h, const cJSON *row)
 {
 	const char *outcome = ash_json_str(row ? row : h->row, "outcome");
-	cJSON      *b;
+	cJSON      *rep;
 
 	if (h->call == NULL)
 		return;
-	hit_count(mi, outcome ? outcome : "stored");
-	b = cJSON_CreateObject();
-	ash_json_add_str(b, "outcome", outcome ? outcome : "stored");
-	cJSON_AddNumberToObject(b, "events", h->nevents);
-	ash_bus_call_reply(h->call, 200, b);
+	hit_count(b, outcome ? outcome : "stored");
+	rep = cJSON_CreateObject();
+	ash_json_add_str(rep, "outcome", outcome ? outcome : "stored");
+	cJSON_AddNumberToObject(rep, "events", h->nevents);
+	ash_bus_call_reply(h->call, 200, rep);
 }
 
 static void
@@ -284,7 +292,7 @@ batch_committed(mi_batch *b, hit *list, int count, const PGresult *res)
 		        "ashoon_meta_webhook_commit_seconds",
 		        "Webhook POST arrival to commit", NULL, NULL, 0),
 		    (double) (now - h->t0) / 1000.0);
-		reply_stored(b->mi, h, rows[n]);
+		reply_stored(b, h, rows[n]);
 		hit_free(h);
 	}
 	publish_new(b->mi, result);
@@ -332,7 +340,7 @@ hit_failed_alone(mi_batch *b, hit *h, ash_err rv)
 	        on_failed_journaled, NULL) != ASH_OK)
 		ash_log_warn(NULL, "MI-JOURNAL", "failed hit not journaled");
 	if (h->call) {
-		hit_count(b->mi, "failed");
+		hit_count(b, "failed");
 		ash_bus_call_fail(
 		    h->call, rv, "the webhook could not be stored");
 	}
@@ -353,7 +361,7 @@ batch_failed(mi_batch *b, hit *list, ash_err rv)
 		if (connectivity || b->closing) {
 			/* Nothing was stored: Meta will send it again. */
 			if (h->call) {
-				hit_count(b->mi, "unavailable");
+				hit_count(b, "unavailable");
 				ash_bus_call_fail(h->call, ASH_EUNAVAIL,
 				    "storage unavailable, retry");
 			}
@@ -499,7 +507,7 @@ hit_rejected(mi_batch *b, hit *h, const uint8_t *raw, size_t len, ash_err why)
 	cJSON_Delete(h->events);
 	h->events = cJSON_CreateArray();
 	queue_hit(b, h);
-	hit_count(b->mi, "rejected");
+	hit_count(b, "rejected");
 	ash_bus_call_fail(call, why,
 	    why == ASH_EUNAUTH ? "X-Hub-Signature-256 is missing or malformed"
 	                       : "X-Hub-Signature-256 does not match");

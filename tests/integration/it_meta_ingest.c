@@ -178,23 +178,42 @@ ASH_TEST(f6_verification_handshake_echoes_the_challenge)
 	    NULL, NULL);
 	ASH_T_EQ_INT(r.status, 403);
 	it_resp_fini(&r);
+	/* One route, its codes counted apart (the gateway keeps a route's
+	 * metric handles for the last code it answered). */
+	it_call(&s, &r, "GET", "/metrics", NULL, NULL);
+	ASH_T_CONTAINS(r.body,
+	    "ashoon_http_requests_total{route=\"/webhooks/meta\","
+	    "code=\"200\"} 1\n");
+	ASH_T_CONTAINS(r.body,
+	    "ashoon_http_requests_total{route=\"/webhooks/meta\","
+	    "code=\"403\"} 2\n");
+	it_resp_fini(&r);
 	it_stack_fini(&s);
+}
+
+/* meta-ingest's metrics have line. */
+static void
+mi_metrics_have(it_stack *s, const char *line)
+{
+	it_resp r;
+	char    url[64];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics",
+	    s->metrics_port[ASH_SVC_META_INGEST]);
+	it_http(&r, "GET", url, NULL, NULL, 0);
+	ASH_T_CONTAINS(r.body, line);
+	it_resp_fini(&r);
 }
 
 /* meta-ingest's metrics count n webhook POSTs answered with outcome. */
 static void
 hits_counted(it_stack *s, const char *outcome, int n)
 {
-	it_resp r;
-	char    url[64], line[128];
+	char line[128];
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics",
-	    s->metrics_port[ASH_SVC_META_INGEST]);
 	snprintf(line, sizeof(line),
 	    "ashoon_meta_webhook_hits_total{outcome=\"%s\"} %d\n", outcome, n);
-	it_http(&r, "GET", url, NULL, NULL, 0);
-	ASH_T_CONTAINS(r.body, line);
-	it_resp_fini(&r);
+	mi_metrics_have(s, line);
 }
 
 ASH_TEST(f6_signature_missing_wrong_or_other_secret_stores_only_a_journal_line)
@@ -303,6 +322,10 @@ ASH_TEST(f6_every_vector_is_stored_with_its_kind)
 	/* Customer messages each got a reply job; echoes did not. */
 	ASH_T_EQ_STR(
 	    q(&s, "SELECT count(*) FROM meta_ingest.reply_jobs"), "7");
+	/* ...and each was announced once. */
+	mi_metrics_have(&s,
+	    "ashoon_events_published_total{topic="
+	    "\"conv.message.in\",ok=\"true\"} 7\n");
 	/* Message ids are UUIDv7: version 7, variant 10, and the time of
 	 * their insert in the first 48 bits
 	 * (migrations/0006_ingest_overlap.sql, routines/uuid_v7.sql); a job

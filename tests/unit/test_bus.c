@@ -524,6 +524,52 @@ ASH_TEST(coalesced_requests_share_one_frame_and_each_gets_its_reply)
 	ash_metrics_free(reg);
 }
 
+/* Echoes, except "fail", which is answered not found. */
+static void
+h_echo_or_fail(ash_bus_call *call, void *arg)
+{
+	const ash_request *req  = ash_bus_call_req(call);
+	const char        *data = ash_json_str(req->body, "data");
+
+	((world *) arg)->handled++;
+	if (data != NULL && strcmp(data, "fail") == 0)
+		ash_bus_call_fail(call, ASH_ENOTFOUND, "no such thing");
+	else
+		reply_echo(call);
+}
+
+ASH_TEST(bus_metrics_count_each_status_of_an_op)
+{
+	/* The server keeps an op's counter handle for its last status: an
+	 * op answered 200, 404, 200, ... counts each status on its own. */
+	static const char *data[] = {"a", "fail", "b", "c", "fail", "d"};
+	world              w;
+	slotres            r[6] = {0};
+	ash_metrics       *reg  = ash_metrics_new();
+	char              *text;
+
+	world_open(&w, 2);
+	ash_bus_server_set_metrics(w.srv, reg);
+	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo_or_fail, &w);
+	ASH_T_OK(ash_bus_server_start(w.srv));
+	wait_peer(&w);
+	for (int i = 0; i < 6; i++)
+		send_coalesced(&w, ASH_OP_SYS_ECHO, data[i], &r[i]);
+	run(&w, 6);
+	ASH_T_EQ_INT(r[1].status, 404);
+	ASH_T_EQ_INT(r[2].status, 200);
+	text = ash_metrics_render(reg);
+	ASH_T_CONTAINS(text,
+	    "ashoon_bus_requests_total{op=\"sys.echo\",status=\"200\"} 4\n");
+	ASH_T_CONTAINS(text,
+	    "ashoon_bus_requests_total{op=\"sys.echo\",status=\"404\"} 2\n");
+	ASH_T_CONTAINS(
+	    text, "ashoon_bus_request_seconds_count{op=\"sys.echo\"} 6\n");
+	free(text);
+	world_close(&w);
+	ash_metrics_free(reg);
+}
+
 ASH_TEST(lone_coalescing_request_goes_as_a_plain_envelope)
 {
 	world        w;
@@ -820,6 +866,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(request_reply_round_trip),
     ASH_TEST_ENTRY(server_gone_under_a_request_fails_it_at_once),
     ASH_TEST_ENTRY(client_close_cancels_outstanding_requests),
     ASH_TEST_ENTRY(coalesced_requests_share_one_frame_and_each_gets_its_reply),
+    ASH_TEST_ENTRY(bus_metrics_count_each_status_of_an_op),
     ASH_TEST_ENTRY(lone_coalescing_request_goes_as_a_plain_envelope),
     ASH_TEST_ENTRY(
         coalesced_requests_wait_while_two_frames_are_out_then_go_as_one),
