@@ -483,19 +483,30 @@ send_coalesced(world *w, int op, const char *data, slotres *out)
 	send_coalesced_by(w, op, data, 3000, out);
 }
 
+/* A world whose server counts into a new registry and answers sys.echo
+ * with h; ready once the client sees it. */
+static ash_metrics *
+world_open_counted(world *w, int slots, ash_bus_handler h, int delay_ms)
+{
+	ash_metrics *reg = ash_metrics_new();
+
+	world_open(w, slots);
+	ash_bus_server_set_metrics(w->srv, reg);
+	w->delay_ms = delay_ms;
+	ash_bus_server_handle(w->srv, ASH_OP_SYS_ECHO, h, w);
+	ASH_T_OK(ash_bus_server_start(w->srv));
+	wait_peer(w);
+	return reg;
+}
+
 ASH_TEST(coalesced_requests_share_one_frame_and_each_gets_its_reply)
 {
-	world        w;
-	slotres      r[6] = {0};
-	ash_metrics *reg  = ash_metrics_new();
-	char        *text, data[16];
+	world   w;
+	slotres r[6] = {0};
+	char   *text, data[16];
+	/* Delayed: replies end out of order with the others'. */
+	ash_metrics *reg = world_open_counted(&w, 2, h_echo, 20);
 
-	world_open(&w, 2);
-	ash_bus_server_set_metrics(w.srv, reg);
-	w.delay_ms = 20; /* replies end out of order with the others' */
-	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
-	ASH_T_OK(ash_bus_server_start(w.srv));
-	wait_peer(&w);
 	for (int i = 0; i < 5; i++) {
 		snprintf(data, sizeof(data), "d%d", i);
 		send_coalesced(&w, ASH_OP_SYS_ECHO, data, &r[i]);
@@ -545,14 +556,9 @@ ASH_TEST(bus_metrics_count_each_status_of_an_op)
 	static const char *data[] = {"a", "fail", "b", "c", "fail", "d"};
 	world              w;
 	slotres            r[6] = {0};
-	ash_metrics       *reg  = ash_metrics_new();
+	ash_metrics       *reg  = world_open_counted(&w, 2, h_echo_or_fail, 0);
 	char              *text;
 
-	world_open(&w, 2);
-	ash_bus_server_set_metrics(w.srv, reg);
-	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo_or_fail, &w);
-	ASH_T_OK(ash_bus_server_start(w.srv));
-	wait_peer(&w);
 	for (int i = 0; i < 6; i++)
 		send_coalesced(&w, ASH_OP_SYS_ECHO, data[i], &r[i]);
 	run(&w, 6);
@@ -574,14 +580,9 @@ ASH_TEST(lone_coalescing_request_goes_as_a_plain_envelope)
 {
 	world        w;
 	slotres      r   = {0};
-	ash_metrics *reg = ash_metrics_new();
+	ash_metrics *reg = world_open_counted(&w, 2, h_echo, 0);
 	char        *text;
 
-	world_open(&w, 2);
-	ash_bus_server_set_metrics(w.srv, reg);
-	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
-	ASH_T_OK(ash_bus_server_start(w.srv));
-	wait_peer(&w);
 	send_coalesced(&w, ASH_OP_SYS_ECHO, "solo", &r);
 	run(&w, 1);
 	ASH_T_EQ_STR(r.body, "{\"data\":\"solo\"}");
@@ -628,19 +629,14 @@ ASH_TEST(coalesced_requests_wait_while_two_frames_are_out_then_go_as_one)
 	world   w;
 	slotres r[4] = {0};
 	/* 60 ms apart, so a slow loop turn does not merge two sends. */
-	timed_send   t[4] = {{.at_ms = 0, .timeout_ms = 3000},
-	      {.at_ms = 60, .timeout_ms = 3000},
-	      {.at_ms = 120, .timeout_ms = 3000},
-	      {.at_ms = 180, .timeout_ms = 3000}};
-	ash_metrics *reg  = ash_metrics_new();
+	timed_send t[4] = {{.at_ms = 0, .timeout_ms = 3000},
+	    {.at_ms = 60, .timeout_ms = 3000},
+	    {.at_ms = 120, .timeout_ms = 3000},
+	    {.at_ms = 180, .timeout_ms = 3000}};
+	/* Four slots: the server could take all four at once. */
+	ash_metrics *reg = world_open_counted(&w, 4, h_echo, 400);
 	char        *text;
 
-	world_open(&w, 4); /* the server could take all four at once */
-	ash_bus_server_set_metrics(w.srv, reg);
-	w.delay_ms = 400;
-	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
-	ASH_T_OK(ash_bus_server_start(w.srv));
-	wait_peer(&w);
 	schedule_sends(&w, t, r, 4);
 	run(&w, 4);
 	for (int i = 0; i < 4; i++) {
