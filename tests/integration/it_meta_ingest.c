@@ -191,16 +191,24 @@ ASH_TEST(f6_verification_handshake_echoes_the_challenge)
 	it_stack_fini(&s);
 }
 
+/* meta-ingest's metrics, from its private listener (it_resp_fini r). */
+static void
+mi_metrics_get(it_stack *s, it_resp *r)
+{
+	char url[64];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics",
+	    s->metrics_port[ASH_SVC_META_INGEST]);
+	it_http(r, "GET", url, NULL, NULL, 0);
+}
+
 /* meta-ingest's metrics have line. */
 static void
 mi_metrics_have(it_stack *s, const char *line)
 {
 	it_resp r;
-	char    url[64];
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics",
-	    s->metrics_port[ASH_SVC_META_INGEST]);
-	it_http(&r, "GET", url, NULL, NULL, 0);
+	mi_metrics_get(s, &r);
 	ASH_T_CONTAINS(r.body, line);
 	it_resp_fini(&r);
 }
@@ -1789,16 +1797,14 @@ ASH_TEST(f6_a_stuck_commit_does_not_hold_back_another_conversation)
 static void
 waiting_reaches(it_stack *s, int n)
 {
-	char url[64], line[64];
+	char line[64];
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics",
-	    s->metrics_port[ASH_SVC_META_INGEST]);
 	snprintf(line, sizeof(line), "ashoon_meta_webhook_waiting %d\n", n);
 	for (int i = 0; i < 500; i++) {
 		it_resp r;
 		bool    seen;
 
-		it_http(&r, "GET", url, NULL, NULL, 0);
+		mi_metrics_get(s, &r);
 		seen = r.body != NULL && strstr(r.body, line) != NULL;
 		it_resp_fini(&r);
 		if (seen)

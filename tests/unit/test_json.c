@@ -384,9 +384,6 @@ rnd_item(int depth)
 	}
 }
 
-/* Over 20,000 generated documents (every kind of item, nesting, numbers of
- * every magnitude and bit pattern, strings with every escape and byte),
- * ash_json_render writes exactly what cJSON_PrintUnformatted writes. */
 /* A string is given room for its plain length only, and grows at each
  * escape: long strings that are mostly escapes (up to six bytes for one)
  * cross the buffer's growth inside the string, at every offset. */
@@ -413,6 +410,9 @@ ASH_TEST(render_grows_inside_long_escaped_strings)
 	}
 }
 
+/* Over 20,000 generated documents (every kind of item, nesting, numbers of
+ * every magnitude and bit pattern, strings with every escape and byte),
+ * ash_json_render writes exactly what cJSON_PrintUnformatted writes. */
 ASH_TEST(render_matches_cjson_over_generated_documents)
 {
 	int numbers = 0;
