@@ -39,24 +39,6 @@ unlock_schema(PGconn *c)
 	PQfinish(c);
 }
 
-/* Waits until a query of role is blocked on a lock. */
-static void
-wait_blocked(it_stack *s, const char *role)
-{
-	char sql[300];
-
-	snprintf(sql, sizeof(sql),
-	    "SELECT count(*) FROM pg_stat_activity WHERE usename = '%s' "
-	    "AND wait_event_type = 'Lock'",
-	    role);
-	for (int i = 0; i < 500; i++) {
-		if (strcmp(it_pg_exec(s->dsn, sql), "0") != 0)
-			return;
-		usleep(10000);
-	}
-	ASH_T_FAILF("%s never blocked on the lock", role);
-}
-
 typedef struct bg_call {
 	it_stack *s;
 	char      path[128];
@@ -97,7 +79,7 @@ ASH_TEST(sigterm_lets_an_inflight_request_finish)
 	it_tenant_create(&s, "T", id, key);
 	PGconn *lock = lock_schema(&s, "meta_ingest");
 	bg_start(&b, &s, "/api/v1/sys/meta-ingest/info", key);
-	wait_blocked(&s, "ashoon_meta_ingest");
+	it_pg_wait_lock(s.dsn, "ashoon_meta_ingest");
 	it_proc_signal(s.procs[ASH_SVC_META_INGEST], SIGTERM);
 	/* Draining, not gone: it waits for the request it is serving. */
 	ASH_T_EQ_INT(it_proc_wait(s.procs[ASH_SVC_META_INGEST], 500), -1);
@@ -190,7 +172,7 @@ send_and_hang_up(it_stack *s, const char *path, const char *key)
 	    "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
 	    path, key);
 	ASH_T_TRUE(write(fd, req, strlen(req)) == (ssize_t) strlen(req));
-	wait_blocked(s, "ashoon_dsar_handler");
+	it_pg_wait_lock(s->dsn, "ashoon_dsar_handler");
 	close(fd);
 }
 
@@ -257,7 +239,7 @@ ASH_TEST(gateway_drain_closes_keepalive_connections_after_answering)
 	/* A slow request keeps the gateway draining... */
 	PGconn *lock = lock_schema(&s, "meta_ingest");
 	bg_start(&b, &s, "/api/v1/sys/meta-ingest/info", key);
-	wait_blocked(&s, "ashoon_meta_ingest");
+	it_pg_wait_lock(s.dsn, "ashoon_meta_ingest");
 	it_proc_signal(s.procs[ASH_SVC_GATEWAY], SIGTERM);
 	it_proc_wait_log(
 	    s.procs[ASH_SVC_GATEWAY], "\"id\":\"SHUTDOWN\"", 5000);

@@ -1683,21 +1683,6 @@ bg_post_run(void *arg)
 	return NULL;
 }
 
-static void
-wait_locked(const char *admin)
-{
-	for (int i = 0; i < 500; i++) {
-		if (strcmp(it_pg_exec(admin,
-		               "SELECT count(*) FROM pg_stat_activity WHERE "
-		               "usename = 'ashoon_meta_ingest' AND "
-		               "wait_event_type = 'Lock'"),
-		        "0") != 0)
-			return;
-		usleep(10000);
-	}
-	ASH_T_FAILF("the ingest never waited for the lock");
-}
-
 typedef struct bg_json {
 	it_stack    *s;
 	const char  *json;
@@ -1745,7 +1730,7 @@ stuck_commit(it_stack *s, const char *t, bg_json *a)
 	a->json = ENV("{" FROM_C ",\"timestamp\":2000,\"message\":{"
 	              "\"mid\":\"a2\",\"text\":\"a again\"}}");
 	pthread_create(&a->t, NULL, bg_json_run, a);
-	wait_locked(s->dsn);
+	it_pg_wait_lock(s->dsn, "ashoon_meta_ingest");
 	return lock;
 }
 
@@ -1922,7 +1907,7 @@ ASH_TEST(f6_postgres_down_mid_post_gives_5xx_and_redelivery_is_stored_once)
 	    "ACCESS EXCLUSIVE MODE"));
 	b = (bg_post) {&s, 0, 0};
 	pthread_create(&b.t, NULL, bg_post_run, &b);
-	wait_locked(dsn);
+	it_pg_wait_lock(dsn, "ashoon_meta_ingest");
 	/* ...and take Postgres away under it, as a crash does. A fast
 	 * shutdown would not do: it ends the lock's holder first, and the
 	 * waiting commit sometimes went through before its own end came

@@ -36,6 +36,10 @@ const char *it_pg_exec(const char *dsn, const char *sql);
 /* Same, but returns the error SQLSTATE ("" on success). */
 const char *it_pg_try(const char *dsn, const char *sql);
 
+/* Waits up to 5 s until a query of role waits for a lock
+ * (pg_stat_activity, asked through dsn); fails the case if none does. */
+void it_pg_wait_lock(const char *dsn, const char *role);
+
 /* A DSN for dsn's database as another user. */
 void it_dsn_as(const char *dsn, const char *user, char *out, size_t cap);
 

@@ -83,6 +83,23 @@ it_pg_try(const char *dsn, const char *sql)
 	return r;
 }
 
+void
+it_pg_wait_lock(const char *dsn, const char *role)
+{
+	char sql[300];
+
+	snprintf(sql, sizeof(sql),
+	    "SELECT count(*) FROM pg_stat_activity WHERE usename = '%s' "
+	    "AND wait_event_type = 'Lock'",
+	    role);
+	for (int i = 0; i < 500; i++) {
+		if (strcmp(it_pg_exec(dsn, sql), "0") != 0)
+			return;
+		usleep(10000);
+	}
+	ASH_T_FAILF("%s never waited for a lock", role);
+}
+
 static void
 it_drop_dbs(void)
 {
