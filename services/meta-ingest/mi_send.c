@@ -124,7 +124,10 @@ on_inserted(void *arg, ash_err rv, const PGresult *res)
 }
 
 /* Writes the outbound row (and, when queued, the NOTIFY that wakes every
- * replica's sender at commit) in one statement. */
+ * replica's sender at commit) in one statement. The conversation's row is
+ * share-locked, so that a delete of it waits for this insert or leaves it
+ * nothing to insert into (no foreign key checks it: 0011_thread_lock.sql).
+ */
 static void
 send_insert(scall *c)
 {
@@ -136,6 +139,7 @@ send_insert(scall *c)
 	    "SELECT v.tenant_id, v.channel_id, v.id, 'out', $3, $4, "
 	    "$5::jsonb, $6, $7, $8, $7 = 'ai', now(), $9, $10, $11, $12, $13 "
 	    "FROM conversations v WHERE v.id = $1 AND v.tenant_id = $2 "
+	    "FOR KEY SHARE OF v "
 	    "ON CONFLICT (conversation_id, client_id) WHERE client_id IS NOT "
 	    "NULL "
 	    "DO NOTHING "

@@ -980,6 +980,51 @@ ASH_TEST(f6_journal_lists_a_batch_through_one_span_per_tenant)
 	it_stack_fini(&s);
 }
 
+/* Hits of one batch that name the same page are each listed by their own
+ * object and signature (ingest_batch() works a set of pages out once for
+ * the hits that name it alike): a signed Messenger hit for the tenant
+ * whose Page it is, a signed Instagram one for nobody (the page is not
+ * connected as an Instagram account), an unsigned one for every tenant
+ * that has had the page, a disconnected channel's included; a signed
+ * hit naming another page for that page's tenant. */
+ASH_TEST(f6_journal_lists_each_hit_of_a_page_by_its_object_and_signature)
+{
+	it_stack s;
+	char     t[64], k[128], t2[64], k2[128], sql[512];
+
+	start(&s, "mi_jsets", t, k);
+	it_tenant_create(&s, "Other", t2, k2);
+	channel(&s, t2, "messenger", PAGE);
+	q(&s, "UPDATE meta_ingest.channels SET disconnected_at = now()");
+	channel(&s, t, "messenger", PAGE);
+	channel(&s, t2, "messenger", "104857600000002");
+	ASH_T_EQ_STR(
+	    q(&s,
+	        "SET search_path = meta_ingest; SELECT "
+	        "ingest_batch('{\"app_id\": \"\", \"hits\": [" HIT(
+	            0, "valid", "page", "\"" PAGE "\"", "stored") ", " HIT(1,
+	            "valid", "instagram", "\"" PAGE "\"", "stored") ", " HIT(2,
+	            "invalid", "page", "\"" PAGE "\"", "rejected") ", " HIT(3,
+	            "valid", "page", "\"" PAGE "\"", "stored") ", " HIT(4,
+	            "valid", "page", "\"104857600000002\"",
+	            "stored") "], \"events\": [" MSG(0, "page", PAGE,
+	            "61") ", " MSG(3, "page", PAGE, "61") "]}') "
+	                                                  "IS NOT NULL"),
+	    "t");
+	snprintf(sql, sizeof(sql),
+	    "SELECT string_agg(outcome || ':' || coalesce((SELECT "
+	    "string_agg(CASE x WHEN '%s' THEN 'us' WHEN '%s' THEN 'other' "
+	    "END, '+' ORDER BY x = '%s' DESC) FROM unnest(tenant_ids) x), "
+	    "''), ',' ORDER BY id) FROM meta_ingest.journal",
+	    t, t2, t);
+	ASH_T_EQ_STR(q(&s, sql),
+	    "stored:us,unknown_channel:,rejected:us+other,stored:us,"
+	    "stored:other");
+	journal_lists(&s, k, t, 3);
+	journal_lists(&s, k2, t2, 2);
+	it_stack_fini(&s);
+}
+
 /* Appends dir's *.sql files (sorted by name) to m from m[n], as versions
  * up to upto, or as routines (version 0) when upto is 0; returns the new
  * count. m has room for 32. */
@@ -1702,6 +1747,10 @@ bg_json_run(void *arg)
 #define FROM_43 \
 	"\"sender\":{\"id\":\"43\"},\"recipient\":{\"id\":\"" PAGE "\"}"
 
+#define POST_A2                                                    \
+	ENV("{" FROM_C ",\"timestamp\":2000,\"message\":{\"mid\":" \
+	    "\"a2\",\"text\":\"a again\"}}")
+
 /* Customers 42 and 43 each with a thread, then 42's thread row held by a
  * transaction of its own (returned: COMMIT and PQfinish it), and a POST for
  * 42 started in the background (in a): its commit waits for the row. */
@@ -1727,8 +1776,7 @@ stuck_commit(it_stack *s, const char *t, bg_json *a)
 	    "JOIN meta_ingest.participants p ON p.id = v.participant_id "
 	    "WHERE p.external_id = '42' FOR UPDATE OF v"));
 	a->s    = s;
-	a->json = ENV("{" FROM_C ",\"timestamp\":2000,\"message\":{"
-	              "\"mid\":\"a2\",\"text\":\"a again\"}}");
+	a->json = POST_A2;
 	pthread_create(&a->t, NULL, bg_json_run, a);
 	it_pg_wait_lock(s->dsn, "ashoon_meta_ingest");
 	return lock;
@@ -1822,6 +1870,57 @@ ASH_TEST(f6_a_long_queue_waits_for_the_running_commit)
 	unstick(&s, lock, &a, &b);
 	ASH_T_EQ_INT(before, 0);
 	waiting_reaches(&s, 0);
+	it_stack_fini(&s);
+}
+
+/* A conversation deleted while a batch for it is being stored (no foreign
+ * key checks a message's conversation since 0011_thread_lock.sql; the
+ * batch share-locks its threads instead): the batch waits for the delete,
+ * then fails, and its POST is answered 500. Nothing is written into the
+ * deleted thread, and Meta's redelivery is stored once, in a new one. */
+ASH_TEST(p16_a_conversation_deleted_under_a_batch_gets_none_of_it)
+{
+	it_stack s;
+	char     t[64], k[128];
+	bg_json  a = {0};
+	PGconn  *del;
+
+	start(&s, "mi_delrace", t, k);
+	channel(&s, t, "messenger", PAGE);
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":1000,"
+	                     "\"message\":{\"mid\":\"a1\","
+	                     "\"text\":\"a\"}}")),
+	    200);
+	/* The person's delete, cascading to the conversation and its
+	 * messages, held open. */
+	del = PQconnectdb(s.dsn);
+	PQclear(PQexec(del,
+	    "BEGIN; DELETE FROM meta_ingest.participants "
+	    "WHERE external_id = '42'"));
+	a.s    = &s;
+	a.json = POST_A2;
+	pthread_create(&a.t, NULL, bg_json_run, &a);
+	it_pg_wait_lock(s.dsn, "ashoon_meta_ingest");
+	PQclear(PQexec(del, "COMMIT"));
+	PQfinish(del);
+	pthread_join(a.t, NULL);
+	ASH_T_EQ_INT(a.status, 500);
+	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.messages"), "0");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT outcome FROM meta_ingest.journal "
+	                 "ORDER BY id DESC LIMIT 1"),
+	    "failed");
+	ASH_T_EQ_INT(post_json(&s, POST_A2), 200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT string_agg(m.mid, ',') FROM "
+	                 "meta_ingest.messages m JOIN "
+	                 "meta_ingest.conversations v ON v.id = "
+	                 "m.conversation_id JOIN meta_ingest.participants p "
+	                 "ON p.id = v.participant_id WHERE p.external_id = "
+	                 "'42'"),
+	    "a2");
+	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.messages"), "1");
 	it_stack_fini(&s);
 }
 
@@ -1962,6 +2061,8 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
         f6_journal_pages_back_and_is_purged_with_its_listing_after_its_days),
     ASH_TEST_ENTRY(f6_journal_lists_a_batch_through_one_span_per_tenant),
     ASH_TEST_ENTRY(
+        f6_journal_lists_each_hit_of_a_page_by_its_object_and_signature),
+    ASH_TEST_ENTRY(
         f6_upgrades_from_0008_keep_older_hits_listed_and_ingest_working),
     ASH_TEST_ENTRY(conv_list_pages_through_every_conversation_once),
     ASH_TEST_ENTRY(
@@ -1975,6 +2076,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(f2_new_inbound_message_is_announced_after_commit),
     ASH_TEST_ENTRY(f6_a_stuck_commit_does_not_hold_back_another_conversation),
     ASH_TEST_ENTRY(f6_a_long_queue_waits_for_the_running_commit),
+    ASH_TEST_ENTRY(p16_a_conversation_deleted_under_a_batch_gets_none_of_it),
     ASH_TEST_ENTRY(
         f6_a_second_batch_for_a_thread_waits_only_at_the_thread_lock),
     ASH_TEST_ENTRY(

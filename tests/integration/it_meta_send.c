@@ -14,6 +14,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -890,6 +891,60 @@ ASH_TEST(disconnected_channel_refuses_new_and_fails_queued_messages)
 	world_stop(&w);
 }
 
+typedef struct bg_send {
+	world    *w;
+	it_resp   r;
+	long      status;
+	pthread_t t;
+} bg_send;
+
+static void *
+bg_send_run(void *arg)
+{
+	bg_send *b = arg;
+
+	b->status =
+	    send_msg(b->w, b->w->key, "{\"text\":\"Too late\"}", &b->r);
+	return NULL;
+}
+
+/* The conversation deleted while an agent's message to it is being
+ * written: no foreign key checks a message's conversation since
+ * 0011_thread_lock.sql; the insert share-locks the conversation instead,
+ * so it waits for the delete and then has nothing to write into. The
+ * agent is told there is no such conversation, and nothing is stored or
+ * sent. */
+ASH_TEST(p16_a_conversation_deleted_under_a_send_gets_no_message)
+{
+	world   w;
+	bg_send b = {0};
+	PGconn *del;
+	int     n;
+	char    sql[160];
+
+	messenger_world(&w, "send_deleted", "1 hour", NULL);
+	del = PQconnectdb(w.s.dsn);
+	snprintf(sql, sizeof(sql),
+	    "BEGIN; DELETE FROM meta_ingest.conversations WHERE id = '%s'",
+	    w.conv);
+	PQclear(PQexec(del, sql));
+	b.w = &w;
+	pthread_create(&b.t, NULL, bg_send_run, &b);
+	it_pg_wait_lock(w.s.dsn, "ashoon_meta_ingest");
+	PQclear(PQexec(del, "COMMIT"));
+	PQfinish(del);
+	pthread_join(b.t, NULL);
+	ASH_T_EQ_INT(b.status, 404);
+	ASH_T_TRUE(b.r.body != NULL &&
+	    strstr(b.r.body, "no such conversation") != NULL);
+	it_resp_fini(&b.r);
+	ASH_T_EQ_STR(q(&w, "SELECT count(*) FROM meta_ingest.messages"), "0");
+	usleep(300 * 1000);
+	cJSON_Delete(calls(&w, "/messages", &n));
+	ASH_T_EQ_INT(n, 0);
+	world_stop(&w);
+}
+
 ASH_TEST_MAIN(
     ASH_TEST_ENTRY(p1_ai_reply_is_marked_and_goes_within_24h_as_response),
     ASH_TEST_ENTRY(human_reply_after_30h_goes_with_human_agent_tag),
@@ -905,4 +960,5 @@ ASH_TEST_MAIN(
     ASH_TEST_ENTRY(handover_passes_thread_to_page_inbox_and_takes_it_back),
     ASH_TEST_ENTRY(sigterm_during_a_send_waits_until_it_is_recorded),
     ASH_TEST_ENTRY(grace_running_out_mid_send_exits_cleanly_and_keeps_the_row),
-    ASH_TEST_ENTRY(disconnected_channel_refuses_new_and_fails_queued_messages))
+    ASH_TEST_ENTRY(disconnected_channel_refuses_new_and_fails_queued_messages),
+    ASH_TEST_ENTRY(p16_a_conversation_deleted_under_a_send_gets_no_message))

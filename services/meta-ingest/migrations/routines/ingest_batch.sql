@@ -20,7 +20,7 @@
 -- applied again when it changes. A change it cannot make alone (a new
 -- return type, a new type it uses) goes in a migration, which runs first.
 -- Why each part is the way it is: the migrations that changed it, 0002,
--- 0005, 0006, 0008, 0009 and 0010.
+-- 0005, 0006, 0008, 0009, 0010 and 0011.
 
 -- Generic plans only: each call re-planned several of its statements (in
 -- auto mode, a statement whose generic plan is estimated dearer than its
@@ -42,6 +42,8 @@ DECLARE
     people    int;
     blocks    bigint[];
     th        ingest_thread[];
+    want      int;
+    locked    int;
 BEGIN
     -- The events, their types, and their threads, those not stored yet
     -- first (0010_ingest_instructions.sql, 1.).
@@ -62,6 +64,7 @@ BEGIN
                          AND v.participant_id = p.id
                   ORDER BY v.id NULLS FIRST)
       INTO ev, types, th;
+    want := cardinality(th);
 
     -- People and threads first: everything else hangs off them. Only
     -- those not stored yet go through ON CONFLICT (0006_ingest_overlap.sql,
@@ -94,6 +97,20 @@ BEGIN
                                  AND p.external_id = t.customer
               JOIN conversations v ON v.channel_id = t.channel_id
                                   AND v.participant_id = p.id);
+    END IF;
+
+    -- The threads' rows share-locked before anything is written into
+    -- them, as a foreign key's check did per message (0011_thread_lock.sql):
+    -- a thread deleted since it was resolved fails the batch, and its hits
+    -- are tried again alone.
+    PERFORM 1 FROM conversations v
+     WHERE v.id = ANY (ARRAY(SELECT t.conversation_id FROM unnest(th) t))
+     ORDER BY v.id
+       FOR KEY SHARE;
+    GET DIAGNOSTICS locked = ROW_COUNT;
+    IF locked < want THEN
+        RAISE EXCEPTION 'a conversation was deleted while its messages were being stored'
+              USING ERRCODE = 'foreign_key_violation';
     END IF;
 
     -- Echoes of our own sends complete the row the sender wrote.
@@ -229,29 +246,40 @@ BEGIN
                     n int, received_ms bigint, signature text,
                     object text, page_ids jsonb, entries int, events int,
                     kinds jsonb, bytes int, raw text, outcome text)) x
-    ), t AS (
-        -- Its pages, the tenants that have them connected (by the index
-        -- on live channels), and the tenants it is listed for. OFFSET 0
-        -- keeps each subquery whole: flattened into this one, its arrays
-        -- were computed again wherever they are named (the pages three
-        -- times a hit, the connected tenants twice).
-        SELECT x.n, x.outcome, x.pages, x.connected,
+    ), g AS (
+        -- Each set of pages that hits name, once (a batch's hits mostly
+        -- name the same Page): its pages, the tenants that have them
+        -- connected (by the index on live channels), and the tenants a hit
+        -- naming them is listed for. OFFSET 0 keeps each subquery whole:
+        -- flattened into this one, its arrays were computed again
+        -- wherever they are named (the pages three times, the connected
+        -- tenants twice).
+        SELECT x.object, x.signature, x.page_ids, x.pages, x.connected,
                CASE WHEN x.signature = 'valid' THEN x.connected
                     ELSE ARRAY(SELECT DISTINCT c.tenant_id FROM channels c
                                 WHERE c.external_id = ANY (x.pages)) END
                    AS tenants
-        FROM (SELECT h.n, h.outcome, h.signature, p.pages,
+        FROM (SELECT k.object, k.signature, k.page_ids, p.pages,
                      ARRAY(SELECT DISTINCT c.tenant_id FROM channels c
-                            WHERE c.kind = CASE h.object
+                            WHERE c.kind = CASE k.object
                                                WHEN 'page' THEN 'messenger'
                                                ELSE 'instagram' END
                               AND c.external_id = ANY (p.pages)
                               AND c.disconnected_at IS NULL) AS connected
-                FROM h, LATERAL (SELECT ARRAY(
-                            SELECT jsonb_array_elements_text(
-                                coalesce(h.page_ids, '[]'))) AS pages
-                                 OFFSET 0) p
+                FROM (SELECT DISTINCT coalesce(h.object, '') AS object,
+                             coalesce(h.signature, '') AS signature,
+                             coalesce(h.page_ids, '[]') AS page_ids
+                        FROM h) k,
+                     LATERAL (SELECT ARRAY(
+                            SELECT jsonb_array_elements_text(k.page_ids))
+                                AS pages OFFSET 0) p
               OFFSET 0) x
+    ), t AS (
+        -- Each hit with its set's pages and tenants.
+        SELECT h.n, h.outcome, g.pages, g.connected, g.tenants
+        FROM h JOIN g ON g.object = coalesce(h.object, '')
+                     AND g.signature = coalesce(h.signature, '')
+                     AND g.page_ids = coalesce(h.page_ids, '[]')
     ), n AS (
         -- New messages per hit (by the mids each hit carried). A mid
         -- that several hits of the batch carried (a redelivery arriving
