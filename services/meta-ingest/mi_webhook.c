@@ -276,10 +276,13 @@ reply_stored(mi_batch *b, hit *h, const cJSON *row)
 static void
 batch_committed(mi_batch *b, hit *list, int count, const PGresult *res)
 {
-	const cJSON **rows;
-	cJSON        *result = NULL;
-	int           n = 0, people = 0;
-	int64_t       now = ash_now_ms();
+	const cJSON  **rows;
+	cJSON         *result = NULL;
+	int            n = 0, people = 0;
+	int64_t        now     = ash_now_ms();
+	ash_histogram *latency = ash_metrics_histogram(
+	    ash_svc_metrics(b->mi->svc), "ashoon_meta_webhook_commit_seconds",
+	    "Webhook POST arrival to commit", NULL, NULL, 0);
 
 	if (ash_json_parse(PQgetvalue(res, 0, 0),
 	        (size_t) PQgetlength(res, 0, 0), &result) != ASH_OK)
@@ -288,10 +291,7 @@ batch_committed(mi_batch *b, hit *list, int count, const PGresult *res)
 	for (hit *h = list, *next; h != NULL; h = next, n++) {
 		next = h->next;
 		ash_histogram_observe(
-		    ash_metrics_histogram(ash_svc_metrics(b->mi->svc),
-		        "ashoon_meta_webhook_commit_seconds",
-		        "Webhook POST arrival to commit", NULL, NULL, 0),
-		    (double) (now - h->t0) / 1000.0);
+		    latency, (double) (now - h->t0) / 1000.0);
 		reply_stored(b, h, rows[n]);
 		hit_free(h);
 	}

@@ -334,6 +334,8 @@ ASH_TEST(f6_every_vector_is_stored_with_its_kind)
 	mi_metrics_have(&s,
 	    "ashoon_events_published_total{topic="
 	    "\"conv.message.in\",ok=\"true\"} 7\n");
+	/* Each POST's time to its commit observed once. */
+	mi_metrics_have(&s, "ashoon_meta_webhook_commit_seconds_count 9\n");
 	/* Message ids are UUIDv7: version 7, variant 10, and the time of
 	 * their insert in the first 48 bits
 	 * (migrations/0006_ingest_overlap.sql, routines/uuid_v7.sql); a job
