@@ -1875,6 +1875,51 @@ ASH_TEST(f6_a_long_queue_waits_for_the_running_commit)
 	it_stack_fini(&s);
 }
 
+/* A trigger that runs when a transaction writing the message mid commits
+ * (deferred): on_commit is its PL/pgSQL, run there. */
+static void
+at_commit_of(it_stack *s, const char *mid, const char *on_commit)
+{
+	char sql[1024];
+
+	snprintf(sql, sizeof(sql),
+	    "CREATE FUNCTION meta_ingest.at_commit() RETURNS trigger "
+	    "LANGUAGE plpgsql AS $$ BEGIN IF NEW.mid = '%s' THEN %s END IF; "
+	    "RETURN NULL; END $$; "
+	    "CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON "
+	    "meta_ingest.messages DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+	    "EXECUTE FUNCTION meta_ingest.at_commit()",
+	    mid, on_commit);
+	q(s, sql);
+}
+
+/* Acknowledged only after commit: a batch whose commit itself fails (here
+ * a deferred check, as a constraint checked at commit would), after its
+ * statements succeeded, has stored nothing, and its POST is not answered
+ * 200: it is tried again alone and, failing again, answered 500 and
+ * journaled with its body. */
+ASH_TEST(f6_a_batch_failing_at_commit_stores_nothing)
+{
+	it_stack s;
+	char     t[64], k[128];
+
+	start(&s, "mi_commitfail", t, k);
+	channel(&s, t, "messenger", PAGE);
+	at_commit_of(&s, "a2", "RAISE EXCEPTION 'refused at commit';");
+	ASH_T_EQ_INT(post_json(&s, POST_A2), 500);
+	ASH_T_EQ_INT(post_json(&s, POST_B2), 200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT string_agg(mid, ',' ORDER BY mid) "
+	                 "FROM meta_ingest.messages"),
+	    "b2");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT count(*) FROM meta_ingest.journal WHERE "
+	                 "outcome = 'failed' AND position('a again' in "
+	                 "convert_from(raw, 'UTF8')) > 0"),
+	    "1");
+	it_stack_fini(&s);
+}
+
 /* A conversation deleted while a batch for it is being stored (no foreign
  * key checks a message's conversation since 0011_thread_lock.sql; the
  * batch share-locks its threads instead): the batch waits for the delete,
@@ -2078,6 +2123,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(f2_new_inbound_message_is_announced_after_commit),
     ASH_TEST_ENTRY(f6_a_stuck_commit_does_not_hold_back_another_conversation),
     ASH_TEST_ENTRY(f6_a_long_queue_waits_for_the_running_commit),
+    ASH_TEST_ENTRY(f6_a_batch_failing_at_commit_stores_nothing),
     ASH_TEST_ENTRY(p16_a_conversation_deleted_under_a_batch_gets_none_of_it),
     ASH_TEST_ENTRY(
         f6_a_second_batch_for_a_thread_waits_only_at_the_thread_lock),
