@@ -213,28 +213,48 @@ batch_render(hit *list)
 }
 
 /* conv.message.in for every new inbound message, which is what the
- * result's "new" lists (not echoes, nor the tombstones of unsent messages:
- * migrations/0010_ingest_instructions.sql): wakes ai-router and the inbox
- * (they re-read durable state; a lost event delays nothing that a poll
- * would not catch). */
+ * result's "announce" lists (not echoes, nor the tombstones of unsent
+ * messages: migrations/0010_ingest_instructions.sql), a line each of five
+ * words: tenant, conversation, message, the message's kind, the channel's
+ * kind. Wakes ai-router and the inbox (they re-read durable state; a lost
+ * event delays nothing that a poll would not catch). */
 static void
 publish_new(mi_ctx *mi, const cJSON *result)
 {
-	const cJSON *n;
+	const char *line = ash_json_str(result, "announce");
+	char        w[5][64];
 
-	cJSON_ArrayForEach(n, cJSON_GetObjectItem(result, "new"))
-	{
-		cJSON *b = cJSON_CreateObject();
+	while (line != NULL && *line != '\0') {
+		const char *end = strchr(line, '\n');
+		const char *p   = line;
+		int         n   = 0;
 
-		ash_json_add_str(
-		    b, "conversation_id", ash_json_str(n, "conversation_id"));
-		ash_json_add_str(
-		    b, "message_id", ash_json_str(n, "message_id"));
-		ash_json_add_str(b, "channel", ash_json_str(n, "channel"));
-		ash_json_add_str(b, "kind", ash_json_str(n, "kind"));
-		ash_svc_publish(mi->svc, ASH_TOPIC_CONV_MESSAGE_IN,
-		    ash_json_str(n, "tenant_id"), b);
-		cJSON_Delete(b);
+		if (end == NULL)
+			end = line + strlen(line);
+		while (p < end && n < 5) {
+			size_t len = strcspn(p, " \n");
+
+			if (len >= sizeof(w[0]))
+				break;
+			memcpy(w[n], p, len);
+			w[n++][len] = '\0';
+			p += len + (p[len] == ' ');
+		}
+		if (n == 5 && p >= end) {
+			cJSON *b = cJSON_CreateObject();
+
+			ash_json_add_str(b, "conversation_id", w[1]);
+			ash_json_add_str(b, "message_id", w[2]);
+			ash_json_add_str(b, "channel", w[4]);
+			ash_json_add_str(b, "kind", w[3]);
+			ash_svc_publish(
+			    mi->svc, ASH_TOPIC_CONV_MESSAGE_IN, w[0], b);
+			cJSON_Delete(b);
+		} else {
+			ash_log_warn(NULL, "MI-ANNOUNCE",
+			    "not five words: %.*s", (int) (end - line), line);
+		}
+		line = *end == '\n' ? end + 1 : end;
 	}
 }
 

@@ -1684,6 +1684,15 @@ ASH_TEST(f2_new_inbound_message_is_announced_after_commit)
 	    "'%.36s'",
 	    id + 14);
 	ASH_T_EQ_STR(q(&s, sql), "m_J8s2kQ9v");
+	/* ...in its conversation, with its kind. */
+	const char *conv = strstr(text, "\"conversation_id\":\"");
+	ASH_T_NOT_NULL(conv);
+	snprintf(sql, sizeof(sql),
+	    "SELECT kind FROM meta_ingest.messages WHERE id = '%.36s' AND "
+	    "conversation_id = '%.36s'",
+	    id + 14, conv + 19);
+	ASH_T_EQ_STR(q(&s, sql), "text");
+	ASH_T_CONTAINS(text, "\"kind\":\"text\"");
 	free(text);
 	nng_close(sub);
 	it_stack_fini(&s);

@@ -9,8 +9,10 @@
 --    "events": [{"hit", "object", "page", "customer", "ts_ms", "type",
 --                ... the fields of batch_events() (0002_ingest.sql)}]}
 -- returns (json):
---   {"new":    [{"tenant_id", "conversation_id", "message_id", "kind",
---                "channel"}]  -- the new customer messages, to announce,
+--   {"announce": "TENANT CONVERSATION MESSAGE KIND CHANNEL\n..."
+--                -- the new customer messages, to announce: a line of
+--                -- five words each (the ids, the message's kind, the
+--                -- channel's kind; no word has a space),
 --    "hits":   [{"n", "outcome"}]  -- only those whose outcome it changed
 --                                  (stored -> unknown_channel),
 --    "people": people stored for the first time}
@@ -35,7 +37,7 @@ DECLARE
     our_app   text := coalesce(batch ->> 'app_id', '');
     ev        ingest_event[];
     types     text[];
-    new_rows  json;
+    announce  json;
     new_ch    uuid[];
     new_mid   text[];
     hit_rows  json;
@@ -177,14 +179,18 @@ BEGIN
           AND t.thread_owner = 'us'
     )
     -- What the caller announces, and the keys of all new rows for the
-    -- journal's counts.
-    SELECT coalesce(json_agg(json_build_object(
-               'tenant_id', i.tenant_id, 'conversation_id', i.conversation_id,
-               'message_id', i.id, 'kind', i.kind, 'channel', k.channel_kind))
+    -- journal's counts. Lines of words, not an object a message: the
+    -- objects' keys and the escaping of every character they added cost
+    -- 1.16 M instructions more a call of 64 messages (3.7 %). (During a
+    -- rolling upgrade, a meta-ingest older than this reads no "new" and
+    -- announces nothing: announcements only wake; the jobs are stored.)
+    SELECT to_json(coalesce(string_agg(
+               i.tenant_id || ' ' || i.conversation_id || ' ' || i.id
+                   || ' ' || i.kind || ' ' || k.channel_kind, E'\n')
                FILTER (WHERE i.direction = 'in' AND i.unsent_at IS NULL),
-               '[]'),
+               '')),
            array_agg(i.channel_id), array_agg(i.mid)
-      INTO new_rows, new_ch, new_mid
+      INTO announce, new_ch, new_mid
       FROM ins i
       JOIN unnest(th) k ON k.conversation_id = i.conversation_id;
 
@@ -388,7 +394,7 @@ BEGIN
          WHERE e.type IN ('delivery', 'read', 'echo');
     END IF;
 
-    RETURN json_build_object('new', new_rows, 'hits', hit_rows,
+    RETURN json_build_object('announce', announce, 'hits', hit_rows,
                               'people', people);
 END;
 $$;
