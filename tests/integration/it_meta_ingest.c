@@ -1027,6 +1027,63 @@ ASH_TEST(f6_journal_lists_each_hit_of_a_page_by_its_object_and_signature)
 	it_stack_fini(&s);
 }
 
+/* An unsend of mid from customer 61, for hit n. */
+#define UNSEND(n, mid)                                                   \
+	"{\"hit\": " #n ", \"object\": \"page\", \"page\": \"" PAGE      \
+	"\", \"customer\": \"61\", \"ts_ms\": 1796000000100, \"type\": " \
+	"\"unsend\", \"mid\": \"" mid "\"}"
+
+/* A message and its unsend in one batch, in either order: only the
+ * tombstone is kept (no content, no reply job, not announced), counted
+ * as new in the first hit that carried the mid, and a redelivery of the
+ * message in the same batch changes nothing; nor does a message that
+ * comes twice in one batch, stored once. */
+ASH_TEST(f6_a_message_and_its_unsend_in_one_batch_keep_no_content)
+{
+	it_stack s;
+	char     t[64], k[128];
+
+	start(&s, "mi_unsend1", t, k);
+	channel(&s, t, "messenger", PAGE);
+	ASH_T_EQ_STR(
+	    q(&s,
+	        "SET search_path = meta_ingest; SELECT (r->>'hits') || ' ' || "
+	        "(r->>'people') || ' ' || array_length(string_to_array("
+	        "r->>'announce', E'\\n'), 1) FROM (SELECT "
+	        "ingest_batch('{\"app_id\": \"\", \"hits\": [" HIT(
+	            0, "valid", "page", "\"" PAGE "\"", "stored") ", " HIT(1,
+	            "valid", "page", "\"" PAGE "\"",
+	            "stored") ", " HIT(2, "valid", "page", "\"" PAGE "\"",
+	            "stored") ", " HIT(3, "valid", "page", "\"" PAGE "\"",
+	            "stored") ", " HIT(4, "valid", "page", "\"" PAGE "\"",
+	            "stored") ", " HIT(5, "valid", "page", "\"" PAGE "\"",
+	            "stored") ", " HIT(6, "valid", "page", "\"" PAGE "\"",
+	            "stored") "], \"events\": [" MSG_MID(0, "page", PAGE, "61",
+	            "first") ", " UNSEND(1, "first") ", " UNSEND(2,
+	            "later") ", " MSG_MID(3, "page", PAGE, "61",
+	            "later") ", " MSG_MID(4, "page", PAGE, "61",
+	            "first") ", " MSG_MID(5, "page", PAGE, "61",
+	            "twice") ", " MSG_MID(6, "page", PAGE, "61",
+	            "twice") "]}')::jsonb AS r) x"),
+	    "[] 1 1");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT string_agg(mid || ':' || kind || ':' || "
+	                 "coalesce(text, '-') || ':' || (unsent_at IS NOT "
+	                 "NULL), ',' ORDER BY mid) FROM meta_ingest.messages"),
+	    "first:text:-:true,later:text:-:true,twice:text:hi:false");
+	ASH_T_EQ_STR(
+	    q(&s,
+	        "SELECT string_agg(m.mid, ',') FROM "
+	        "meta_ingest.reply_jobs j JOIN meta_ingest.messages m "
+	        "ON m.id = j.message_id"),
+	    "twice");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT string_agg(new_messages::text, ',' ORDER BY "
+	                 "id) FROM meta_ingest.journal"),
+	    "1,0,1,0,0,1,0");
+	it_stack_fini(&s);
+}
+
 /* Appends dir's *.sql files (sorted by name) to m from m[n], as versions
  * up to upto, or as routines (version 0) when upto is 0; returns the new
  * count. m has room for 32. */
@@ -2116,6 +2173,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(
         f6_journal_pages_back_and_is_purged_with_its_listing_after_its_days),
     ASH_TEST_ENTRY(f6_journal_lists_a_batch_through_one_span_per_tenant),
+    ASH_TEST_ENTRY(f6_a_message_and_its_unsend_in_one_batch_keep_no_content),
     ASH_TEST_ENTRY(
         f6_journal_lists_each_hit_of_a_page_by_its_object_and_signature),
     ASH_TEST_ENTRY(
