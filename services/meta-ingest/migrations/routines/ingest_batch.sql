@@ -40,8 +40,6 @@ DECLARE
     announce  json;
     new_ch    uuid[];
     new_mid   text[];
-    gone_ch   uuid[];
-    gone_mid  text[];
     hit_rows  json;
     people    int;
     blocks    bigint[];
@@ -130,39 +128,16 @@ BEGIN
            AND m.channel_id = e.channel_id;
     END IF;
 
-    -- Unsends of messages not stored yet (that overtook their message,
-    -- or came with it in this batch) store an empty tombstone first, so
-    -- that the content, offered next or later, is not kept.
-    IF 'unsend' = ANY (types) THEN
-        WITH ins AS (
-            INSERT INTO messages (
-                tenant_id, channel_id, conversation_id, direction, kind,
-                mid, author, standby, sent_at, state, unsent_at)
-            SELECT e.tenant_id, e.channel_id, t.conversation_id, 'in',
-                   'text', e.mid, 'customer', e.standby, e.ts,
-                   'received', e.ts
-            FROM unnest(ev) e
-            JOIN unnest(th) t ON t.channel_id = e.channel_id
-                             AND t.customer = e.customer
-            WHERE e.type = 'unsend'
-            ON CONFLICT (channel_id, mid) DO NOTHING
-            RETURNING channel_id, mid
-        )
-        SELECT array_agg(i.channel_id), array_agg(i.mid)
-          INTO gone_ch, gone_mid
-          FROM ins i;
-    END IF;
-
     -- Messages: customers' (in), and echoes of what someone else sent
-    -- from Meta's tools (out). A mid seen before, or twice in this batch,
-    -- is stored once (ON CONFLICT; sorting the rows to drop repeats first
-    -- was 0.9 M instructions of a call of 64).
+    -- from Meta's tools (out). A mid seen before is not stored again. An
+    -- unsend that overtook its message stores an empty tombstone first,
+    -- so the content arriving later is not kept.
     WITH rows AS (
         SELECT e.*, t.conversation_id
         FROM unnest(ev) e
         JOIN unnest(th) t ON t.channel_id = e.channel_id
                          AND t.customer = e.customer
-        WHERE e.type IN ('message', 'postback', 'referral')
+        WHERE e.type IN ('message', 'postback', 'referral', 'unsend')
            OR (e.type = 'echo'
                AND our_message_id(e.app_id, our_app, e.metadata) IS NULL)
     ), ins AS (
@@ -170,22 +145,26 @@ BEGIN
             tenant_id, channel_id, conversation_id, direction, kind, text,
             attachments, payload, referral, mid, reply_to_mid,
             reply_to_story, author, author_ref, is_echo, standby, sent_at,
-            state)
-        SELECT
+            state, unsent_at)
+        SELECT DISTINCT ON (r.channel_id, r.mid)
             r.tenant_id, r.channel_id, r.conversation_id,
             CASE WHEN r.type = 'echo' THEN 'out' ELSE 'in' END,
-            r.kind, r.text, r.attachments,
+            CASE WHEN r.type = 'unsend' THEN 'text' ELSE r.kind END,
+            CASE WHEN r.type = 'unsend' THEN NULL ELSE r.text END,
+            CASE WHEN r.type = 'unsend' THEN '[]' ELSE r.attachments END,
             r.payload, r.referral, r.mid, r.reply_to_mid, r.reply_to_story,
             CASE WHEN r.type <> 'echo' THEN 'customer'
                  WHEN r.app_id IS NULL OR r.app_id = '' THEN 'meta_inbox'
                  ELSE 'app' END,
             CASE WHEN r.type = 'echo' THEN r.app_id END,
             r.type = 'echo', r.standby, r.ts,
-            CASE WHEN r.type = 'echo' THEN 'sent' ELSE 'received' END
+            CASE WHEN r.type = 'echo' THEN 'sent' ELSE 'received' END,
+            CASE WHEN r.type = 'unsend' THEN r.ts END
         FROM rows r
+        ORDER BY r.channel_id, r.mid, (r.type = 'unsend') DESC
         ON CONFLICT (channel_id, mid) DO NOTHING
         RETURNING id, tenant_id, conversation_id, channel_id, direction,
-                  kind, author, standby, mid
+                  kind, author, standby, mid, unsent_at
     ), jobs AS (
         -- A new customer message needs a reply, unless another app owns
         -- the thread (standby) or it only carried ad context. Its message
@@ -196,11 +175,11 @@ BEGIN
         FROM ins i
         JOIN unnest(th) t ON t.conversation_id = i.conversation_id
         WHERE i.author = 'customer' AND NOT i.standby
-          AND i.kind <> 'referral'
+          AND i.kind <> 'referral' AND i.unsent_at IS NULL
           AND t.thread_owner = 'us'
     )
-    -- What the caller announces, and the keys of all new rows (the
-    -- tombstones' too) for the journal's counts. Lines of words, not an object a message: the
+    -- What the caller announces, and the keys of all new rows for the
+    -- journal's counts. Lines of words, not an object a message: the
     -- objects' keys and the escaping of every character they added cost
     -- 1.16 M instructions more a call of 64 messages (3.7 %). (During a
     -- rolling upgrade, a meta-ingest older than this reads no "new" and
@@ -208,10 +187,9 @@ BEGIN
     SELECT to_json(coalesce(string_agg(
                i.tenant_id || ' ' || i.conversation_id || ' ' || i.id
                    || ' ' || i.kind || ' ' || k.channel_kind, E'\n')
-               FILTER (WHERE i.direction = 'in'),
+               FILTER (WHERE i.direction = 'in' AND i.unsent_at IS NULL),
                '')),
-           array_cat(array_agg(i.channel_id), gone_ch),
-           array_cat(array_agg(i.mid), gone_mid)
+           array_agg(i.channel_id), array_agg(i.mid)
       INTO announce, new_ch, new_mid
       FROM ins i
       JOIN unnest(th) k ON k.conversation_id = i.conversation_id;
