@@ -212,6 +212,26 @@ batch_render(hit *list)
 	return out;
 }
 
+/* The five words of one line of "announce" (from line to end) into w;
+ * false when the line does not have exactly five, or a word is too long. */
+static bool
+announce_words(const char *line, const char *end, char w[5][64])
+{
+	const char *p = line;
+	int         n = 0;
+
+	while (p < end && n < 5) {
+		size_t len = strcspn(p, " \n");
+
+		if (len >= sizeof(w[0]))
+			return false;
+		memcpy(w[n], p, len);
+		w[n++][len] = '\0';
+		p += len + (p[len] == ' ');
+	}
+	return n == 5 && p >= end;
+}
+
 /* conv.message.in for every new inbound message, which is what the
  * result's "announce" lists (not echoes, nor the tombstones of unsent
  * messages: migrations/0010_ingest_instructions.sql), a line each of five
@@ -225,22 +245,9 @@ publish_new(mi_ctx *mi, const cJSON *result)
 	char        w[5][64];
 
 	while (line != NULL && *line != '\0') {
-		const char *end = strchr(line, '\n');
-		const char *p   = line;
-		int         n   = 0;
+		const char *end = line + strcspn(line, "\n");
 
-		if (end == NULL)
-			end = line + strlen(line);
-		while (p < end && n < 5) {
-			size_t len = strcspn(p, " \n");
-
-			if (len >= sizeof(w[0]))
-				break;
-			memcpy(w[n], p, len);
-			w[n++][len] = '\0';
-			p += len + (p[len] == ' ');
-		}
-		if (n == 5 && p >= end) {
+		if (announce_words(line, end, w)) {
 			cJSON *b = cJSON_CreateObject();
 
 			ash_json_add_str(b, "conversation_id", w[1]);

@@ -1941,24 +1941,6 @@ ASH_TEST(f6_a_long_queue_waits_for_the_running_commit)
 	it_stack_fini(&s);
 }
 
-/* A trigger that runs when a transaction writing the message mid commits
- * (deferred): on_commit is its PL/pgSQL, run there. */
-static void
-at_commit_of(it_stack *s, const char *mid, const char *on_commit)
-{
-	char sql[1024];
-
-	snprintf(sql, sizeof(sql),
-	    "CREATE FUNCTION meta_ingest.at_commit() RETURNS trigger "
-	    "LANGUAGE plpgsql AS $$ BEGIN IF NEW.mid = '%s' THEN %s END IF; "
-	    "RETURN NULL; END $$; "
-	    "CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON "
-	    "meta_ingest.messages DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
-	    "EXECUTE FUNCTION meta_ingest.at_commit()",
-	    mid, on_commit);
-	q(s, sql);
-}
-
 /* Acknowledged only after commit: a batch whose commit itself fails (here
  * a deferred check, as a constraint checked at commit would), after its
  * statements succeeded, has stored nothing, and its POST is not answered
@@ -1971,7 +1953,14 @@ ASH_TEST(f6_a_batch_failing_at_commit_stores_nothing)
 
 	start(&s, "mi_commitfail", t, k);
 	channel(&s, t, "messenger", PAGE);
-	at_commit_of(&s, "a2", "RAISE EXCEPTION 'refused at commit';");
+	/* A deferred trigger: it runs when the transaction commits. */
+	q(&s,
+	    "CREATE FUNCTION meta_ingest.at_commit() RETURNS trigger "
+	    "LANGUAGE plpgsql AS $$ BEGIN IF NEW.mid = 'a2' THEN RAISE "
+	    "EXCEPTION 'refused at commit'; END IF; RETURN NULL; END $$; "
+	    "CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON "
+	    "meta_ingest.messages DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+	    "EXECUTE FUNCTION meta_ingest.at_commit()");
 	ASH_T_EQ_INT(post_json(&s, POST_A2), 500);
 	ASH_T_EQ_INT(post_json(&s, POST_B2), 200);
 	ASH_T_EQ_STR(q(&s,
