@@ -1,49 +1,28 @@
 /*
- * http.c - HTTP(S) server on evhttp: one handler for every request, replies
- * now or later, and noticing clients that leave first. Loop thread only.
+ * http.c - HTTP(S) server: one handler for every request, replies now or
+ * later, and noticing clients that leave first. Loop thread only.
  *
- * Request lifetime. evhttp owns its evhttp_request; we wrap it in an
- * ash_http_req that the handler may keep after it returns. The wrapper's
- * link to evhttp ends in one of two ways. (1) Our reply: we detach the
- * wrapper from its connection state, hand the response to evhttp (which
- * frees its request once the response is written) and free the wrapper.
- * (2) The connection goes away first: evhttp_connection_free() runs the
- * close callback that http_conn.c registered, which calls
- * ash__http_req_gone(): the wrapper is marked gone and on_gone runs.
- * evhttp frees a request still queued on the connection right after that
- * callback (and leaves one it detached on EOF to us), so we drop our
- * pointer there and nothing touches that evhttp_request again. A gone
- * wrapper lives until the caller's ash_http_req_release() or its (dropped)
- * reply.
+ * This file has the server (listening, TLS, limits, the idle sweep) and
+ * the request API; http_conn.c reads, frames and writes connections, and
+ * http_parse.c parses heads and chunked bodies.
  *
- * Noticing the hang-up. libevent 2.1.12 stops reading a connection while a
- * request is with the handler, so it never sees the client leave. Once a
- * wrapper has been pending WATCH_AFTER_MS we therefore watch the socket
- * ourselves (EV_READ and, where epoll has it, EV_CLOSED = EPOLLRDHUP;
- * EV_CLOSED alone misses a reset, which epoll reports as an error). Not
- * sooner: arming and dropping the watch costs two epoll_ctl calls, most
- * requests are answered before, and a client gone a little longer costs
- * nothing but the work done for it. On EOF, a hang-up or a socket
- * error we free the evhttp connection, which runs path (2). If bytes are
- * waiting instead (a pipelined request, or a TLS 1.3 close_notify, which
- * looks the same from outside) we cannot read them without disturbing
- * evhttp, so we look again every GONE_RECHECK_MS until the reply. A client
- * that half-closes after sending its request counts as gone.
- *
- * Limits: http_conn.c frames requests and turns oversize ones into tagged
- * stand-ins that http_on_request answers with JSON 413/431.
+ * Request lifetime. A request belongs to its connection until the handler
+ * has it; from then on it lives until the handler's reply (which writes
+ * the response and frees it) or, if the connection ends first, until it
+ * is gone: http_conn.c unlinks it and calls ash__http_req_gone(), on_gone
+ * runs, and the request lives on until the caller's
+ * ash_http_req_release() or its (dropped) reply. A request owns all its
+ * bytes, so its accessors keep working when it is gone.
  */
 #include "http_impl.h"
 
 #include <ashoon/json.h>
 #include <ashoon/log.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-#include <openssl/rand.h>
+#include <event2/listener.h>
+#include <openssl/err.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -52,61 +31,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #define DEFAULT_MAX_BODY    (1u << 20) /* opts->max_body == 0 */
 #define DEFAULT_MAX_HEADERS (16u << 10)
 #define DEFAULT_TIMEOUT_S   30
-#define GONE_RECHECK_MS     100 /* re-poll a socket with unread bytes */
-#define WATCH_AFTER_MS      100 /* pending this long: watch for hang-up */
-
-struct ash_http_req {
-	ash__http_conn           *conn;        /* NULL once replied or gone */
-	struct evhttp_request    *evreq;       /* NULL once replied or gone */
-	struct evhttp_connection *evcon;       /* NULL once replied or gone */
-	struct event             *hangup;      /* socket watch while pending */
-	struct event             *recheck;     /* arms, then re-arms, hangup */
-	bool                      early_close; /* epoll has EV_CLOSED */
-	const char               *method;      /* static string */
-	char                     *path;        /* decoded (malloc'd) */
-	size_t                    path_len;
-	char                      peer[64]; /* client IP, text */
-	struct evbuffer          *body;     /* taken over from evhttp */
-	struct evkeyvalq          query;    /* valid when query_parsed */
-	bool                      query_parsed;
-	bool                      gone;
-	void (*on_gone)(void *arg);
-	void *on_gone_arg;
-	void *data; /* caller's */
-};
-
-static const char *
-http_method_name(enum evhttp_cmd_type cmd)
-{
-	switch (cmd) {
-	case EVHTTP_REQ_GET:
-		return "GET";
-	case EVHTTP_REQ_POST:
-		return "POST";
-	case EVHTTP_REQ_PUT:
-		return "PUT";
-	case EVHTTP_REQ_PATCH:
-		return "PATCH";
-	case EVHTTP_REQ_DELETE:
-		return "DELETE";
-	case EVHTTP_REQ_OPTIONS:
-		return "OPTIONS";
-	case EVHTTP_REQ_HEAD:
-		return "HEAD";
-	default:
-		return "UNKNOWN"; /* evhttp refuses other methods itself */
-	}
-}
+#define LISTEN_BACKLOG      1024
 
 /* {"error":{"code":..,"message":..[,"request_id":..]}}; free with
  * cJSON_free(). */
-static char *
-http_error_body(const char *code, const char *message, const char *request_id)
+char *
+ash__http_error_body(
+    const char *code, const char *message, const char *request_id)
 {
 	cJSON *doc = cJSON_CreateObject();
 	cJSON *err = cJSON_AddObjectToObject(doc, "error");
@@ -123,228 +60,86 @@ http_error_body(const char *code, const char *message, const char *request_id)
 	return out;
 }
 
-/* Writes the response on evreq; evhttp frees evreq once it is sent. */
-static void
-http_send(struct evhttp_request *evreq, int status, const char *ctype,
-    const char *body, size_t len, bool close)
+/* --- requests ----------------------------------------------------------- */
+
+void
+ash__http_req_free(ash_http_req *req)
 {
-	struct evkeyvalq *out    = evhttp_request_get_output_headers(evreq);
-	bool              nobody = status == 204 || status == 304;
-	bool head = evhttp_request_get_command(evreq) == EVHTTP_REQ_HEAD;
-	char num[32];
-
-	ASH_ASSERT(status >= 200 && status <= 599);
-	evhttp_remove_header(out, "Content-Type");
-	evhttp_remove_header(out, "Content-Length");
-	if (!nobody) {
-		if (ctype != NULL)
-			evhttp_add_header(out, "Content-Type", ctype);
-		snprintf(num, sizeof(num), "%zu", len);
-		evhttp_add_header(out, "Content-Length", num);
-	}
-	if (close)
-		evhttp_add_header(out, "Connection", "close");
-	/* evhttp 2.1.12 would send a HEAD response's body: never add one. */
-	if (!nobody && !head && len > 0)
-		evbuffer_add(
-		    evhttp_request_get_output_buffer(evreq), body, len);
-	evhttp_send_reply(evreq, status, NULL, NULL);
-}
-
-static void
-http_send_error(struct evhttp_request *evreq, int status, const char *code,
-    const char *message, bool close)
-{
-	char *body = http_error_body(code, message, NULL);
-
-	http_send(
-	    evreq, status, "application/json", body, strlen(body), close);
-	cJSON_free(body);
-}
-
-/* The guard's stand-in for a refused request (http_conn.c). */
-static void
-http_reply_limit(
-    struct evhttp_request *evreq, int status, const ash__http_limits *lim)
-{
-	char msg[96];
-
-	if (status == 413) {
-		snprintf(msg, sizeof(msg), "request body exceeds %zu bytes",
-		    lim->max_body);
-		http_send_error(evreq, 413, "payload_too_large", msg, true);
-	} else {
-		snprintf(msg, sizeof(msg), "request headers exceed %zu bytes",
-		    lim->max_headers);
-		http_send_error(evreq, 431, "headers_too_large", msg, true);
-	}
-}
-
-static void
-req_free(ash_http_req *req)
-{
-	if (req->hangup != NULL)
-		event_free(req->hangup);
-	if (req->recheck != NULL)
-		event_free(req->recheck);
 	if (req->query_parsed)
-		evhttp_clear_headers(&req->query);
-	evbuffer_free(req->body);
+		evhttp_clear_headers(&req->qs);
+	free(req->bodybuf.data);
 	free(req->path);
+	free(req->raw);
+	free(req->out);
 	free(req);
 }
 
-/* Ends the link to evhttp (before a reply, or when gone). */
-static void
-req_unlink(ash_http_req *req)
-{
-	if (req->conn != NULL)
-		ash__http_conn_hold(req->conn, NULL);
-	if (req->hangup != NULL)
-		event_free(req->hangup);
-	if (req->recheck != NULL)
-		event_free(req->recheck);
-	req->conn    = NULL;
-	req->hangup  = NULL;
-	req->recheck = NULL;
-	req->evreq   = NULL;
-	req->evcon   = NULL;
-}
-
-/* http_conn.c: the connection is being freed while req is pending. */
 void
 ash__http_req_gone(ash_http_req *req)
 {
-	req->conn = NULL; /* already freed */
-	/* On EOF evhttp detaches a pending request from its connection and
-	 * then never frees it; one still attached is freed after we return. */
-	if (evhttp_request_get_connection(req->evreq) == NULL)
-		evhttp_request_free(req->evreq);
-	req_unlink(req);
 	req->gone = true;
-	ash_log_debug(
-	    NULL, "HTTP-GONE", "client %s left before the reply", req->peer);
 	if (req->on_gone != NULL)
 		req->on_gone(req->on_gone_arg); /* may release req */
 }
 
-static void req_watch(ash_http_req *req);
-
-static void
-http_on_recheck(evutil_socket_t fd, short what, void *arg)
+/* The path of an origin-form target ("/a?b"), of an absolute-form one
+ * ("http://host/a?b"), or "*" (OPTIONS); NULL for anything else. The
+ * query is split off (and a fragment dropped) in place. */
+static char *
+req_split_target(ash_http_req *req)
 {
-	ash_http_req *req = arg;
+	char *t = req->head.target, *q;
 
-	if (req->hangup == NULL)
-		req_watch(req);
-	else
-		event_add(req->hangup, NULL);
-}
-
-static void
-http_on_hangup(evutil_socket_t fd, short what, void *arg)
-{
-	ash_http_req  *req  = arg;
-	struct timeval tv   = {0, GONE_RECHECK_MS * 1000};
-	char           byte = 0;
-	ssize_t        n;
-
-	if (!(what & EV_CLOSED)) {
-		n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (n < 0 &&
-		    (errno == EAGAIN || errno == EWOULDBLOCK ||
-		        errno == EINTR))
-			return;
-		if (n > 0) { /* unread bytes: look again later */
-			event_del(req->hangup);
-			evtimer_add(req->recheck, &tv);
-			return;
-		}
+	if (strncasecmp(t, "http://", 7) == 0 ||
+	    strncasecmp(t, "https://", 8) == 0) {
+		t = strchr(strchr(t, ':') + 3, '/');
+		if (t == NULL)
+			return "/";
+	} else if (strcmp(t, "*") == 0) {
+		return strcmp(req->head.method, "OPTIONS") == 0 ? t : NULL;
+	} else if (*t != '/') {
+		return NULL;
 	}
-	evhttp_connection_free(req->evcon); /* runs ash__http_req_gone */
+	if ((q = strchr(t, '#')) != NULL)
+		*q = '\0';
+	if ((q = strchr(t, '?')) != NULL) {
+		*q         = '\0';
+		req->query = q + 1;
+	}
+	return t;
 }
 
-static void
-req_watch(ash_http_req *req)
+ash_http_req *
+ash__http_req_new(ash__http_conn *c, const char *peer, const char *head,
+    size_t hlen, int *status, const char **why)
 {
-	struct bufferevent *bev =
-	    evhttp_connection_get_bufferevent(req->evcon);
-	evutil_socket_t fd = bufferevent_getfd(bev);
-	short what = EV_READ | EV_PERSIST | (req->early_close ? EV_CLOSED : 0);
+	ash_http_req *req = ash_xcalloc(1, sizeof(*req));
+	const char   *path;
 
-	if (fd < 0)
-		return;
-	req->hangup = event_new(evhttp_connection_get_base(req->evcon), fd,
-	    what, http_on_hangup, req);
-	ASH_ASSERT(req->hangup != NULL);
-	event_add(req->hangup, NULL);
-}
-
-static void
-req_set_peer(ash_http_req *req)
-{
-	char       *raw  = NULL;
-	const char *addr = "";
-	ev_uint16_t port = 0;
-
-	evhttp_connection_get_peer(req->evcon, &raw, &port);
-	if (raw != NULL)
-		addr = raw;
-	/* A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d. */
-	if (strncmp(addr, "::ffff:", 7) == 0 && strchr(addr + 7, '.') != NULL)
-		addr += 7;
-	snprintf(req->peer, sizeof(req->peer), "%s", addr);
-}
-
-static ash_http_req *
-req_new(ash_http_server *srv, struct evhttp_request *evreq)
-{
-	static const struct timeval watch_after = {0, WATCH_AFTER_MS * 1000};
-	ash_http_req               *req         = ash_xcalloc(1, sizeof(*req));
-	const struct evhttp_uri    *uri = evhttp_request_get_evhttp_uri(evreq);
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-
-	req->evreq  = evreq;
-	req->evcon  = evhttp_request_get_connection(evreq);
-	req->method = http_method_name(evhttp_request_get_command(evreq));
-	req->body   = evbuffer_new();
-	ASH_ASSERT(req->body != NULL);
-	evbuffer_add_buffer(req->body, evhttp_request_get_input_buffer(evreq));
-	req->path =
-	    evhttp_uridecode(path && *path ? path : "/", 0, &req->path_len);
+	(void) c;
+	req->raw = ash_xmalloc(hlen + 1);
+	memcpy(req->raw, head, hlen);
+	req->raw[hlen] = '\0';
+	snprintf(req->peer, sizeof(req->peer), "%s", peer);
+	if ((*status = ash__http_parse_head(
+	         req->raw, hlen, &req->head, why)) != 0)
+		goto refuse;
+	*status = 400;
+	if ((path = req_split_target(req)) == NULL) {
+		*why = "malformed request target";
+		goto refuse;
+	}
+	req->path = evhttp_uridecode(path, 0, &req->path_len);
 	ASH_ASSERT(req->path != NULL);
-	req_set_peer(req);
-	/* A request implies bytes, so the connection state is attached. */
-	req->conn = ash__http_conn_find(srv, req->evcon);
-	ASH_ASSERT(req->conn != NULL);
-	ash__http_conn_hold(req->conn, req);
-	req->early_close = srv->early_close;
-	req->recheck     = evtimer_new(
-	        evhttp_connection_get_base(req->evcon), http_on_recheck, req);
-	ASH_ASSERT(req->recheck != NULL);
-	evtimer_add(req->recheck, &watch_after);
-	return req;
-}
-
-/* evhttp's callback for every request it has read completely. */
-static void
-http_on_request(struct evhttp_request *evreq, void *arg)
-{
-	ash_http_server *srv = arg;
-	int              limit;
-	ash_http_req    *req;
-
-	if ((limit = ash__http_limit_status(evreq, &srv->lim)) != 0) {
-		http_reply_limit(evreq, limit, &srv->lim);
-		return;
-	}
-	req = req_new(srv, evreq);
 	if (memchr(req->path, '\0', req->path_len) != NULL) {
-		ash_http_reply_error(req, 400, ash_err_code(ASH_EINVAL),
-		    "path contains a NUL byte", NULL);
-		return;
+		*why = "path contains a NUL byte";
+		goto refuse;
 	}
-	srv->handler(req, srv->arg);
+	*status = 0;
+	return req;
+refuse:
+	ash__http_req_free(req);
+	return NULL;
 }
 
 /* "host:port", "[v6]:port" or ":port" (all addresses). */
@@ -378,6 +173,27 @@ http_parse_addr(const char *addr, char *host, size_t cap, int *port)
 	return ASH_OK;
 }
 
+/* --- the server --------------------------------------------------------- */
+
+static void
+http_on_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	(void) l;
+	(void) salen;
+	ash__http_conn_accept(arg, fd, sa);
+}
+
+/* Out of descriptors, say: logged; the listener keeps going. */
+static void
+http_on_accept_error(struct evconnlistener *l, void *arg)
+{
+	(void) l;
+	(void) arg;
+	ash_log_warn(NULL, "HTTP-ACCEPT", "cannot accept a connection: %s",
+	    strerror(errno));
+}
+
 static ash_err
 http_bind(ash_http_server *srv, const char *host, int port)
 {
@@ -386,20 +202,25 @@ http_bind(ash_http_server *srv, const char *host, int port)
 	                *res;
 	struct sockaddr_storage ss;
 	socklen_t               sslen = sizeof(ss);
+	char                    service[8];
 
-	if (getaddrinfo(host, NULL, &hints, &res) != 0) {
+	snprintf(service, sizeof(service), "%d", port);
+	if (getaddrinfo(host, service, &hints, &res) != 0) {
 		ash_log_error(NULL, "HTTP-ADDR", "cannot resolve %s", host);
 		return ASH_EINVAL;
 	}
+	srv->listener = evconnlistener_new_bind(ash_loop_base(srv->loop),
+	    http_on_accept, srv,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+	    LISTEN_BACKLOG, res->ai_addr, (int) res->ai_addrlen);
 	freeaddrinfo(res);
-	srv->bound = evhttp_bind_socket_with_handle(
-	    srv->http, host, (ev_uint16_t) port);
-	if (srv->bound == NULL) {
+	if (srv->listener == NULL) {
 		ash_log_error(NULL, "HTTP-BIND", "cannot listen on %s:%d: %s",
 		    host, port, strerror(errno));
 		return ASH_EUNAVAIL;
 	}
-	getsockname(evhttp_bound_socket_get_fd(srv->bound),
+	evconnlistener_set_error_cb(srv->listener, http_on_accept_error);
+	getsockname(evconnlistener_get_fd(srv->listener),
 	    (struct sockaddr *) &ss, &sslen);
 	srv->port = ntohs(ss.ss_family == AF_INET6
 	        ? ((struct sockaddr_in6 *) &ss)->sin6_port
@@ -424,40 +245,18 @@ http_tls_init(ash_http_server *srv, const ash_http_opts *opts)
 }
 
 static void
-http_limits_init(ash__http_limits *lim, const ash_http_opts *opts)
+http_limits_init(ash_http_server *srv, const ash_http_opts *opts)
 {
-	unsigned char raw[ASH__HTTP_SECRET_LEN / 2];
+	int t = opts->timeout_s > 0 ? opts->timeout_s : DEFAULT_TIMEOUT_S;
 
-	lim->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
-	lim->max_headers =
+	srv->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
+	srv->max_headers =
 	    opts->max_headers ? opts->max_headers : DEFAULT_MAX_HEADERS;
-	if (lim->max_body > INT32_MAX)
-		lim->max_body = INT32_MAX;
-	if (lim->max_headers > INT32_MAX)
-		lim->max_headers = INT32_MAX;
-	ASH_ASSERT(RAND_bytes(raw, sizeof(raw)) == 1);
-	for (size_t i = 0; i < sizeof(raw); i++)
-		snprintf(lim->secret + 2 * i, 3, "%02x", raw[i]);
-}
-
-static void
-http_configure(ash_http_server *srv, struct event_base *base, int timeout_s)
-{
-	struct evhttp *h = srv->http;
-
-	evhttp_set_allowed_methods(h,
-	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-	        EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-	        EVHTTP_REQ_HEAD);
-	/* Backstops behind the guard (http_conn.c). */
-	evhttp_set_max_headers_size(h, (ev_ssize_t) srv->lim.max_headers);
-	evhttp_set_max_body_size(h, (ev_ssize_t) srv->lim.max_body);
-	evhttp_set_timeout(h, timeout_s > 0 ? timeout_s : DEFAULT_TIMEOUT_S);
-	evhttp_set_default_content_type(h, NULL);
-	evhttp_set_bevcb(h, ash__http_conn_bev, srv);
-	evhttp_set_gencb(h, http_on_request, srv);
-	srv->early_close =
-	    (event_base_get_features(base) & EV_FEATURE_EARLY_CLOSE) != 0;
+	if (srv->max_body > INT32_MAX)
+		srv->max_body = INT32_MAX;
+	if (srv->max_headers > INT32_MAX)
+		srv->max_headers = INT32_MAX;
+	srv->timeout_ms = (int64_t) t * 1000;
 }
 
 /* Loop thread. See http.h. */
@@ -465,10 +264,11 @@ ash_err
 ash_http_server_open(ash_loop *loop, const ash_http_opts *opts,
     ash_http_handler handler, void *arg, ash_http_server **out)
 {
-	ash_http_server *srv;
-	char             host[256];
-	int              port;
-	ash_err          rv;
+	static const struct timeval second = {1, 0};
+	ash_http_server            *srv;
+	char                        host[256];
+	int                         port;
+	ash_err                     rv;
 
 	if (opts == NULL || handler == NULL)
 		return ASH_EINVAL;
@@ -482,14 +282,15 @@ ash_http_server_open(ash_loop *loop, const ash_http_opts *opts,
 	srv->loop    = loop;
 	srv->handler = handler;
 	srv->arg     = arg;
-	http_limits_init(&srv->lim, opts);
+	http_limits_init(srv, opts);
 	if ((rv = http_tls_init(srv, opts)) != ASH_OK)
 		goto fail;
-	srv->http = evhttp_new(ash_loop_base(loop));
-	ASH_ASSERT(srv->http != NULL);
-	http_configure(srv, ash_loop_base(loop), opts->timeout_s);
 	if ((rv = http_bind(srv, host, port)) != ASH_OK)
 		goto fail;
+	srv->sweep = event_new(
+	    ash_loop_base(loop), -1, EV_PERSIST, ash__http_conns_sweep, srv);
+	ASH_ASSERT(srv->sweep != NULL);
+	event_add(srv->sweep, &second);
 	*out = srv;
 	return ASH_OK;
 fail:
@@ -508,10 +309,10 @@ ash_http_server_port(const ash_http_server *srv)
 void
 ash_http_server_stop_accepting(ash_http_server *srv)
 {
-	if (srv->bound == NULL)
+	if (srv->listener == NULL)
 		return;
-	evhttp_del_accept_socket(srv->http, srv->bound);
-	srv->bound = NULL;
+	evconnlistener_free(srv->listener);
+	srv->listener = NULL;
 }
 
 /* Loop thread, not from inside the handler. Pending requests go gone. */
@@ -520,22 +321,22 @@ ash_http_server_close(ash_http_server *srv)
 {
 	if (srv == NULL)
 		return;
-	if (srv->http != NULL)
-		evhttp_free(srv->http); /* close callbacks: on_gone */
-	ash__http_conns_free(srv);
+	ash_http_server_stop_accepting(srv);
+	ash__http_conns_close(srv);
+	if (srv->sweep != NULL)
+		event_free(srv->sweep);
 	if (srv->ssl_ctx != NULL)
 		SSL_CTX_free(srv->ssl_ctx);
 	free(srv);
 }
 
-/* Accessors (see http.h). Header and query lookups need the evhttp
- * request, so they give NULL once the request is gone. */
+/* --- the request API (see http.h) --------------------------------------- */
 
 /* Static "GET", "POST", ... */
 const char *
 ash_http_req_method(const ash_http_req *req)
 {
-	return req->method;
+	return req->head.method;
 }
 
 /* Percent-decoded, without the query string. */
@@ -549,10 +350,7 @@ ash_http_req_path(const ash_http_req *req)
 const char *
 ash_http_req_header(const ash_http_req *req, const char *name)
 {
-	if (req->evreq == NULL)
-		return NULL;
-	return evhttp_find_header(
-	    evhttp_request_get_input_headers(req->evreq), name);
+	return ash__http_head_field(&req->head, name);
 }
 
 /* The client's IP address as text. */
@@ -566,41 +364,73 @@ ash_http_req_peer(const ash_http_req *req)
 const char *
 ash_http_req_query(ash_http_req *req, const char *key)
 {
-	const char *q;
-
 	if (!req->query_parsed) {
-		if (req->evreq == NULL)
-			return NULL;
-		q = evhttp_uri_get_query(
-		    evhttp_request_get_evhttp_uri(req->evreq));
-		req->query_parsed    = true;
-		req->query.tqh_first = NULL;
-		req->query.tqh_last  = &req->query.tqh_first;
+		req->query_parsed = true;
+		req->qs.tqh_first = NULL;
+		req->qs.tqh_last  = &req->qs.tqh_first;
 		/* A malformed query string counts as an empty one. */
-		if (q != NULL && evhttp_parse_query_str(q, &req->query) != 0)
-			evhttp_clear_headers(&req->query);
+		if (req->query != NULL &&
+		    evhttp_parse_query_str(req->query, &req->qs) != 0)
+			evhttp_clear_headers(&req->qs);
 	}
-	return evhttp_find_header(&req->query, key);
+	return evhttp_find_header(&req->qs, key);
 }
 
 /* The body, contiguous ("" when empty); borrowed from req. */
 void
 ash_http_req_body(ash_http_req *req, const char **data, size_t *len)
 {
-	*len  = evbuffer_get_length(req->body);
-	*data = *len ? (const char *) evbuffer_pullup(req->body, -1) : "";
+	*data = req->body ? req->body : "";
+	*len  = req->body_len;
 }
 
-/* Before replying. Values with CR or LF are refused by evhttp (dropped). */
+static bool
+header_ok(const char *name, const char *value)
+{
+	if (*name == '\0' || strpbrk(value, "\r\n") != NULL)
+		return false;
+	for (const char *p = name; *p; p++)
+		if ((unsigned char) *p <= 0x20 || *p == ':' || *p == 0x7f)
+			return false;
+	return true;
+}
+
+/* Before replying. A name or value that would break the response (CR, LF,
+ * a colon in the name) is refused and logged. The server writes
+ * Content-Type, Content-Length and Date itself; Connection: close is
+ * honoured (the connection closes after this response). */
 void
 ash_http_req_set_header(ash_http_req *req, const char *name, const char *value)
 {
-	if (req->evreq == NULL)
+	size_t nl, vl;
+
+	if (req->gone)
 		return;
-	if (evhttp_add_header(evhttp_request_get_output_headers(req->evreq),
-	        name, value) != 0)
+	if (!header_ok(name, value)) {
 		ash_log_warn(
 		    NULL, "HTTP-HEADER", "response header %s refused", name);
+		return;
+	}
+	if (strcasecmp(name, "Connection") == 0) {
+		req->out_close =
+		    req->out_close || strcasecmp(value, "close") == 0;
+		return;
+	}
+	if (strcasecmp(name, "Content-Type") == 0 ||
+	    strcasecmp(name, "Content-Length") == 0 ||
+	    strcasecmp(name, "Date") == 0)
+		return;
+	nl = strlen(name);
+	vl = strlen(value);
+	if (req->out_len + nl + vl + 4 > req->out_cap) {
+		req->out_cap = (req->out_len + nl + vl + 4) * 2;
+		req->out     = ash_xrealloc(req->out, req->out_cap);
+	}
+	memcpy(req->out + req->out_len, name, nl);
+	memcpy(req->out + req->out_len + nl, ": ", 2);
+	memcpy(req->out + req->out_len + nl + 2, value, vl);
+	memcpy(req->out + req->out_len + nl + 2 + vl, "\r\n", 2);
+	req->out_len += nl + vl + 4;
 }
 
 /* Sends the response (unless gone) and frees req. */
@@ -608,16 +438,9 @@ void
 ash_http_reply(ash_http_req *req, int status, const char *content_type,
     const char *body, size_t len)
 {
-	struct evhttp_request *evreq = req->evreq;
-
-	if (!req->gone) {
-		ASH_ASSERT(evreq != NULL);
-		if (req->conn != NULL)
-			ash__http_conn_sending(req->conn, evreq);
-		req_unlink(req);
-		http_send(evreq, status, content_type, body, len, false);
-	}
-	req_free(req);
+	if (!req->gone)
+		ash__http_conn_reply(req, status, content_type, body, len);
+	ash__http_req_free(req);
 }
 
 /* doc rendered compactly as application/json; doc stays the caller's. */
@@ -631,12 +454,12 @@ ash_http_reply_json(ash_http_req *req, int status, const cJSON *doc)
 	cJSON_free(body);
 }
 
-/* The platform's error body (http_error_body). */
+/* The platform's error body (ash__http_error_body). */
 void
 ash_http_reply_error(ash_http_req *req, int status, const char *code,
     const char *message, const char *request_id)
 {
-	char *body = http_error_body(code, message, request_id);
+	char *body = ash__http_error_body(code, message, request_id);
 
 	ash_http_reply(req, status, "application/json", body, strlen(body));
 	cJSON_free(body);
@@ -662,7 +485,7 @@ void
 ash_http_req_release(ash_http_req *req)
 {
 	ASH_ASSERT(req->gone);
-	req_free(req);
+	ash__http_req_free(req);
 }
 
 /* Caller-owned pointer, never touched by the server. */
@@ -677,4 +500,31 @@ void *
 ash_http_req_data(const ash_http_req *req)
 {
 	return req->data;
+}
+
+/* --- TLS ---------------------------------------------------------------- */
+
+ash_err
+ash__http_tls_new(const char *cert, const char *key, SSL_CTX **out)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	char     why[256];
+
+	ASH_ASSERT(ctx != NULL);
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx,
+	    SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+	        SSL_OP_CIPHER_SERVER_PREFERENCE);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) == 1 &&
+	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1 &&
+	    SSL_CTX_check_private_key(ctx) == 1) {
+		*out = ctx;
+		return ASH_OK;
+	}
+	ERR_error_string_n(ERR_peek_last_error(), why, sizeof(why));
+	ERR_clear_error();
+	ash_log_error(NULL, "HTTP-TLS",
+	    "cannot use certificate %s with key %s: %s", cert, key, why);
+	SSL_CTX_free(ctx);
+	return ASH_EINVAL;
 }

@@ -1,4 +1,4 @@
-/* Unit tests: http (evhttp server). Clients: the real httpc on the same
+/* Unit tests: http (the HTTP/1.1 server). Clients: the real httpc on the same
  * loop, raw sockets (on the loop thread or in a helper thread) for clients
  * that misbehave, and blocking libcurl in a helper thread for TLS. */
 #include <ash_test.h>
@@ -288,6 +288,19 @@ raw_read_response(int fd, char *buf, size_t cap, bool head_only)
 	buf[n] = '\0';
 }
 
+/* setup(), then an h_echo server on the port the raw clients use. */
+static ash_http_server *
+serve_echo(ash_http_opts *o)
+{
+	ash_http_server *srv;
+	char             base[64];
+
+	setup();
+	srv  = serve(o, h_echo, base, sizeof(base));
+	port = ash_http_server_port(srv);
+	return srv;
+}
+
 static char R1[900], R2[900]; /* small: the harness prints them */
 static int  R_err;
 
@@ -458,20 +471,183 @@ bg_chunked(void *arg)
 	return NULL;
 }
 
-/* Chunked bodies are left to evhttp's own limit: still 413, but with its
- * fixed HTML page (documented in http.h). */
-ASH_TEST(chunked_body_over_limit_hits_evhttp_backstop)
+/* A chunked body over max_body is stopped as it arrives: the JSON 413. */
+ASH_TEST(chunked_body_over_limit_gets_json_413)
 {
 	ash_http_opts    o = {.max_body = 1024};
 	ash_http_server *srv;
-	char             base[64];
 
-	setup();
-	srv  = serve(&o, h_echo, base, sizeof(base));
-	port = ash_http_server_port(srv);
+	srv = serve_echo(&o);
 	bg_run(bg_chunked, NULL);
 	ASH_T_CONTAINS(R1, "HTTP/1.1 413 ");
+	ASH_T_CONTAINS(R1, "Connection: close");
+	ASH_T_CONTAINS(R1,
+	    "\r\n\r\n{\"error\":{\"code\":\"payload_too_large\","
+	    "\"message\":\"request body exceeds 1024 bytes\"}}");
 	ASH_T_EQ_INT(S.calls, 0);
+	teardown(srv);
+}
+
+/* ---- framing: what is refused, what is read ------------------------ */
+
+static const char *raw_request; /* for bg_one */
+static size_t      raw_request_len;
+
+/* Sends raw_request as it is, reads until the server closes. */
+static void *
+bg_one(void *arg)
+{
+	int fd = raw_connect(port);
+
+	(void) arg;
+	raw_send(fd, raw_request, raw_request_len);
+	raw_read_all(fd, R1, sizeof(R1));
+	close(fd);
+	bg_done = true;
+	return NULL;
+}
+
+static void
+send_raw(const char *req, size_t len)
+{
+	raw_request     = req;
+	raw_request_len = len;
+	bg_run(bg_one, NULL);
+}
+
+/* Heads two parsers could read differently (request smuggling through a
+ * proxy) and other malformed ones: refused with the JSON error and
+ * Connection: close, before any handler runs. */
+ASH_TEST(ambiguous_or_malformed_requests_are_refused)
+{
+	static const struct {
+		const char *req, *status, *body;
+	} cases[] = {
+	    {"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+	     "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+	        "400", "both Content-Length and Transfer-Encoding"},
+	    {"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+	     "Content-Length: 4\r\n\r\nabcd",
+	        "400", "bad Content-Length"},
+	    {"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc",
+	        "400", "bad Content-Length"},
+	    {"GET /a HTTP/1.1\r\nHost: x\r\nX-Long: a\r\n b\r\n\r\n", "400",
+	        "obsolete line folding"},
+	    {"GET /a HTTP/1.1\r\nHost : x\r\n\r\n", "400",
+	        "malformed header field"},
+	    {"GET /a HTTP/1.1\r\nHost: x\r\nX-Ctl: a\001b\r\n\r\n", "400",
+	        "malformed header field"},
+	    {"GET /a HTTP/1.1\r\nHost: x\rX: y\r\n\r\n", "400",
+	        "malformed header field"},
+	    {"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+	     "\r\nzz\r\n",
+	        "400", "malformed chunked body"},
+	    {"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+	     "\r\n3\r\nabcX\r\n",
+	        "400", "malformed chunked body"},
+	    {"POST /a HTTP/1.1\r\nHost: x\r\n"
+	     "Transfer-Encoding: gzip, chunked\r\n\r\n",
+	        "501", "single \\\"chunked\\\" transfer coding"},
+	    {"POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", "400",
+	        "chunked transfer coding needs HTTP/1.1"},
+	    {"GET /a HTTP/2.0\r\nHost: x\r\n\r\n", "505",
+	        "http_version_not_supported"},
+	    {"GET /a  HTTP/1.1\r\nHost: x\r\n\r\n", "400",
+	        "malformed request line"},
+	    {"GET a HTTP/1.1\r\nHost: x\r\n\r\n", "400",
+	        "malformed request target"},
+	    {"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n", "501",
+	        "method not supported"},
+	};
+	ash_http_opts    o = {0};
+	ash_http_server *srv;
+	char             want[32];
+
+	srv = serve_echo(&o);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		send_raw(cases[i].req, strlen(cases[i].req));
+		snprintf(want, sizeof(want), "HTTP/1.1 %s ", cases[i].status);
+		ASH_T_CONTAINS(R1, want);
+		ASH_T_CONTAINS(R1, "Connection: close\r\n");
+		ASH_T_CONTAINS(R1, "Content-Type: application/json\r\n");
+		ASH_T_CONTAINS(R1, cases[i].body);
+		ASH_T_EQ_INT(S.calls, 0);
+	}
+	teardown(srv);
+}
+
+/* What RFC 9112 lets a server accept: a chunked body with extensions
+ * and trailers, bare LF line ends, empty lines before the request line,
+ * an absolute-form target; and keep-alive as each version means it. */
+ASH_TEST(chunked_bodies_bare_lf_and_versions_are_read)
+{
+	static const char chunked[] =
+	    "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n"
+	    "Connection: close\r\n\r\n"
+	    "3;ext=\"1\"\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n";
+	static const char lf[] =
+	    "\r\nGET http://example.test/lf?a=1 HTTP/1.1\nHost: x\n"
+	    "X-Test: bare\nConnection: close\n\n";
+	static const char v10[] = "GET /ten HTTP/1.0\r\n\r\n"
+	                          "GET /never HTTP/1.0\r\n\r\n";
+	static const char v10ka[] =
+	    "GET /ka HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+	    "GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	ash_http_opts    o = {0};
+	ash_http_server *srv;
+
+	srv = serve_echo(&o);
+	send_raw(chunked, sizeof(chunked) - 1);
+	ASH_T_CONTAINS(R1, "HTTP/1.1 201 ");
+	ASH_T_CONTAINS(R1, "\r\n\r\necho:abcde");
+	ASH_T_EQ_INT(S.body_len, 5);
+	send_raw(lf, sizeof(lf) - 1);
+	ASH_T_CONTAINS(R1, "HTTP/1.1 201 ");
+	ASH_T_EQ_STR(S.path, "/lf");
+	ASH_T_EQ_STR(S.qa, "1");
+	ASH_T_EQ_STR(S.hdr, "bare");
+	S.calls = 0; /* HTTP/1.0 closes after one response by default */
+	send_raw(v10, sizeof(v10) - 1);
+	ASH_T_CONTAINS(R1, "Connection: close\r\n");
+	ASH_T_NOT_CONTAINS(R1, "/never");
+	ASH_T_EQ_INT(S.calls, 1);
+	send_raw(v10ka, sizeof(v10ka) - 1); /* unless it asks for more */
+	ASH_T_CONTAINS(R1, "Connection: keep-alive\r\n");
+	ASH_T_EQ_INT(S.calls, 3);
+	ASH_T_EQ_STR(S.path, "/last");
+	teardown(srv);
+}
+
+static void *
+bg_expect(void *arg)
+{
+	int  fd = raw_connect(port);
+	char got[64];
+
+	(void) arg;
+	raw_puts(fd,
+	    "PUT /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+	    "Content-Length: 3\r\nConnection: close\r\n\r\n");
+	raw_read_response(fd, got, sizeof(got), true);
+	snprintf(R2, sizeof(R2), "%s", got);
+	raw_puts(fd, "xyz");
+	raw_read_all(fd, R1, sizeof(R1));
+	close(fd);
+	bg_done = true;
+	return NULL;
+}
+
+/* The client waits for the interim answer before it sends the body. */
+ASH_TEST(expect_100_continue_gets_the_interim_answer)
+{
+	ash_http_opts    o = {0};
+	ash_http_server *srv;
+
+	srv = serve_echo(&o);
+	bg_run(bg_expect, NULL);
+	ASH_T_EQ_STR(R2, "HTTP/1.1 100 Continue\r\n\r\n");
+	ASH_T_CONTAINS(R1, "HTTP/1.1 201 ");
+	ASH_T_CONTAINS(R1, "echo:xyz");
 	teardown(srv);
 }
 
@@ -499,11 +675,8 @@ ASH_TEST(headers_over_limit_get_json_431)
 {
 	ash_http_opts    o = {.max_headers = 1024};
 	ash_http_server *srv;
-	char             base[64];
 
-	setup();
-	srv  = serve(&o, h_echo, base, sizeof(base));
-	port = ash_http_server_port(srv);
+	srv = serve_echo(&o);
 	bg_run(bg_big_head, (void *) (intptr_t) 1025);
 	ASH_T_CONTAINS(R1, "HTTP/1.1 431 ");
 	ASH_T_CONTAINS(R1,
@@ -845,17 +1018,17 @@ ASH_TEST(nul_in_path_and_unknown_methods_refused)
 {
 	ash_http_opts    o = {0};
 	ash_http_server *srv;
-	char             base[64];
 
-	setup();
-	srv  = serve(&o, h_echo, base, sizeof(base));
-	port = ash_http_server_port(srv);
+	srv = serve_echo(&o);
 	bg_run(bg_nul_path, NULL);
 	ASH_T_CONTAINS(R1, "HTTP/1.1 400 ");
 	ASH_T_CONTAINS(R1,
 	    "\r\n\r\n{\"error\":{\"code\":\"invalid_argument\","
 	    "\"message\":\"path contains a NUL byte\"}}");
-	ASH_T_CONTAINS(R2, "HTTP/1.1 501 "); /* evhttp's own page */
+	ASH_T_CONTAINS(R2, "HTTP/1.1 501 ");
+	ASH_T_CONTAINS(R2,
+	    "{\"error\":{\"code\":\"not_implemented\","
+	    "\"message\":\"method not supported\"}}");
 	ASH_T_EQ_INT(S.calls, 0);
 	teardown(srv);
 }
@@ -1165,7 +1338,10 @@ ASH_TEST(tls_files_must_load_and_match)
 ASH_TEST_MAIN(ASH_TEST_ENTRY(round_trip_with_headers_query_and_body),
     ASH_TEST_ENTRY(json_error_body_exact_text),
     ASH_TEST_ENTRY(body_over_limit_gets_json_413_before_the_body),
-    ASH_TEST_ENTRY(chunked_body_over_limit_hits_evhttp_backstop),
+    ASH_TEST_ENTRY(chunked_body_over_limit_gets_json_413),
+    ASH_TEST_ENTRY(ambiguous_or_malformed_requests_are_refused),
+    ASH_TEST_ENTRY(chunked_bodies_bare_lf_and_versions_are_read),
+    ASH_TEST_ENTRY(expect_100_continue_gets_the_interim_answer),
     ASH_TEST_ENTRY(headers_over_limit_get_json_431),
     ASH_TEST_ENTRY(pipelined_requests_answered_in_order),
     ASH_TEST_ENTRY(async_reply_from_a_timer),

@@ -1,5 +1,5 @@
 /*
- * ashoon/http.h - HTTP(S) server on libevent's evhttp.
+ * ashoon/http.h - HTTP/1.1 (and TLS) server on the loop.
  *
  * One handler sees every request (routing is the caller's). The handler may
  * answer at once or later (after NNG or DB work); it must answer exactly
@@ -12,14 +12,25 @@
  * is pending is gone, and so is one that half-closes (shutdown(SHUT_WR))
  * after sending it. Loop thread only.
  *
+ * Requests on a connection are answered in order (pipelining). Keep-alive
+ * is HTTP/1.1's default and HTTP/1.0's on request; Connection: close (from
+ * the client, or set by the handler on its response) closes after the
+ * response. Expect: 100-continue gets its interim answer.
+ *
  * Limits: a request whose Content-Length exceeds max_body gets 413 with
- * the JSON error before its body is read, and one whose head exceeds
- * max_headers gets 431 with the JSON error; the handler never sees either.
- * A chunked body is stopped by evhttp itself once it passes max_body: 413
- * with evhttp's HTML page (libevent 2.1.12 has no hook there). Methods
- * other than GET POST PUT PATCH DELETE OPTIONS HEAD get evhttp's 501 page.
- * Idle and slow clients are cut after timeout_s. TLS (>= 1.2) is on when
- * tls_cert and tls_key are set.
+ * the JSON error before its body is read, a chunked body gets it once it
+ * passes max_body, and a head over max_headers (or over 100 fields) gets
+ * 431; the handler never sees either. Heads that two parsers could frame
+ * differently (Content-Length with Transfer-Encoding, two different
+ * Content-Lengths, line folding, a space before a colon, control bytes)
+ * get 400, a transfer coding other than chunked or a method other than
+ * GET POST PUT PATCH DELETE OPTIONS HEAD gets 501, a version other than
+ * HTTP/1.0 and 1.1 gets 505: all with the JSON error and Connection:
+ * close.
+ *
+ * A connection idle (or a request arriving, or a response leaving) for
+ * timeout_s is cut; one whose request is with the handler is not. TLS (>= 1.2)
+ * is on when tls_cert and tls_key are set.
  */
 #ifndef ASHOON_HTTP_H
 #define ASHOON_HTTP_H
@@ -62,9 +73,8 @@ void ash_http_server_stop_accepting(ash_http_server *srv);
  * the handler. */
 void ash_http_server_close(ash_http_server *srv);
 
-/* Request accessors; returned strings are borrowed from req. Once req is
- * gone, header and query lookups return NULL; method, path, peer and body
- * stay available. */
+/* Request accessors; returned strings are borrowed from req and stay
+ * valid while req does (gone or not). */
 const char *ash_http_req_method(const ash_http_req *req); /* "GET", ... */
 const char *ash_http_req_path(const ash_http_req *req);   /* decoded, no
                                                              query string */
