@@ -3,7 +3,7 @@
  *
  * A gw_call lives from arrival until its reply is sent (or the client has
  * gone and the backend has answered). It holds the loop, so a SIGTERM
- * drain waits for it. If the client disconnects first, the evhttp request
+ * drain waits for it. If the client disconnects first, the HTTP request
  * is released at once and the call only waits for its backend answer to
  * finish cleanly; nothing touches the departed request.
  */

@@ -100,7 +100,7 @@ gw_route_match(const char *method, const char *path, gw_match *m)
 {
 	bool path_seen = false;
 
-	/* HEAD is GET without the body (RFC 9110 §9.3.2); evhttp drops it. */
+	/* HEAD is GET without the body (RFC 9110 §9.3.2); http drops it. */
 	if (strcmp(method, "HEAD") == 0)
 		method = "GET";
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {

@@ -860,8 +860,8 @@ on_send_more(evutil_socket_t fd, short what, void *arg)
 	raw_puts(gone_fd, "GET /next HTTP/1.1\r\n");
 }
 
-/* Bytes arrive while the request is pending (we cannot read them without
- * disturbing evhttp), then the client leaves: still noticed. */
+/* Bytes arrive while the request is pending (they wait in the buffer),
+ * then the client leaves: still noticed. */
 ASH_TEST(client_gone_after_pipelining_more_bytes)
 {
 	ash_http_opts    o     = {0};
