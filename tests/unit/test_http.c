@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
@@ -615,6 +616,45 @@ ASH_TEST(chunked_bodies_bare_lf_and_versions_are_read)
 	ASH_T_CONTAINS(R1, "Connection: keep-alive\r\n");
 	ASH_T_EQ_INT(S.calls, 3);
 	ASH_T_EQ_STR(S.path, "/last");
+	teardown(srv);
+}
+
+/* raw_request one byte per segment: every partial state of the framing. */
+static void *
+bg_trickle(void *arg)
+{
+	int fd = raw_connect(port), one = 1;
+
+	(void) arg;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	for (size_t i = 0; i < raw_request_len; i++) {
+		raw_send(fd, raw_request + i, 1);
+		usleep(300);
+	}
+	raw_read_all(fd, R1, sizeof(R1));
+	close(fd);
+	bg_done = true;
+	return NULL;
+}
+
+ASH_TEST(requests_sent_a_byte_at_a_time_are_read_the_same)
+{
+	static const char two[] =
+	    "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+	    "3;e=1\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nT: 1\r\n\r\n"
+	    "POST /d HTTP/1.1\nHost: x\nContent-Length: 4\n"
+	    "Connection: close\n\nwxyz";
+	ash_http_opts    o = {0};
+	ash_http_server *srv;
+
+	srv             = serve_echo(&o);
+	raw_request     = two;
+	raw_request_len = sizeof(two) - 1;
+	bg_run(bg_trickle, NULL);
+	ASH_T_CONTAINS(R1, "\r\n\r\necho:abc0123456789abcdefHTTP/1.1 201 ");
+	ASH_T_CONTAINS(R1, "\r\n\r\necho:wxyz");
+	ASH_T_EQ_INT(S.calls, 2);
+	ASH_T_EQ_STR(S.path, "/d");
 	teardown(srv);
 }
 
@@ -1342,6 +1382,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(round_trip_with_headers_query_and_body),
     ASH_TEST_ENTRY(ambiguous_or_malformed_requests_are_refused),
     ASH_TEST_ENTRY(chunked_bodies_bare_lf_and_versions_are_read),
     ASH_TEST_ENTRY(expect_100_continue_gets_the_interim_answer),
+    ASH_TEST_ENTRY(requests_sent_a_byte_at_a_time_are_read_the_same),
     ASH_TEST_ENTRY(headers_over_limit_get_json_431),
     ASH_TEST_ENTRY(pipelined_requests_answered_in_order),
     ASH_TEST_ENTRY(async_reply_from_a_timer),
