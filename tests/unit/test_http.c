@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 static void
@@ -1036,6 +1037,63 @@ ASH_TEST(stop_accepting_keeps_accepted_connections)
 	teardown(srv);
 }
 
+static long timed_ms[2]; /* how long each bg_timeouts client waited */
+
+static long
+ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 +
+	    (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* A client that stops halfway through its head, then one whose request
+ * the handler keeps longer than the timeout. */
+static void *
+bg_timeouts(void *arg)
+{
+	struct timespec t0;
+	int             fd = raw_connect(port);
+
+	(void) arg;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	raw_puts(fd, "GET /slow HTTP/1.1\r\nHost: x\r\n");
+	raw_read_all(fd, R1, sizeof(R1));
+	timed_ms[0] = ms_since(&t0);
+	close(fd);
+	fd = raw_connect(port);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	raw_puts(fd, "GET /one HTTP/1.1\r\nHost: x\r\n\r\n");
+	raw_read_response(fd, R2, sizeof(R2), false);
+	timed_ms[1] = ms_since(&t0);
+	close(fd);
+	bg_done = true;
+	return NULL;
+}
+
+/* timeout_s cuts a client that is too slow to send its request, never
+ * one whose request is with the handler. */
+ASH_TEST(slow_clients_are_cut_but_slow_handlers_are_not)
+{
+	ash_http_opts    o     = {.addr = "127.0.0.1:0", .timeout_s = 1};
+	ash_http_server *srv   = NULL;
+	int              delay = 2500;
+
+	setup();
+	ASH_T_OK(ash_http_server_open(loop, &o, h_late, &delay, &srv));
+	port = ash_http_server_port(srv);
+	bg_run(bg_timeouts, NULL);
+	ASH_T_EQ_STR(R1, ""); /* closed without an answer */
+	ASH_T_TRUE(timed_ms[0] >= 1000 && timed_ms[0] < 4000);
+	ASH_T_CONTAINS(R2, "HTTP/1.1 200 ");
+	ASH_T_CONTAINS(R2, "\r\n\r\nlate");
+	ASH_T_TRUE(timed_ms[1] >= 2400);
+	ASH_T_EQ_INT(S.calls, 1);
+	teardown(srv);
+}
+
 static void *
 bg_nul_path(void *arg)
 {
@@ -1392,6 +1450,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(round_trip_with_headers_query_and_body),
     ASH_TEST_ENTRY(release_inside_on_gone),
     ASH_TEST_ENTRY(server_close_marks_pending_requests_gone),
     ASH_TEST_ENTRY(stop_accepting_keeps_accepted_connections),
+    ASH_TEST_ENTRY(slow_clients_are_cut_but_slow_handlers_are_not),
     ASH_TEST_ENTRY(nul_in_path_and_unknown_methods_refused),
     ASH_TEST_ENTRY(open_refuses_bad_addresses_and_busy_ports),
     ASH_TEST_ENTRY(ipv6_listener_reports_ipv6_peer),
