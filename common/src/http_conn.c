@@ -263,8 +263,11 @@ conn_flush(ash__http_conn *c)
 			conn_close(c);
 			return;
 		}
-		if (n == IO_AGAIN)
+		if (n == IO_AGAIN) {
+			if (c->write_wants_read) /* writable is not enough */
+				event_del(c->wev);
 			return;
+		}
 		c->active = ash_now_ms();
 	}
 	event_del(c->wev);
@@ -548,7 +551,7 @@ ash__http_conn_reply(ash_http_req *req, int status, const char *content_type,
 	           .head          = req->head.method[0] == 'H',
         };
 
-	ASH_ASSERT(status >= 100 && status <= 599 && c->req == req);
+	ASH_ASSERT(status >= 200 && status <= 599 && c->req == req);
 	req->conn     = NULL;
 	c->req        = NULL;
 	c->dispatched = false;
@@ -564,7 +567,9 @@ ash__http_conn_reply(ash_http_req *req, int status, const char *content_type,
 			c->paused = false;
 			event_add(c->rev, NULL);
 		}
-		if (c->len > c->off) /* pipelined: the next one now */
+		/* Pipelined bytes, or TLS records already decrypted: no
+		 * readiness will say so. */
+		if (c->len > c->off || (c->ssl && SSL_has_pending(c->ssl)))
 			event_active(c->rev, EV_READ, 1);
 	}
 	conn_unbusy(c);
@@ -651,6 +656,7 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
 	c->busy++;
 	if (c->write_wants_read) {
 		c->write_wants_read = false;
+		event_add(c->wev, NULL); /* dropped while it waited for this */
 		conn_flush(c);
 	}
 	if (!c->dead)

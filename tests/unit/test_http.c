@@ -1260,6 +1260,9 @@ typedef struct tls_try {
 	long     ssl_version; /* CURLOPT_SSLVERSION, 0 = default */
 	bool     plain;       /* http:// to the TLS port */
 	long     post_len;    /* POST this many bytes */
+	bool     big;         /* GET /big: BIG_LEN bytes of a pattern */
+	size_t   got;         /* body bytes received */
+	bool     garbled;     /* a /big byte out of its pattern */
 	int      timeout_ms;
 	CURLcode rc;
 	long     status;
@@ -1273,6 +1276,13 @@ tls_on_body(char *p, size_t size, size_t n, void *arg)
 	tls_try *t   = arg;
 	size_t   len = strlen(t->body);
 
+	if (t->big && t->got == 0)
+		usleep(300 * 1000); /* let the server's socket fill up */
+	for (size_t i = 0; t->big && i < size * n; i++)
+		t->garbled |= (unsigned char) p[i] != (t->got + i) % 251;
+	t->got += size * n;
+	if (t->big)
+		return size * n;
 	snprintf(
 	    t->body + len, sizeof(t->body) - len, "%.*s", (int) (size * n), p);
 	return size * n;
@@ -1284,8 +1294,8 @@ tls_get(tls_try *t)
 	CURL *e = curl_easy_init();
 	char  url[96];
 
-	snprintf(url, sizeof(url), "%s://127.0.0.1:%d/secure",
-	    t->plain ? "http" : "https", port);
+	snprintf(url, sizeof(url), "%s://127.0.0.1:%d/%s",
+	    t->plain ? "http" : "https", port, t->big ? "big" : "secure");
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_CAINFO, tls_cert);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -1323,10 +1333,21 @@ bg_tls(void *arg)
 	return NULL;
 }
 
+#define BIG_LEN (16u << 20) /* far more than the socket takes at once */
+
 static void
 h_secure(ash_http_req *req, void *arg)
 {
+	static char big[BIG_LEN];
+
 	note(req);
+	if (strcmp(ash_http_req_path(req), "/big") == 0) {
+		for (size_t i = 0; i < BIG_LEN; i++)
+			big[i] = (char) (i % 251);
+		ash_http_reply(
+		    req, 200, "application/octet-stream", big, BIG_LEN);
+		return;
+	}
 	ash_http_reply(req, 200, "text/plain", "secret", 6);
 }
 
@@ -1343,6 +1364,7 @@ ASH_TEST(tls_round_trip_and_old_versions_refused)
 	                     CURL_SSLVERSION_TLSv1_1 | CURL_SSLVERSION_MAX_TLSv1_1},
 	             {.plain = true},
 	             {.post_len = 5000},
+	             {.big = true},
 	             {.timeout_ms = -1},
         };
 
@@ -1364,9 +1386,32 @@ ASH_TEST(tls_round_trip_and_old_versions_refused)
 	ASH_T_EQ_INT(t[4].rc, CURLE_OK); /* the guard works under TLS too */
 	ASH_T_EQ_INT(t[4].status, 413);
 	ASH_T_CONTAINS(t[4].body, "payload_too_large");
-	ASH_T_EQ_INT(S.calls, 2);
+	ASH_T_EQ_INT(t[5].rc, CURLE_OK); /* written over many writable turns */
+	ASH_T_EQ_INT(t[5].got, BIG_LEN);
+	ASH_T_TRUE(!t[5].garbled);
+	ASH_T_EQ_INT(S.calls, 3);
 	teardown(srv);
 	remove_tls_files();
+}
+
+/* A response far larger than the socket takes: written over many
+ * writable turns, every byte in order (plain; TLS in the test above). */
+ASH_TEST(large_responses_are_written_whole)
+{
+	ash_http_opts    o   = {0};
+	ash_http_server *srv = NULL;
+	char             base[64];
+	tls_try t[2] = {{.plain = true, .big = true}, {.timeout_ms = -1}};
+
+	setup();
+	srv  = serve(&o, h_secure, base, sizeof(base));
+	port = ash_http_server_port(srv);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	bg_run(bg_tls, t);
+	ASH_T_EQ_INT(t[0].rc, CURLE_OK);
+	ASH_T_EQ_INT(t[0].got, BIG_LEN);
+	ASH_T_TRUE(!t[0].garbled);
+	teardown(srv);
 }
 
 static void *
@@ -1455,5 +1500,6 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(round_trip_with_headers_query_and_body),
     ASH_TEST_ENTRY(open_refuses_bad_addresses_and_busy_ports),
     ASH_TEST_ENTRY(ipv6_listener_reports_ipv6_peer),
     ASH_TEST_ENTRY(tls_round_trip_and_old_versions_refused),
+    ASH_TEST_ENTRY(large_responses_are_written_whole),
     ASH_TEST_ENTRY(tls_client_gone_before_reply),
     ASH_TEST_ENTRY(tls_files_must_load_and_match))
