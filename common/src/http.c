@@ -110,13 +110,12 @@ req_split_target(ash_http_req *req)
 }
 
 ash_http_req *
-ash__http_req_new(ash__http_conn *c, const char *peer, const char *head,
-    size_t hlen, int *status, const char **why)
+ash__http_req_new(const char *peer, const char *head, size_t hlen, int *status,
+    const char **why)
 {
 	ash_http_req *req = ash_xcalloc(1, sizeof(*req));
 	const char   *path;
 
-	(void) c;
 	req->raw = ash_xmalloc(hlen + 1);
 	memcpy(req->raw, head, hlen);
 	req->raw[hlen] = '\0';

@@ -482,54 +482,63 @@ conn_respond(ash__http_conn *c, const response *r)
 		free(h);
 }
 
+/* The response just written is the connection's last: unread input is
+ * dropped, and the socket shut once the output is out. */
+static void
+conn_last_response(ash__http_conn *c)
+{
+	c->closing = true;
+	c->off     = c->len;
+	if (!c->dead && evbuffer_get_length(c->out) == 0)
+		conn_shut(c);
+}
+
+static const char *
+refusal_code(int status)
+{
+	switch (status) {
+	case 413:
+		return "payload_too_large";
+	case 431:
+		return "headers_too_large";
+	case 501:
+		return "not_implemented";
+	case 505:
+		return "http_version_not_supported";
+	default:
+		return ash_err_code(ASH_EINVAL);
+	}
+}
+
 /* The rest of the connection is not read: answer the JSON error, close. */
 static void
 conn_refuse(ash__http_conn *c, int status, const char *why)
 {
-	const ash_http_server *srv = c->srv;
-	const char            *code;
+	const ash_http_server *srv  = c->srv;
+	const char            *code = refusal_code(status);
 	char                   msg[128], *body;
 	response               r = {
 	                  .status = status, .ctype = "application/json", .close = true};
 
-	switch (status) {
-	case 413:
-		code = "payload_too_large";
+	if (status == 413)
 		snprintf(msg, sizeof(msg), "request body exceeds %zu bytes",
 		    srv->max_body);
-		break;
-	case 431:
-		code = "headers_too_large";
+	else if (status == 431)
 		snprintf(msg, sizeof(msg), "request headers exceed %zu bytes",
 		    srv->max_headers);
-		break;
-	case 501:
-		code = "not_implemented";
+	else
 		snprintf(msg, sizeof(msg), "%s", why);
-		break;
-	case 505:
-		code = "http_version_not_supported";
-		snprintf(msg, sizeof(msg), "%s", why);
-		break;
-	default:
-		code = ash_err_code(ASH_EINVAL);
-		snprintf(msg, sizeof(msg), "%s", why);
-		break;
-	}
 	if (c->req != NULL) {
 		ash__http_req_free(c->req);
 		c->req = NULL;
 	}
-	body       = ash__http_error_body(code, msg, NULL);
-	r.body     = body;
-	r.len      = strlen(body);
-	c->closing = true;
-	c->off     = c->len;
+	body   = ash__http_error_body(code, msg, NULL);
+	r.body = body;
+	r.len  = strlen(body);
 	c->busy++;
 	conn_respond(c, &r);
 	cJSON_free(body);
-	if (!c->dead && evbuffer_get_length(c->out) == 0)
-		conn_shut(c);
+	conn_last_response(c);
 	conn_unbusy(c);
 }
 
@@ -558,10 +567,7 @@ ash__http_conn_reply(ash_http_req *req, int status, const char *content_type,
 	c->busy++;
 	conn_respond(c, &r);
 	if (r.close) {
-		c->closing = true;
-		c->off     = c->len;
-		if (!c->dead && evbuffer_get_length(c->out) == 0)
-			conn_shut(c);
+		conn_last_response(c);
 	} else if (!c->dead && !c->in_process) {
 		if (c->paused) {
 			c->paused = false;
@@ -723,8 +729,7 @@ conn_read_head(ash__http_conn *c)
 		conn_refuse(c, 431, NULL);
 		return false;
 	}
-	c->req =
-	    ash__http_req_new(c, c->peer, c->in + c->off, hl, &status, &why);
+	c->req = ash__http_req_new(c->peer, c->in + c->off, hl, &status, &why);
 	c->off += hl;
 	c->scan = 0;
 	if (c->req == NULL) {

@@ -117,8 +117,8 @@ struct ash_http_req {
 
 /* http.c: a request from the head's hlen bytes at head (copied), or NULL
  * with *status and *why to refuse it. Its body is added by http_conn.c. */
-ash_http_req *ash__http_req_new(ash__http_conn *c, const char *peer,
-    const char *head, size_t hlen, int *status, const char **why);
+ash_http_req *ash__http_req_new(const char *peer, const char *head,
+    size_t hlen, int *status, const char **why);
 
 /* http.c: frees req (its connection link already ended). */
 void ash__http_req_free(ash_http_req *req);
