@@ -66,6 +66,25 @@ set_password(PGconn *c, const char *role, const char *env)
 	return ok;
 }
 
+/* The role's search_path, set only when it is not already (so a bootstrap
+ * of a set-up cluster writes no catalog row). Two first bootstraps racing
+ * (parallel tests) may both insert the setting: unique_violation then
+ * means the other one set the same value. */
+static bool
+set_search_path(PGconn *c, const char *role, const char *schema)
+{
+	char sql[768];
+
+	snprintf(sql, sizeof(sql),
+	    "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_db_role_setting s "
+	    "JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = '%s' "
+	    "AND s.setdatabase = 0 AND 'search_path=%s' = ANY (s.setconfig)) "
+	    "THEN ALTER ROLE %s SET search_path = %s; END IF; "
+	    "EXCEPTION WHEN unique_violation THEN NULL; END $$",
+	    role, schema, role, schema);
+	return exec_ok(c, sql, 0, NULL);
+}
+
 static bool
 bootstrap_one(PGconn *c, const ash_svc_row *s)
 {
@@ -84,9 +103,7 @@ bootstrap_one(PGconn *c, const ash_svc_row *s)
 	    sql, sizeof(sql), "ALTER SCHEMA %s OWNER TO %s", s->schema, role);
 	if (!exec_ok(c, sql, 0, NULL))
 		return false;
-	snprintf(sql, sizeof(sql), "ALTER ROLE %s SET search_path = %s", role,
-	    s->schema);
-	if (!exec_ok(c, sql, 0, NULL))
+	if (!set_search_path(c, role, s->schema))
 		return false;
 	printf("%-18s schema %-18s role %s\n", s->name, s->schema, role);
 	return true;
