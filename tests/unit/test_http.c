@@ -578,6 +578,23 @@ ASH_TEST(ambiguous_or_malformed_requests_are_refused)
 	teardown(srv);
 }
 
+/* The response's Date header is the IMF-fixdate of about now. */
+static bool
+date_is_now(const char *resp)
+{
+	const char *d = strstr(resp, "\r\nDate: ");
+	struct tm   tm;
+	const char *end;
+
+	memset(&tm, 0, sizeof(tm));
+	if (d == NULL ||
+	    (end = strptime(d + 8, "%a, %d %b %Y %H:%M:%S GMT", &tm)) ==
+	        NULL ||
+	    strncmp(end, "\r\n", 2) != 0)
+		return false;
+	return labs((long) (timegm(&tm) - time(NULL))) <= 5;
+}
+
 /* What RFC 9112 lets a server accept: a chunked body with extensions
  * and trailers, bare LF line ends, empty lines before the request line,
  * an absolute-form target; and keep-alive as each version means it. */
@@ -603,6 +620,7 @@ ASH_TEST(chunked_bodies_bare_lf_and_versions_are_read)
 	ASH_T_CONTAINS(R1, "HTTP/1.1 201 ");
 	ASH_T_CONTAINS(R1, "\r\n\r\necho:abcde");
 	ASH_T_EQ_INT(S.body_len, 5);
+	ASH_T_TRUE(date_is_now(R1));
 	send_raw(lf, sizeof(lf) - 1);
 	ASH_T_CONTAINS(R1, "HTTP/1.1 201 ");
 	ASH_T_EQ_STR(S.path, "/lf");
