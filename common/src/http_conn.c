@@ -155,6 +155,13 @@ tls_result(ash__http_conn *c, int n, bool reading)
 	}
 }
 
+/* A failed recv or send: IO_AGAIN if the socket is only not ready. */
+static ssize_t
+io_failed(void)
+{
+	return errno == EAGAIN || errno == EWOULDBLOCK ? IO_AGAIN : IO_ERROR;
+}
+
 static ssize_t
 io_read(ash__http_conn *c, char *buf, size_t cap)
 {
@@ -168,9 +175,7 @@ io_read(ash__http_conn *c, char *buf, size_t cap)
 	do
 		n = recv(c->fd, buf, cap, 0);
 	while (n < 0 && errno == EINTR);
-	if (n >= 0)
-		return n;
-	return errno == EAGAIN || errno == EWOULDBLOCK ? IO_AGAIN : IO_ERROR;
+	return n >= 0 ? n : io_failed();
 }
 
 /* Plain sockets only: bytes the kernel took, or IO_AGAIN / IO_ERROR. */
@@ -183,9 +188,7 @@ io_sendv(ash__http_conn *c, struct iovec *iov, int cnt)
 	do
 		n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
-	if (n >= 0)
-		return n;
-	return errno == EAGAIN || errno == EWOULDBLOCK ? IO_AGAIN : IO_ERROR;
+	return n >= 0 ? n : io_failed();
 }
 
 /* Writes from c->out; the bytes written, or IO_AGAIN / IO_ERROR. A TLS
@@ -238,8 +241,8 @@ conn_shut(ash__http_conn *c)
 		return;
 	}
 	if (c->ssl != NULL) {
-		SSL_shutdown(
-		    c->ssl); /* our close_notify; no wait for theirs */
+		/* Our close_notify; theirs is not waited for. */
+		SSL_shutdown(c->ssl);
 		ERR_clear_error();
 	}
 	shutdown(c->fd, SHUT_WR);
@@ -641,11 +644,9 @@ conn_on_write(evutil_socket_t fd, short what, void *arg)
 	c->busy++;
 	if (c->read_wants_write) {
 		c->read_wants_write = false;
-		if (evbuffer_get_length(c->out) == 0)
-			event_del(c->wev);
 		event_active(c->rev, EV_READ, 1);
 	}
-	conn_flush(c);
+	conn_flush(c); /* with nothing to write: stops watching */
 	conn_unbusy(c);
 }
 
@@ -766,20 +767,13 @@ conn_process(ash__http_conn *c)
 
 /* --- the server's side -------------------------------------------------- */
 
-/* evconnlistener's callback (http.c): a new client. */
-void
-ash__http_conn_accept(
-    ash_http_server *srv, evutil_socket_t fd, const struct sockaddr *sa)
+/* The client's address as text ("" if neither IPv4 nor IPv6). */
+static void
+peer_text(const struct sockaddr *sa, char *out, size_t cap)
 {
-	struct event_base *base                 = ash_loop_base(srv->loop);
-	ash__http_conn    *c                    = ash_xcalloc(1, sizeof(*c));
-	int                one                  = 1;
-	char               ip[INET6_ADDRSTRLEN] = "";
-	const char        *p                    = ip;
+	char        ip[INET6_ADDRSTRLEN] = "";
+	const char *p                    = ip;
 
-	c->srv = srv;
-	c->fd  = fd;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (sa->sa_family == AF_INET)
 		inet_ntop(AF_INET,
 		    &((const struct sockaddr_in *) sa)->sin_addr, ip,
@@ -791,7 +785,22 @@ ash__http_conn_accept(
 	/* A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d. */
 	if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, '.') != NULL)
 		p += 7;
-	snprintf(c->peer, sizeof(c->peer), "%s", p);
+	snprintf(out, cap, "%s", p);
+}
+
+/* evconnlistener's callback (http.c): a new client. */
+void
+ash__http_conn_accept(
+    ash_http_server *srv, evutil_socket_t fd, const struct sockaddr *sa)
+{
+	struct event_base *base = ash_loop_base(srv->loop);
+	ash__http_conn    *c    = ash_xcalloc(1, sizeof(*c));
+	int                one  = 1;
+
+	c->srv = srv;
+	c->fd  = fd;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	peer_text(sa, c->peer, sizeof(c->peer));
 	c->cap = IN_START;
 	c->in  = ash_xmalloc(c->cap);
 	c->out = evbuffer_new();
