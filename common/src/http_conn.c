@@ -233,6 +233,19 @@ conn_want_write(ash__http_conn *c)
 	}
 }
 
+/* Reading again after a full buffer stopped it. */
+static void
+conn_resume(ash__http_conn *c)
+{
+	if (!c->paused)
+		return;
+	c->paused = false;
+	event_add(c->rev, NULL);
+	/* TLS records already decrypted: no readiness will say so. */
+	if (c->ssl != NULL && SSL_has_pending(c->ssl))
+		event_active(c->rev, EV_READ, 1);
+}
+
 static void
 conn_shut(ash__http_conn *c)
 {
@@ -249,10 +262,7 @@ conn_shut(ash__http_conn *c)
 	c->lingering = true;
 	c->active    = ash_now_ms();
 	c->off = c->len = 0;
-	if (c->paused) {
-		c->paused = false;
-		event_add(c->rev, NULL);
-	}
+	conn_resume(c);
 }
 
 /* Writes what waits in c->out. Output done: stop watching, maybe shut. */
@@ -529,13 +539,8 @@ ash__http_conn_reply(ash_http_req *req, int status, const char *content_type,
 	if (r.close) {
 		conn_last_response(c);
 	} else if (!c->dead && !c->in_process) {
-		if (c->paused) {
-			c->paused = false;
-			event_add(c->rev, NULL);
-		}
-		/* Pipelined bytes, or TLS records already decrypted: no
-		 * readiness will say so. */
-		if (c->len > c->off || (c->ssl && SSL_has_pending(c->ssl)))
+		conn_resume(c);
+		if (c->len > c->off) /* pipelined: no readiness will say so */
 			event_active(c->rev, EV_READ, 1);
 	}
 	conn_unbusy(c);
@@ -574,7 +579,7 @@ conn_fill(ash__http_conn *c)
 		if (c->lingering)
 			c->off = c->len = 0;
 		if (c->len == c->cap && !conn_room(c)) {
-			c->paused = true; /* resumed after the reply */
+			c->paused = true; /* resumed once there is room */
 			event_del(c->rev);
 			return;
 		}
@@ -755,7 +760,13 @@ conn_process(ash__http_conn *c)
 		srv->handler(c->req, srv->arg); /* may reply at once */
 	}
 	c->in_process = false;
-	if (c->dead || c->off != c->len)
+	if (c->dead)
+		return;
+	/* Requests answered here made room (a held one resumes at its
+	 * reply): the kernel may have more waiting. */
+	if (c->off > 0 && !c->dispatched)
+		conn_resume(c);
+	if (c->off != c->len)
 		return;
 	c->off = c->len = 0;
 	if (c->cap > IN_START && c->req == NULL) { /* idle: give back */

@@ -630,7 +630,9 @@ ASH_TEST(chunked_bodies_bare_lf_and_versions_are_read)
 	send_raw(v10, sizeof(v10) - 1);
 	ASH_T_CONTAINS(R1, "Connection: close\r\n");
 	ASH_T_NOT_CONTAINS(R1, "/never");
+	ASH_T_NULL(strstr(strstr(R1, "HTTP/1.1 ") + 1, "HTTP/1.1 "));
 	ASH_T_EQ_INT(S.calls, 1);
+	ASH_T_EQ_STR(S.path, "/ten");
 	send_raw(v10ka, sizeof(v10ka) - 1); /* unless it asks for more */
 	ASH_T_CONTAINS(R1, "Connection: keep-alive\r\n");
 	ASH_T_EQ_INT(S.calls, 3);
@@ -786,6 +788,51 @@ h_first_slow(ash_http_req *req, void *arg)
 		return;
 	}
 	ash_http_reply(req, 200, "text/plain", "second", 6);
+}
+
+static int answered; /* responses bg_flood read */
+
+/* One held request, then far more pipelined bytes than the server will
+ * buffer: it stops reading until the reply, then reads on. */
+static void *
+bg_flood(void *arg)
+{
+	static char buf[64 << 10], reqs[16 << 10];
+	int         fd = raw_connect(port);
+	size_t      n  = 0, got;
+
+	(void) arg;
+	n +=
+	    (size_t) snprintf(reqs, sizeof(reqs), "GET /one HTTP/1.1\r\n\r\n");
+	for (int i = 0; i < 40; i++)
+		n += (size_t) snprintf(reqs + n, sizeof(reqs) - n,
+		    "GET /n%d HTTP/1.1\r\nX-Pad: %0200d\r\n%s\r\n", i, 0,
+		    i == 39 ? "Connection: close\r\n" : "");
+	raw_send(fd, reqs, n);
+	got      = raw_read_all(fd, buf, sizeof(buf));
+	answered = 0;
+	for (const char *p = buf;
+	     (p = strstr(p, "HTTP/1.1 200 ")) != NULL && p < buf + got; p++)
+		answered++;
+	close(fd);
+	bg_done = true;
+	return NULL;
+}
+
+ASH_TEST(a_full_input_buffer_pauses_reading_until_the_reply)
+{
+	ash_http_opts    o = {.max_body = 1024, .max_headers = 1024};
+	ash_http_server *srv;
+	char             base[64];
+
+	setup();
+	srv  = serve(&o, h_first_slow, base, sizeof(base));
+	port = ash_http_server_port(srv);
+	bg_run(bg_flood, NULL); /* 9 KB pipelined; the buffer holds 6 KB */
+	ASH_T_EQ_INT(answered, 41);
+	ASH_T_EQ_INT(S.calls, 41);
+	ASH_T_EQ_STR(S.path, "/n39");
+	teardown(srv);
 }
 
 ASH_TEST(pipelined_requests_answered_in_order)
@@ -1493,6 +1540,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(round_trip_with_headers_query_and_body),
     ASH_TEST_ENTRY(requests_sent_a_byte_at_a_time_are_read_the_same),
     ASH_TEST_ENTRY(headers_over_limit_get_json_431),
     ASH_TEST_ENTRY(pipelined_requests_answered_in_order),
+    ASH_TEST_ENTRY(a_full_input_buffer_pauses_reading_until_the_reply),
     ASH_TEST_ENTRY(async_reply_from_a_timer),
     ASH_TEST_ENTRY(client_gone_before_async_reply),
     ASH_TEST_ENTRY(client_reset_before_async_reply),
