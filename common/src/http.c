@@ -379,8 +379,8 @@ ash_http_req_query(ash_http_req *req, const char *key)
 void
 ash_http_req_body(ash_http_req *req, const char **data, size_t *len)
 {
-	*data = req->body ? req->body : "";
-	*len  = req->body_len;
+	*data = req->bodybuf.len ? req->bodybuf.data : "";
+	*len  = req->bodybuf.len;
 }
 
 static bool

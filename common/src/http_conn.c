@@ -733,13 +733,11 @@ conn_read_body(ash__http_conn *c)
 			conn_continue(c);
 			return false;
 		}
-		req->bodybuf.data = ash_xmalloc(n + 1);
+		req->bodybuf.data = ash_xmalloc(n);
 		memcpy(req->bodybuf.data, c->in + c->off, n);
 		req->bodybuf.len = n;
 		c->off += n;
 	}
-	req->body     = req->bodybuf.len ? req->bodybuf.data : "";
-	req->body_len = req->bodybuf.len;
 	return true;
 }
 

@@ -96,9 +96,7 @@ struct ash_http_server {
 struct ash_http_req {
 	ash__http_conn  *conn; /* NULL once replied or gone */
 	ash__http_head   head;
-	char            *raw;  /* the head's bytes, parsed in place */
-	const char      *body; /* bodybuf.data, or "" */
-	size_t           body_len;
+	char            *raw;     /* the head's bytes, parsed in place */
 	ash__http_body   bodybuf; /* the body (chunked: decoded) */
 	char            *path;    /* decoded (malloc'd) */
 	size_t           path_len;

@@ -308,21 +308,19 @@ chunk_size(const char *line, size_t len, uint64_t *out)
 	return 0;
 }
 
-static bool
-body_append(ash__http_body *b, const char *p, size_t n, size_t max)
+/* Within the body limit: the chunk's size line was checked against it. */
+static void
+body_append(ash__http_body *b, const char *p, size_t n)
 {
-	if (b->len + n > max)
-		return false;
-	if (b->len + n + 1 > b->cap) {
+	if (b->len + n > b->cap) {
 		size_t cap = b->cap ? b->cap : 4096;
-		while (cap < b->len + n + 1)
+		while (cap < b->len + n)
 			cap *= 2;
 		b->data = ash_xrealloc(b->data, cap);
 		b->cap  = cap;
 	}
 	memcpy(b->data + b->len, p, n);
 	b->len += n;
-	return true;
 }
 
 static size_t
@@ -346,9 +344,10 @@ chunks_step(ash__http_chunks *ch, const char *in, size_t n,
 		ch->state = ch->left ? ASH__CH_DATA : ASH__CH_TRAILER;
 		return len;
 	case ASH__CH_DATA:
+		if (n == 0)
+			return 0;
 		take = n < ch->left ? n : (size_t) ch->left;
-		if (!body_append(body, in, take, max))
-			goto big;
+		body_append(body, in, take);
 		ch->left -= take;
 		if (ch->left == 0)
 			ch->state = ASH__CH_DATA_END;
