@@ -92,9 +92,15 @@ req_split_target(ash_http_req *req)
 
 	if (strncasecmp(t, "http://", 7) == 0 ||
 	    strncasecmp(t, "https://", 8) == 0) {
-		t = strchr(strchr(t, ':') + 3, '/');
-		if (t == NULL)
+		t = strchr(t, ':') + 3;
+		t += strcspn(t, "/?#"); /* the authority ends there */
+		if (*t != '/') {        /* no path: "/", with any query */
+			if ((q = strchr(t, '#')) != NULL)
+				*q = '\0';
+			if (*t == '?')
+				req->query = t + 1;
 			return "/";
+		}
 	} else if (strcmp(t, "*") == 0) {
 		return strcmp(req->head.method, "OPTIONS") == 0 ? t : NULL;
 	} else if (*t != '/') {

@@ -34,6 +34,7 @@ typedef struct ash__http_head {
 	bool            close;      /* Connection: close */
 	bool            keep_alive; /* after the reply (version and fields) */
 	bool            expect_continue; /* Expect: 100-continue (HTTP/1.1) */
+	int             hosts;           /* Host fields */
 	int             nfields;
 	ash__http_field fields[ASH__HTTP_MAX_FIELDS]; /* last: not zeroed */
 } ash__http_head;

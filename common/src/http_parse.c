@@ -3,11 +3,13 @@
  *
  * Strict where two parsers could frame a request differently, since a
  * proxy in front of us is one of them (request smuggling): no line
- * folding, no space before a field's colon, no control bytes in values,
- * no two different Content-Lengths, no Content-Length next to a
- * Transfer-Encoding, no coding but "chunked". Lenient only where the RFC
- * lets a recipient be: a line may end in a bare LF. Pure functions: no
- * I/O, no allocation but the chunked body's buffer.
+ * folding, no space before a field's colon, no control bytes in values
+ * and no NUL anywhere in a head (the parts are C strings: a NUL would cut
+ * a value short where the proxy read all of it), no two different
+ * Content-Lengths, no Content-Length next to a Transfer-Encoding, no
+ * coding but "chunked", exactly one Host in HTTP/1.1. Lenient only where
+ * the RFC lets a recipient be: a line may end in a bare LF. Pure
+ * functions: no I/O, no allocation but the chunked body's buffer.
  */
 #include "http_impl.h"
 
@@ -187,6 +189,8 @@ apply_field(ash__http_head *h, const char *name, size_t nlen, const char *v,
 			h->keep_alive = true;
 	} else if (nlen == 6 && strcasecmp(name, "Expect") == 0) {
 		h->expect_continue = strcasecmp(v, "100-continue") == 0;
+	} else if (nlen == 4 && strcasecmp(name, "Host") == 0) {
+		h->hosts++;
 	}
 	return 0;
 }
@@ -234,6 +238,10 @@ ash__http_parse_head(char *p, size_t len, ash__http_head *h, const char **why)
 	int    st;
 
 	memset(h, 0, offsetof(ash__http_head, fields));
+	if (memchr(p, '\0', len) != NULL) {
+		*why = "NUL byte in the request head";
+		return 400;
+	}
 	if ((line = next_line(p, len, &pos)) == NULL) {
 		*why = "malformed request line";
 		return 400;
@@ -247,6 +255,12 @@ ash__http_parse_head(char *p, size_t len, ash__http_head *h, const char **why)
 		*why = h->minor == 0 ? "chunked transfer coding needs HTTP/1.1"
 		                     : "both Content-Length and "
 		                       "Transfer-Encoding";
+		return 400;
+	}
+	if (h->minor == 1 && h->hosts != 1) { /* RFC 9112 3.2: a MUST */
+		*why = h->hosts
+		    ? "more than one Host header field"
+		    : "HTTP/1.1 request without a Host header field";
 		return 400;
 	}
 	h->keep_alive = h->minor == 1 ? !h->close : h->keep_alive && !h->close;

@@ -560,10 +560,17 @@ ASH_TEST(ambiguous_or_malformed_requests_are_refused)
 	        "malformed request target"},
 	    {"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n", "501",
 	        "method not supported"},
+	    {"GET /a HTTP/1.1\r\nX-Test: 1\r\n\r\n", "400",
+	        "without a Host header field"},
+	    {"GET /a HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n", "400",
+	        "more than one Host header field"},
 	};
-	ash_http_opts    o = {0};
-	ash_http_server *srv;
-	char             want[32];
+	/* A NUL would end the value early for us but not for a proxy. */
+	static const char nul[] = "POST /a HTTP/1.1\r\nHost: x\r\n"
+	                          "Content-Length: 1\0\r\n\r\nab";
+	ash_http_opts     o     = {0};
+	ash_http_server  *srv;
+	char              want[32];
 
 	srv = serve_echo(&o);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -575,6 +582,10 @@ ASH_TEST(ambiguous_or_malformed_requests_are_refused)
 		ASH_T_CONTAINS(R1, cases[i].body);
 		ASH_T_EQ_INT(S.calls, 0);
 	}
+	send_raw(nul, sizeof(nul) - 1);
+	ASH_T_CONTAINS(R1, "HTTP/1.1 400 ");
+	ASH_T_CONTAINS(R1, "NUL byte in the request head");
+	ASH_T_EQ_INT(S.calls, 0);
 	teardown(srv);
 }
 
@@ -607,6 +618,9 @@ ASH_TEST(chunked_bodies_bare_lf_and_versions_are_read)
 	static const char lf[] =
 	    "\r\nGET http://example.test/lf?a=1 HTTP/1.1\nHost: x\n"
 	    "X-Test: bare\nConnection: close\n\n";
+	static const char absq[] =
+	    "GET http://example.test?a=2/b#f HTTP/1.1\r\n"
+	    "Host: x\r\nConnection: close\r\n\r\n";
 	static const char v10[] = "GET /ten HTTP/1.0\r\n\r\n"
 	                          "GET /never HTTP/1.0\r\n\r\n";
 	static const char v10ka[] =
@@ -626,6 +640,9 @@ ASH_TEST(chunked_bodies_bare_lf_and_versions_are_read)
 	ASH_T_EQ_STR(S.path, "/lf");
 	ASH_T_EQ_STR(S.qa, "1");
 	ASH_T_EQ_STR(S.hdr, "bare");
+	send_raw(absq, sizeof(absq) - 1); /* the authority ends at the '?' */
+	ASH_T_EQ_STR(S.path, "/");
+	ASH_T_EQ_STR(S.qa, "2/b");
 	S.calls = 0; /* HTTP/1.0 closes after one response by default */
 	send_raw(v10, sizeof(v10) - 1);
 	ASH_T_CONTAINS(R1, "Connection: close\r\n");
@@ -802,12 +819,13 @@ bg_flood(void *arg)
 	size_t      n  = 0, got;
 
 	(void) arg;
-	n +=
-	    (size_t) snprintf(reqs, sizeof(reqs), "GET /one HTTP/1.1\r\n\r\n");
+	n += (size_t) snprintf(reqs, sizeof(reqs),
+	    "GET /one HTTP/1.1\r\n"
+	    "Host: x\r\n\r\n");
 	for (int i = 0; i < 40; i++)
 		n += (size_t) snprintf(reqs + n, sizeof(reqs) - n,
-		    "GET /n%d HTTP/1.1\r\nX-Pad: %0200d\r\n%s\r\n", i, 0,
-		    i == 39 ? "Connection: close\r\n" : "");
+		    "GET /n%d HTTP/1.1\r\nHost: x\r\nX-Pad: %0200d\r\n%s\r\n",
+		    i, 0, i == 39 ? "Connection: close\r\n" : "");
 	raw_send(fd, reqs, n);
 	got      = raw_read_all(fd, buf, sizeof(buf));
 	answered = 0;
