@@ -1548,6 +1548,845 @@ ASH_TEST(tls_files_must_load_and_match)
 	remove_tls_files();
 }
 
+/* ---- requests against a model of the framing ----------------------- */
+
+/* An independent reading of the framing rules (http_parse.c's header,
+ * RFC 9112), written on byte runs with lengths, not C strings: for the
+ * bytes a client sends before it half-closes, the responses the server
+ * owes it. Generated requests, and the same mutated, go to the real
+ * server; what it answers must be what the model says. */
+
+enum { M_MAX_BODY = 256, M_MAX_HEADERS = 256, M_CAP = 16384 };
+
+typedef struct mstr {
+	char   b[M_CAP];
+	size_t n;
+} mstr;
+
+static void
+mput(mstr *s, const void *p, size_t n)
+{
+	if (n > 0 && s->n + n <= sizeof(s->b)) {
+		memcpy(s->b + s->n, p, n);
+		s->n += n;
+	}
+}
+
+static void
+mputs(mstr *s, const char *p)
+{
+	mput(s, p, strlen(p));
+}
+
+/* "<length>:<bytes>", so that any bytes compare exactly. */
+static void
+mfield(mstr *s, const char *p, size_t n)
+{
+	char len[24];
+
+	snprintf(len, sizeof(len), "%zu:", n);
+	mputs(s, len);
+	mput(s, p, n);
+}
+
+/* Replies 201 with what the handler saw: method, path, the first X-Test
+ * ("-:" if none) and the body, each as an mfield. */
+static void
+h_model(ash_http_req *req, void *arg)
+{
+	static mstr out;
+	const char *x = ash_http_req_header(req, "x-test");
+	const char *m = ash_http_req_method(req), *p = ash_http_req_path(req);
+	const char *data;
+	size_t      len;
+
+	(void) arg;
+	out.n = 0;
+	ash_http_req_body(req, &data, &len);
+	mfield(&out, m, strlen(m));
+	mfield(&out, p, strlen(p));
+	if (x != NULL)
+		mfield(&out, x, strlen(x));
+	else
+		mputs(&out, "-:");
+	mfield(&out, data, len);
+	ash_http_reply(req, 201, "application/octet-stream", out.b, out.n);
+}
+
+static bool
+m_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || (c != 0 && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static bool
+m_vchar(unsigned char c)
+{
+	return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static int
+m_hex(unsigned char c)
+{
+	return c >= '0' && c <= '9' ? c - '0'
+	    : c >= 'a' && c <= 'f'  ? c - 'a' + 10
+	    : c >= 'A' && c <= 'F'  ? c - 'A' + 10
+	                            : -1;
+}
+
+static bool
+m_is(const char *p, size_t n, const char *word)
+{
+	return strlen(word) == n && strncasecmp(p, word, n) == 0;
+}
+
+/* Does a comma-separated list hold tok (any case, then an end, a comma or
+ * white space)? */
+static bool
+m_token(const char *v, size_t n, const char *tok)
+{
+	size_t t = strlen(tok), i = 0;
+
+	while (i < n) {
+		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		if (n - i >= t && strncasecmp(v + i, tok, t) == 0 &&
+		    (i + t == n || v[i + t] == ',' || v[i + t] == ' ' ||
+		        v[i + t] == '\t'))
+			return true;
+		while (i < n && v[i] != ',')
+			i++;
+	}
+	return false;
+}
+
+typedef struct mreq {
+	const char *method;
+	int         minor, hosts, nfields;
+	bool        has_len, chunked, close, keep_alive, has_x;
+	uint64_t    len;
+	const char *x, *target;
+	size_t      xn, tn;
+	mstr        path;
+} mreq;
+
+static int
+m_request_line(const char *l, size_t n, mreq *r)
+{
+	static const char *const known[] = {
+	    "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"};
+	const char *sp1 = memchr(l, ' ', n), *sp2, *v;
+	size_t      vn;
+
+	if (sp1 == NULL || sp1 == l ||
+	    (sp2 = memchr(sp1 + 1, ' ', (size_t) (l + n - sp1 - 1))) == NULL ||
+	    sp2 == sp1 + 1)
+		return 400;
+	for (const char *p = l; p < sp1; p++)
+		if (!m_tchar((unsigned char) *p))
+			return 400;
+	for (const char *p = sp1 + 1; p < sp2; p++)
+		if ((unsigned char) *p <= 0x20 || *p == 0x7f)
+			return 400;
+	v  = sp2 + 1;
+	vn = (size_t) (l + n - v);
+	if (vn < 5 || memcmp(v, "HTTP/", 5) != 0)
+		return 400;
+	if (vn == 8 && memcmp(v, "HTTP/1.1", 8) == 0)
+		r->minor = 1;
+	else if (vn == 8 && memcmp(v, "HTTP/1.0", 8) == 0)
+		r->minor = 0;
+	else
+		return 505;
+	r->target = sp1 + 1;
+	r->tn     = (size_t) (sp2 - sp1 - 1);
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strlen(known[i]) == (size_t) (sp1 - l) &&
+		    memcmp(l, known[i], (size_t) (sp1 - l)) == 0)
+			r->method = known[i];
+	return r->method ? 0 : 501;
+}
+
+static int
+m_field(const char *l, size_t n, mreq *r)
+{
+	const char *colon = memchr(l, ':', n), *v, *end = l + n;
+	uint64_t    len = 0;
+
+	if (n > 0 && (l[0] == ' ' || l[0] == '\t'))
+		return 400;
+	if (colon == NULL || colon == l)
+		return 400;
+	for (const char *p = l; p < colon; p++)
+		if (!m_tchar((unsigned char) *p))
+			return 400;
+	for (v = colon + 1; v < end && (*v == ' ' || *v == '\t'); v++)
+		;
+	for (const char *p = v; p < end; p++)
+		if (!m_vchar((unsigned char) *p))
+			return 400;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if (r->nfields++ == 100)
+		return 431;
+	size_t nl = (size_t) (colon - l), vn = (size_t) (end - v);
+	if (m_is(l, nl, "content-length")) {
+		if (vn == 0)
+			return 400;
+		for (const char *p = v; p < end; p++) {
+			if (*p < '0' || *p > '9')
+				return 400;
+			len = len > UINT64_MAX / 16
+			    ? UINT64_MAX / 16
+			    : len * 10 + (uint64_t) (*p - '0');
+		}
+		if (r->has_len && len != r->len)
+			return 400;
+		r->has_len = true;
+		r->len     = len;
+	} else if (m_is(l, nl, "transfer-encoding")) {
+		if (r->chunked)
+			return 400;
+		if (!m_is(v, vn, "chunked"))
+			return 501;
+		r->chunked = true;
+	} else if (m_is(l, nl, "connection")) {
+		r->close |= m_token(v, vn, "close");
+		r->keep_alive |= m_token(v, vn, "keep-alive");
+	} else if (m_is(l, nl, "host")) {
+		r->hosts++;
+	} else if (m_is(l, nl, "x-test") && !r->has_x) {
+		r->has_x = true;
+		r->x     = v;
+		r->xn    = vn;
+	}
+	return 0;
+}
+
+/* The decoded path of r->target into r->path; 0 or 400. */
+static int
+m_path(mreq *r)
+{
+	const char *t = r->target, *end = t + r->tn;
+
+	r->path.n = 0;
+	if ((r->tn >= 7 && strncasecmp(t, "http://", 7) == 0) ||
+	    (r->tn >= 8 && strncasecmp(t, "https://", 8) == 0)) {
+		t = (const char *) memchr(t, ':', r->tn) + 3;
+		while (t < end && *t != '/' && *t != '?' && *t != '#')
+			t++;
+		if (t == end || *t != '/') {
+			mputs(&r->path, "/");
+			return 0;
+		}
+	} else if (r->tn == 1 && *t == '*') {
+		mputs(&r->path, "*");
+		return strcmp(r->method, "OPTIONS") == 0 ? 0 : 400;
+	} else if (t == end || *t != '/') {
+		return 400;
+	}
+	for (const char *p = t; p < end; p++)
+		if (*p == '?' || *p == '#')
+			end = p; /* query and fragment are not the path */
+	for (const char *p = t; p < end; p++) {
+		char c = *p;
+		if (c == '%' && end - p > 2 &&
+		    m_hex((unsigned char) p[1]) >= 0 &&
+		    m_hex((unsigned char) p[2]) >= 0) {
+			c = (char) (m_hex((unsigned char) p[1]) * 16 +
+			    m_hex((unsigned char) p[2]));
+			p += 2;
+		}
+		if (c == '\0')
+			return 400;
+		mput(&r->path, &c, 1);
+	}
+	return 0;
+}
+
+/* Parses the head in[0..n) (through its blank line); 0 or a status. */
+static int
+m_head(const char *in, size_t n, mreq *r)
+{
+	size_t pos   = 0;
+	int    st    = 0;
+	bool   first = true;
+
+	memset(r, 0, offsetof(mreq, path));
+	if (memchr(in, '\0', n) != NULL)
+		return 400;
+	while (pos < n) {
+		const char *l = in + pos, *nl = memchr(l, '\n', n - pos);
+		size_t      ln = (size_t) (nl - l);
+
+		pos += ln + 1;
+		if (ln > 0 && l[ln - 1] == '\r')
+			ln--;
+		if (first)
+			st = m_request_line(l, ln, r);
+		else if (ln == 0)
+			break;
+		else
+			st = m_field(l, ln, r);
+		if (st != 0)
+			return st;
+		first = false;
+	}
+	if (r->chunked && (r->has_len || r->minor == 0))
+		return 400;
+	if (r->minor == 1 && r->hosts != 1)
+		return 400;
+	r->keep_alive = r->minor == 1 ? !r->close : r->keep_alive && !r->close;
+	return m_path(r);
+}
+
+/* A chunk-size line l[0..len) through its LF: hex digits (at most 15),
+ * white space, then nothing or extensions after a ';'. 0 or -1. */
+static int
+m_size_line(const char *l, size_t len, uint64_t *size)
+{
+	size_t end = len - 1 - (len >= 2 && l[len - 2] == '\r'), i = 0;
+
+	*size = 0;
+	for (; i < end && m_hex((unsigned char) l[i]) >= 0; i++) {
+		if (i >= 15)
+			return -1;
+		*size = *size * 16 + (uint64_t) m_hex((unsigned char) l[i]);
+	}
+	if (i == 0)
+		return -1;
+	while (i < end && (l[i] == ' ' || l[i] == '\t'))
+		i++;
+	if (i < end && l[i] != ';')
+		return -1;
+	for (; i < end; i++)
+		if (!m_vchar((unsigned char) l[i]))
+			return -1;
+	return 0;
+}
+
+/* A chunked body from in[0..n) into body: bytes used, or 0 with *st
+ * (400, 413), or 0 with *st 0 when it is not all there. */
+static size_t
+m_chunked(const char *in, size_t n, mstr *body, int *st)
+{
+	size_t pos = 0, trailer = 0;
+
+	*st = 0;
+	for (;;) { /* size line */
+		const char *l = in + pos, *nl = memchr(l, '\n', n - pos);
+		size_t      len;
+		uint64_t    size;
+
+		if (nl == NULL) {
+			*st = n - pos > 1024 ? 400 : 0;
+			return 0;
+		}
+		len = (size_t) (nl - l) + 1;
+		if (len > 1024 || m_size_line(l, len, &size) != 0)
+			return *st = 400, 0;
+		if (size > M_MAX_BODY - body->n)
+			return *st = 413, 0;
+		pos += len;
+		if (size == 0)
+			break;
+		if (n - pos < size)
+			return 0;
+		mput(body, in + pos, (size_t) size);
+		pos += (size_t) size;
+		if (n - pos >= 1 && in[pos] == '\n')
+			pos += 1;
+		else if (n - pos >= 2 && in[pos] == '\r' &&
+		    in[pos + 1] == '\n')
+			pos += 2;
+		else if (n - pos == 0 || (n - pos == 1 && in[pos] == '\r'))
+			return 0;
+		else
+			return *st = 400, 0;
+	}
+	for (;;) { /* trailer lines, through the blank one */
+		const char *l = in + pos, *nl = memchr(l, '\n', n - pos);
+		size_t      len;
+
+		if (nl == NULL) {
+			*st = trailer + (n - pos) > (16u << 10) ? 400 : 0;
+			return 0;
+		}
+		len = (size_t) (nl - l) + 1;
+		trailer += len;
+		if (trailer > (16u << 10))
+			return *st = 400, 0;
+		pos += len;
+		if (len == 1 || (len == 2 && l[0] == '\r'))
+			return pos;
+	}
+}
+
+/* Offset of the end of the head at in[0..n) (its blank line), 0 if none. */
+static size_t
+m_head_end(const char *in, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (in[i] != '\n')
+			continue;
+		if (i + 1 < n && in[i + 1] == '\n')
+			return i + 2;
+		if (i + 2 < n && in[i + 1] == '\r' && in[i + 2] == '\n')
+			return i + 3;
+	}
+	return 0;
+}
+
+/* The next request at in[*pos..n) into r and body: 0 when it is to be
+ * handled, a status to refuse it with, or -1 when it is not all there
+ * (the client's half-close then ends the connection without an answer).
+ * Empty lines before it are skipped, as the server skips them. */
+static int
+m_next(const char *in, size_t n, size_t *pos, mreq *r, mstr *body)
+{
+	size_t hl;
+	int    st;
+
+	while (*pos < n && (in[*pos] == '\r' || in[*pos] == '\n'))
+		(*pos)++;
+	if (*pos == n)
+		return -1;
+	hl = m_head_end(in + *pos, n - *pos);
+	if (hl > M_MAX_HEADERS || (hl == 0 && n - *pos > M_MAX_HEADERS))
+		return 431;
+	if (hl == 0)
+		return -1;
+	st = m_head(in + *pos, hl, r);
+	*pos += hl;
+	body->n = 0;
+	if (st == 0 && r->has_len && r->len > M_MAX_BODY)
+		st = 413;
+	if (st == 0 && r->chunked) {
+		size_t used = m_chunked(in + *pos, n - *pos, body, &st);
+		if (used == 0 && st == 0)
+			return -1;
+		*pos += used;
+	} else if (st == 0 && r->has_len) {
+		if (n - *pos < r->len)
+			return -1;
+		mput(body, in + *pos, (size_t) r->len);
+		*pos += (size_t) r->len;
+	}
+	return st;
+}
+
+/* What the server owes for in[0..n): one line per response, "NNN\n", or
+ * for a 201 "201 " and h_model's body then "\n". heads[i]: response i
+ * answers a HEAD (no body on the wire). Returns the status of the
+ * refusal that ends it, 0 if none; *accepted counts the 201s. */
+static int
+m_expect(
+    const char *in, size_t n, mstr *out, bool *heads, int max, int *accepted)
+{
+	static mreq r;
+	static mstr body, reply;
+	size_t      pos = 0;
+	char        line[16];
+
+	out->n = 0;
+	for (int k = 0, st; k < max; k++) {
+		if ((st = m_next(in, n, &pos, &r, &body)) < 0)
+			return 0;
+		heads[k] = st == 0 && strcmp(r.method, "HEAD") == 0;
+		if (st != 0) {
+			snprintf(line, sizeof(line), "%d\n", st);
+			mputs(out, line);
+			return st;
+		}
+		reply.n = 0;
+		mfield(&reply, r.method, strlen(r.method));
+		mfield(&reply, r.path.b, r.path.n);
+		if (r.has_x)
+			mfield(&reply, r.x, r.xn);
+		else
+			mputs(&reply, "-:");
+		mfield(&reply, body.b, body.n);
+		mputs(out, "201 ");
+		if (!heads[k])
+			mput(out, reply.b, reply.n);
+		mputs(out, "\n");
+		(*accepted)++;
+		if (!r.keep_alive)
+			return 0;
+	}
+	return 0;
+}
+
+/* --- generating requests --- */
+
+static uint64_t m_seed;
+
+static uint32_t
+rnd(uint32_t n)
+{
+	m_seed ^= m_seed >> 12; /* xorshift64* */
+	m_seed ^= m_seed << 25;
+	m_seed ^= m_seed >> 27;
+	return (uint32_t) ((m_seed * 2685821657736338717ull) >> 33) % n;
+}
+
+static const char *
+g_eol(void)
+{
+	return rnd(4) == 0 ? "\n" : "\r\n";
+}
+
+static void
+g_chars(mstr *s, const char *set, int max)
+{
+	for (int i = rnd((uint32_t) max + 1); i > 0; i--)
+		mput(s, set + rnd((uint32_t) strlen(set)), 1);
+}
+
+/* A field value: white space around bytes HT, SP, visible, obs-text. */
+static void
+g_value(mstr *s)
+{
+	mputs(s, rnd(3) ? " " : rnd(2) ? "" : " \t ");
+	for (int i = rnd(16); i > 0; i--) {
+		char c =
+		    (char) (rnd(8) == 0 ? 0x80 + rnd(128) : 0x21 + rnd(94));
+		mput(s, rnd(10) == 0 ? " " : &c, 1);
+	}
+	mputs(s, rnd(3) ? "" : " \t");
+}
+
+/* An origin-form path (sometimes absolute-form, or "*" for OPTIONS)
+ * with percent-escapes (never %00) and sometimes a query. */
+static void
+g_target(mstr *s, const char *method)
+{
+	char esc[8];
+
+	if (strcmp(method, "OPTIONS") == 0 && rnd(3) == 0) {
+		mputs(s, "*");
+		return;
+	}
+	if (rnd(8) == 0)
+		mputs(s, rnd(2) ? "http://h.test" : "HTTPS://h.test:8443");
+	for (int i = 1 + rnd(3); i > 0; i--) {
+		mputs(s, "/");
+		g_chars(s, "abz09-._~!$&'()*+,;=:@", 6);
+		if (rnd(3) == 0) {
+			snprintf(esc, sizeof(esc), "%%%02X", 1 + rnd(255));
+			mputs(s, esc);
+		}
+	}
+	if (rnd(3) == 0) {
+		mputs(s, "?a=");
+		g_chars(s, "xy%/?", 5);
+	}
+}
+
+/* The end of the head and a body of random bytes: none (kind 0), by
+ * Content-Length (1) or chunked, with extensions and trailers (2). */
+static void
+g_body(mstr *s, int kind)
+{
+	static mstr body;
+	char        line[64];
+
+	body.n = 0;
+	for (int i = kind ? rnd(300) : 0; i > 0; i--) {
+		char b = (char) rnd(256);
+		mput(&body, &b, 1);
+	}
+	if (kind != 2) {
+		if (kind == 1) {
+			snprintf(
+			    line, sizeof(line), "Content-Length: %zu", body.n);
+			mputs(s, line);
+			mputs(s, g_eol());
+		}
+		mputs(s, g_eol());
+		mput(s, body.b, body.n);
+		return;
+	}
+	mputs(s, "Transfer-Encoding: chunked");
+	mputs(s, g_eol());
+	mputs(s, g_eol());
+	for (size_t at = 0, n; at < body.n; at += n) {
+		n = 1 + rnd((uint32_t) (body.n - at));
+		snprintf(line, sizeof(line), rnd(2) ? "%zx%s" : "%zX%s", n,
+		    rnd(4) ? "" : ";ext=\"1\"");
+		mputs(s, line);
+		mputs(s, g_eol());
+		mput(s, body.b + at, n);
+		mputs(s, g_eol());
+	}
+	mputs(s, "0");
+	mputs(s, g_eol());
+	if (rnd(3) == 0) {
+		mputs(s, "X-Trailer: t");
+		mputs(s, g_eol());
+	}
+	mputs(s, g_eol());
+}
+
+/* One valid request (its head within M_MAX_HEADERS, unless rarely). */
+static void
+g_request(mstr *s)
+{
+	static const char *const methods[] = {
+	    "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"};
+	static const char *const conn[] = {
+	    NULL, "close", "keep-alive", "Keep-Alive, Upgrade"};
+	const char *m = methods[rnd(7)], *c = conn[rnd(4)];
+	int         minor = rnd(6) ? 1 : 0, kind = (int) rnd(3);
+
+	if (rnd(8) == 0)
+		mputs(s, g_eol()); /* an empty line before: ignored */
+	mputs(s, m);
+	mputs(s, " ");
+	g_target(s, m);
+	mputs(s, minor ? " HTTP/1.1" : " HTTP/1.0");
+	mputs(s, g_eol());
+	if (minor == 1 || rnd(2)) {
+		mputs(s, rnd(2) ? "Host:" : "host:");
+		g_value(s);
+		mputs(s, g_eol());
+	}
+	for (int i = rnd(4); i > 0; i--) {
+		mputs(s, "X-");
+		g_chars(s, "abcXYZ019!#$%&'*+-.^_`|~", 10);
+		mputs(s, ":");
+		g_value(s);
+		mputs(s, g_eol());
+	}
+	if (rnd(2)) {
+		mputs(s, rnd(2) ? "X-Test:" : "x-TEST:");
+		g_value(s);
+		mputs(s, g_eol());
+	}
+	if (c != NULL) {
+		mputs(s, "Connection: ");
+		mputs(s, c);
+		mputs(s, g_eol());
+	}
+	g_body(s, kind == 2 && minor == 0 ? 1 : kind); /* 1.0: no chunks */
+}
+
+/* One to three changes a proxy or an attacker could make. */
+static void
+g_mutate(mstr *s)
+{
+	static const char pick[] = "\r\n \t:;,09af%/x\x7f\x80\xff";
+	static const struct {
+		const char *p;
+		size_t      n;
+	} lines[] = {
+	    {"Content-Length: 5\r\n", 19},
+	    {"Content-Length: 0\r\n", 19},
+	    {"Content-Length: 99999999999999999999999\r\n", 41},
+	    {"Transfer-Encoding: chunked\r\n", 28},
+	    {"Transfer-Encoding: gzip\r\n", 25},
+	    {"Host: other\r\n", 13},
+	    {" folded\r\n", 9},
+	    {"Connection: close\r\n", 19},
+	    {"X-Test: a\0b\r\n", 13},
+	};
+
+	for (int k = 1 + rnd(3); k > 0 && s->n > 0 && s->n < M_CAP - 64; k--) {
+		size_t at = rnd((uint32_t) s->n), nl;
+		char   c  = rnd(4) ? pick[rnd(sizeof(pick))] : (char) rnd(256);
+		int    i;
+
+		switch (rnd(5)) {
+		case 0: /* replace a byte */
+			s->b[at] = c;
+			break;
+		case 1: /* insert one */
+			memmove(s->b + at + 1, s->b + at, s->n - at);
+			s->b[at] = c;
+			s->n++;
+			break;
+		case 2: /* delete one */
+			memmove(s->b + at, s->b + at + 1, s->n - at - 1);
+			s->n--;
+			break;
+		case 3: /* repeat the line at */
+			while (at > 0 && s->b[at - 1] != '\n')
+				at--;
+			for (nl = at; nl < s->n && s->b[nl] != '\n'; nl++)
+				;
+			if (nl < s->n && s->n + (nl - at + 1) <= M_CAP) {
+				memmove(s->b + nl + 1 + (nl - at + 1),
+				    s->b + nl + 1, s->n - nl - 1);
+				memcpy(s->b + nl + 1, s->b + at, nl - at + 1);
+				s->n += nl - at + 1;
+			}
+			break;
+		default: /* a line after the request line */
+			i = (int) rnd(sizeof(lines) / sizeof(lines[0]));
+			if (memchr(s->b, '\n', s->n) == NULL)
+				break;
+			at = (size_t) ((char *) memchr(s->b, '\n', s->n) -
+			         s->b) +
+			    1;
+			memmove(s->b + at + lines[i].n, s->b + at, s->n - at);
+			memcpy(s->b + at, lines[i].p, lines[i].n);
+			s->n += lines[i].n;
+		}
+	}
+}
+
+/* --- sending them --- */
+
+static mstr m_in, m_want, m_got, m_wire;
+static char m_failure[2048];
+static int  m_per_round, m_sent, m_mutated, m_accepted, m_refused[600];
+
+/* The responses on the wire as m_expect writes them (heads: which
+ * answer a HEAD, so carry no body). */
+static void
+m_read_back(const mstr *w, const bool *heads, int max, mstr *out)
+{
+	size_t pos = 0;
+	int    k   = 0;
+
+	out->n = 0;
+	while (pos < w->n && k < max) {
+		const char *h = w->b + pos, *end, *cl;
+		size_t      hl, len;
+		int         st;
+
+		end = memmem(h, w->n - pos, "\r\n\r\n", 4);
+		if (end == NULL || sscanf(h, "HTTP/1.1 %d ", &st) != 1) {
+			mputs(out, "garbage\n");
+			return;
+		}
+		hl  = (size_t) (end - h) + 4;
+		cl  = memmem(h, hl, "\r\nContent-Length: ", 18);
+		len = cl && !(st == 201 && heads[k])
+		    ? strtoul(cl + 18, NULL, 10)
+		    : 0;
+		if (len > w->n - pos - hl)
+			len = w->n - pos - hl;
+		char num[16];
+		snprintf(num, sizeof(num), st == 201 ? "%d " : "%d\n", st);
+		mputs(out, num);
+		if (st == 201) {
+			mput(out, h + hl, len);
+			mputs(out, "\n");
+		}
+		pos += hl + len;
+		k++;
+	}
+}
+
+/* Printable: what a failure shows of the bytes. */
+static void
+m_show(char *dst, size_t cap, const mstr *s)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < s->n && o + 5 < cap; i++) {
+		unsigned char c = (unsigned char) s->b[i];
+		o += (size_t) (c >= 0x20 && c < 0x7f && c != '\\'
+		        ? snprintf(dst + o, cap - o, "%c", c)
+		        : snprintf(dst + o, cap - o, "\\x%02x", c));
+	}
+	dst[o < cap ? o : cap - 1] = '\0';
+}
+
+static void *
+bg_model(void *arg)
+{
+	static bool heads[8], unused[8];
+	static mstr gen_want;
+	int         ignored = 0, st;
+
+	(void) arg;
+	for (int i = 0; i < m_per_round && m_failure[0] == '\0'; i++) {
+		int     fd, reqs = 1 + (int) rnd(3);
+		bool    mutate = rnd(10) < 6;
+		ssize_t r;
+
+		m_in.n = 0;
+		for (int j = 0; j < reqs; j++)
+			g_request(&m_in);
+		/* Unchanged, the model must take it as generated. */
+		st = m_expect(m_in.b, m_in.n, &gen_want, unused, 8, &ignored);
+		if (st != 0 && st != 413 && st != 431) { /* only the limits */
+			char shown[1024];
+			m_show(shown, sizeof(shown), &m_in);
+			snprintf(m_failure, sizeof(m_failure),
+			    "the model refuses a generated request: %s",
+			    shown);
+			break;
+		}
+		if (mutate)
+			g_mutate(&m_in);
+		st = m_expect(m_in.b, m_in.n, &m_want, heads, 8, &m_accepted);
+		m_refused[st]++;
+		fd = raw_connect(port);
+		raw_send(fd, m_in.b, m_in.n);
+		shutdown(fd, SHUT_WR);
+		m_wire.n = 0;
+		while (m_wire.n < sizeof(m_wire.b) &&
+		    (r = recv(fd, m_wire.b + m_wire.n,
+		         sizeof(m_wire.b) - m_wire.n, 0)) > 0)
+			m_wire.n += (size_t) r;
+		close(fd);
+		m_read_back(&m_wire, heads, 8, &m_got);
+		m_sent++;
+		m_mutated += mutate;
+		if (m_got.n != m_want.n ||
+		    memcmp(m_got.b, m_want.b, m_got.n)) {
+			char in[900], want[500], got[500];
+			m_show(in, sizeof(in), &m_in);
+			m_show(want, sizeof(want), &m_want);
+			m_show(got, sizeof(got), &m_got);
+			snprintf(m_failure, sizeof(m_failure),
+			    "sent: %s\nmodel: %s\nserver: %s", in, want, got);
+		}
+	}
+	bg_done = true;
+	return NULL;
+}
+
+/* Generated requests, pipelined one to three on a connection, and the
+ * same with one to three bytes or lines changed (60 %), each answered
+ * exactly as the model of the framing says, byte for byte of what the
+ * handler saw. ASH_HTTP_MODEL_RUNS (default 10,000) and _SEED for longer
+ * runs by hand. */
+ASH_TEST(requests_and_mutations_are_framed_as_the_model_says)
+{
+	ash_http_opts o = {
+	    .max_body = M_MAX_BODY, .max_headers = M_MAX_HEADERS};
+	ash_http_server   *srv;
+	char               base[64];
+	const char        *runs  = getenv("ASH_HTTP_MODEL_RUNS");
+	const char        *seed  = getenv("ASH_HTTP_MODEL_SEED");
+	int                total = runs ? atoi(runs) : 10000;
+	unsigned long long first = seed ? strtoull(seed, NULL, 10) : 20261130;
+
+	m_seed = first;
+	setup();
+	srv         = serve(&o, h_model, base, sizeof(base));
+	port        = ash_http_server_port(srv);
+	m_per_round = 250; /* a round must end within run_until's 10 s */
+	for (int done = 0; done < total && m_failure[0] == '\0';
+	     done += m_per_round)
+		bg_run(bg_model, NULL);
+	if (m_failure[0] != '\0')
+		ASH_T_FAILF("seed %llu: %s", first, m_failure);
+	/* The mix must have reached every outcome. */
+	ASH_T_TRUE(m_sent >= total);
+	ASH_T_TRUE(m_mutated > total / 3);
+	ASH_T_TRUE(m_accepted > total / 2);
+	ASH_T_TRUE(m_refused[400] > 0 && m_refused[413] > 0);
+	ASH_T_TRUE(m_refused[431] > 0 && m_refused[501] > 0);
+	ASH_T_TRUE(m_refused[505] > 0);
+	teardown(srv);
+}
+
 ASH_TEST_MAIN(ASH_TEST_ENTRY(round_trip_with_headers_query_and_body),
     ASH_TEST_ENTRY(json_error_body_exact_text),
     ASH_TEST_ENTRY(body_over_limit_gets_json_413_before_the_body),
@@ -1573,4 +2412,5 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(round_trip_with_headers_query_and_body),
     ASH_TEST_ENTRY(tls_round_trip_and_old_versions_refused),
     ASH_TEST_ENTRY(large_responses_are_written_whole),
     ASH_TEST_ENTRY(tls_client_gone_before_reply),
-    ASH_TEST_ENTRY(tls_files_must_load_and_match))
+    ASH_TEST_ENTRY(tls_files_must_load_and_match),
+    ASH_TEST_ENTRY(requests_and_mutations_are_framed_as_the_model_says))
