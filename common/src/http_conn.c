@@ -68,6 +68,7 @@ struct ash__http_conn {
 	bool             continued;     /* 100 Continue sent for req */
 	ash__http_chunks ch;
 	int64_t          active;     /* ms of the last progress */
+	int64_t          head_from;  /* ms the awaited head began; 0: none */
 	unsigned         busy;       /* inside our own callbacks */
 	bool             in_process; /* conn_process is running */
 	bool             dead;       /* free once no longer busy */
@@ -597,6 +598,11 @@ conn_fill(ash__http_conn *c)
 		}
 		c->len += (size_t) n;
 		c->active = ash_now_ms();
+		/* A head has timeout_ms to arrive whole, however it trickles
+		 * (empty lines before it included): a byte at a time must not
+		 * hold a connection for ever. */
+		if (c->req == NULL && c->head_from == 0)
+			c->head_from = c->active;
 		if ((size_t) n < room && c->ssl == NULL)
 			return; /* drained (TLS may hold decrypted bytes) */
 	}
@@ -694,7 +700,8 @@ conn_read_head(ash__http_conn *c)
 	}
 	c->req = ash__http_req_new(c->peer, c->in + c->off, hl, &status, &why);
 	c->off += hl;
-	c->scan = 0;
+	c->head_from = 0;
+	c->scan      = 0;
 	if (c->req == NULL) {
 		conn_refuse(c, status, why);
 		return false;
@@ -840,8 +847,9 @@ ash__http_conns_close(ash_http_server *srv)
 		conn_free(srv->conns);
 }
 
-/* Once a second: cuts connections idle or stalled for timeout_ms (never
- * one whose request is with the handler), and ends lingering closes. */
+/* Once a second: cuts connections idle or stalled for timeout_ms, or
+ * whose request head has taken longer than that (never one whose request
+ * is with the handler), and ends lingering closes. */
 void
 ash__http_conns_sweep(evutil_socket_t fd, short what, void *arg)
 {
@@ -855,7 +863,11 @@ ash__http_conns_sweep(evutil_socket_t fd, short what, void *arg)
 		int64_t limit = c->lingering ? LINGER_MS : srv->timeout_ms;
 
 		next = c->next;
-		if (!c->dispatched && c->busy == 0 && now - c->active > limit)
+		if (c->dispatched || c->busy > 0)
+			continue;
+		if (now - c->active > limit ||
+		    (c->req == NULL && c->head_from != 0 && !c->lingering &&
+		        now - c->head_from > limit))
 			conn_free(c);
 	}
 }

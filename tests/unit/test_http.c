@@ -1156,6 +1156,42 @@ bg_timeouts(void *arg)
 	return NULL;
 }
 
+/* Sends s[0..n) a byte every 200 ms, over and over, until the server
+ * closes (or 8 s pass); how long that took. */
+static long
+trickle_until_cut(const char *s, size_t n)
+{
+	struct timespec t0;
+	int             fd = raw_connect(port), one = 1;
+	char            c;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (size_t i = 0; ms_since(&t0) < 8000; i++) {
+		if (send(fd, s + i % n, 1, MSG_NOSIGNAL) != 1 ||
+		    recv(fd, &c, 1, MSG_DONTWAIT) == 0)
+			break;
+		usleep(200 * 1000);
+	}
+	close(fd);
+	return ms_since(&t0);
+}
+
+/* A head trickled a byte at a time (it would take 5 s whole), and empty
+ * lines trickled before any head: each cut by the head's deadline though
+ * a byte came every 200 ms. */
+static void *
+bg_trickles(void *arg)
+{
+	static const char head[] = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
+
+	(void) arg;
+	timed_ms[0] = trickle_until_cut(head, sizeof(head) - 2);
+	timed_ms[1] = trickle_until_cut("\r\n", 2);
+	bg_done     = true;
+	return NULL;
+}
+
 /* timeout_s cuts a client that is too slow to send its request, never
  * one whose request is with the handler. */
 ASH_TEST(slow_clients_are_cut_but_slow_handlers_are_not)
@@ -1173,6 +1209,10 @@ ASH_TEST(slow_clients_are_cut_but_slow_handlers_are_not)
 	ASH_T_CONTAINS(R2, "HTTP/1.1 200 ");
 	ASH_T_CONTAINS(R2, "\r\n\r\nlate");
 	ASH_T_TRUE(timed_ms[1] >= 2400);
+	ASH_T_EQ_INT(S.calls, 1);
+	bg_run(bg_trickles, NULL);
+	ASH_T_TRUE(timed_ms[0] >= 1000 && timed_ms[0] < 3500);
+	ASH_T_TRUE(timed_ms[1] >= 1000 && timed_ms[1] < 3500);
 	ASH_T_EQ_INT(S.calls, 1);
 	teardown(srv);
 }

@@ -28,9 +28,11 @@
  * HTTP/1.0 and 1.1 gets 505: all with the JSON error and Connection:
  * close.
  *
- * A connection idle (or a request arriving, or a response leaving) for
- * timeout_s is cut; one whose request is with the handler is not. TLS (>= 1.2)
- * is on when tls_cert and tls_key are set.
+ * A connection idle (or a body arriving, or a response leaving) for
+ * timeout_s is cut, and so is one whose request head has not arrived whole
+ * timeout_s after its first byte (a client trickling it a byte at a time);
+ * one whose request is with the handler is not. TLS (>= 1.2) is on when
+ * tls_cert and tls_key are set.
  */
 #ifndef ASHOON_HTTP_H
 #define ASHOON_HTTP_H
