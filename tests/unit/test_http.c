@@ -2335,6 +2335,29 @@ m_show(char *dst, size_t cap, const mstr *s)
 	dst[o < cap ? o : cap - 1] = '\0';
 }
 
+/* Sends s whole, or one time in eight in two to four pieces 0.5 ms apart,
+ * so that heads and chunks are also read across several reads. */
+static void
+m_send(int fd, const mstr *s)
+{
+	size_t at  = 0, cut;
+	int    one = 1;
+
+	if (rnd(8) != 0 || s->n < 2) {
+		raw_send(fd, s->b, s->n);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	for (int pieces = 2 + (int) rnd(3); pieces > 1 && at < s->n;
+	     pieces--) {
+		cut = at + rnd((uint32_t) (s->n - at));
+		raw_send(fd, s->b + at, cut - at);
+		at = cut;
+		usleep(500);
+	}
+	raw_send(fd, s->b + at, s->n - at);
+}
+
 static void *
 bg_model(void *arg)
 {
@@ -2366,7 +2389,7 @@ bg_model(void *arg)
 		st = m_expect(m_in.b, m_in.n, &m_want, heads, 8, &m_accepted);
 		m_refused[st]++;
 		fd = raw_connect(port);
-		raw_send(fd, m_in.b, m_in.n);
+		m_send(fd, &m_in);
 		shutdown(fd, SHUT_WR);
 		m_wire.n = 0;
 		while (m_wire.n < sizeof(m_wire.b) &&
@@ -2392,7 +2415,8 @@ bg_model(void *arg)
 }
 
 /* Generated requests, pipelined one to three on a connection, and the
- * same with one to three bytes or lines changed (60 %), each answered
+ * same with one to three bytes or lines changed (60 %), sent whole or in
+ * pieces, each answered
  * exactly as the model of the framing says, byte for byte of what the
  * handler saw. ASH_HTTP_MODEL_RUNS (default 10,000) and _SEED for longer
  * runs by hand. */
