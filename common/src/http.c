@@ -38,6 +38,8 @@
 #define DEFAULT_MAX_HEADERS (16u << 10)
 #define DEFAULT_TIMEOUT_S   30
 #define LISTEN_BACKLOG      1024
+#define ACCEPT_PAUSE_MS     250   /* after accept() failed (descriptors) */
+#define ACCEPT_LOG_MS       10000 /* a log line about it at most this often */
 
 /* {"error":{"code":..,"message":..[,"request_id":..]}}; free with
  * cJSON_free(). */
@@ -189,14 +191,40 @@ http_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	ash__http_conn_accept(arg, fd, sa);
 }
 
-/* Out of descriptors, say: logged; the listener keeps going. */
+/* accept() failed for want of something that comes back (descriptors,
+ * memory): the connection stays in the backlog and the listening socket
+ * stays readable, so going on would spin. Accepting pauses instead, and
+ * the log says so at most every ACCEPT_LOG_MS. */
 static void
 http_on_accept_error(struct evconnlistener *l, void *arg)
 {
-	(void) l;
-	(void) arg;
-	ash_log_warn(NULL, "HTTP-ACCEPT", "cannot accept a connection: %s",
-	    strerror(errno));
+	static const struct timeval pause = {0, ACCEPT_PAUSE_MS * 1000};
+	ash_http_server            *srv   = arg;
+	int                         e     = EVUTIL_SOCKET_ERROR();
+	int64_t                     now   = ash_now_ms();
+
+	evconnlistener_disable(l);
+	evtimer_add(srv->accept_again, &pause);
+	srv->accept_pauses++;
+	if (srv->accept_logged != 0 &&
+	    now - srv->accept_logged < ACCEPT_LOG_MS)
+		return;
+	ash_log_warn(NULL, "HTTP-ACCEPT",
+	    "cannot accept a connection: %s; paused %u time(s) for %d ms",
+	    strerror(e), srv->accept_pauses, ACCEPT_PAUSE_MS);
+	srv->accept_logged = now;
+	srv->accept_pauses = 0;
+}
+
+static void
+http_accept_again(evutil_socket_t fd, short what, void *arg)
+{
+	ash_http_server *srv = arg;
+
+	(void) fd;
+	(void) what;
+	if (srv->listener != NULL)
+		evconnlistener_enable(srv->listener);
 }
 
 static ash_err
@@ -294,7 +322,9 @@ ash_http_server_open(ash_loop *loop, const ash_http_opts *opts,
 		goto fail;
 	srv->sweep = event_new(
 	    ash_loop_base(loop), -1, EV_PERSIST, ash__http_conns_sweep, srv);
-	ASH_ASSERT(srv->sweep != NULL);
+	srv->accept_again =
+	    evtimer_new(ash_loop_base(loop), http_accept_again, srv);
+	ASH_ASSERT(srv->sweep != NULL && srv->accept_again != NULL);
 	event_add(srv->sweep, &second);
 	*out = srv;
 	return ASH_OK;
@@ -330,6 +360,8 @@ ash_http_server_close(ash_http_server *srv)
 	ash__http_conns_close(srv);
 	if (srv->sweep != NULL)
 		event_free(srv->sweep);
+	if (srv->accept_again != NULL)
+		event_free(srv->accept_again);
 	if (srv->ssl_ctx != NULL)
 		SSL_CTX_free(srv->ssl_ctx);
 	free(srv);

@@ -91,7 +91,10 @@ struct ash_http_server {
 	int64_t                timeout_ms;
 	int                    port;  /* bound TCP port */
 	struct event          *sweep; /* cuts idle and slow connections */
-	ash__http_conn        *conns; /* every open connection */
+	struct event          *accept_again;  /* ends a pause in accepting */
+	int64_t                accept_logged; /* ms of its last log line */
+	unsigned               accept_pauses; /* since that line */
+	ash__http_conn        *conns;         /* every open connection */
 };
 
 struct ash_http_req {

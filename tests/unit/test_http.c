@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -1238,6 +1239,65 @@ ASH_TEST(nul_in_path_and_unknown_methods_refused)
 	    "{\"error\":{\"code\":\"not_implemented\","
 	    "\"message\":\"method not supported\"}}");
 	ASH_T_EQ_INT(S.calls, 0);
+	teardown(srv);
+}
+
+static int64_t fd_wait_until; /* ms, for waited() */
+
+static bool
+waited(void)
+{
+	return ash_now_ms() >= fd_wait_until;
+}
+
+static double
+cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	    (double) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* With no descriptor left for accept(), the server pauses accepting
+ * instead of spinning on a connection it cannot take (its listening
+ * socket stays readable), and takes it once descriptors are free. */
+ASH_TEST(out_of_descriptors_pauses_accepting_without_spinning)
+{
+	static int       spare[512];
+	ash_http_opts    o = {0};
+	ash_http_server *srv;
+	struct rlimit    old, low;
+	int              n = 0;
+	double           cpu;
+
+	srv = serve_echo(&o);
+	raw_request =
+	    "GET /fd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	raw_request_len = strlen(raw_request);
+	ASH_T_EQ_INT(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = (struct rlimit) {256, old.rlim_max};
+	ASH_T_EQ_INT(setrlimit(RLIMIT_NOFILE, &low), 0);
+	while (n < 512 && (spare[n] = dup(0)) >= 0)
+		n++;
+	ASH_T_EQ_INT(errno, EMFILE);
+	close(spare[--n]); /* one left: the client's socket takes it */
+	bg_done = false;
+	ASH_T_EQ_INT(pthread_create(&bg, NULL, bg_one, NULL), 0);
+	fd_wait_until = ash_now_ms() + 500;
+	cpu           = cpu_s();
+	run_until(waited); /* the server cannot accept the client */
+	cpu = cpu_s() - cpu;
+	while (n > 0)
+		close(spare[--n]);
+	ASH_T_EQ_INT(setrlimit(RLIMIT_NOFILE, &old), 0);
+	run_until(bg_finished);
+	pthread_join(bg, NULL);
+	ASH_T_CONTAINS(R1, "HTTP/1.1 201 ");
+	ASH_T_EQ_STR(S.path, "/fd");
+	/* A spinning loop takes the whole 0.5 s of CPU. */
+	ASH_T_TRUE(cpu < 0.15);
 	teardown(srv);
 }
 
@@ -2471,6 +2531,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(round_trip_with_headers_query_and_body),
     ASH_TEST_ENTRY(stop_accepting_keeps_accepted_connections),
     ASH_TEST_ENTRY(slow_clients_are_cut_but_slow_handlers_are_not),
     ASH_TEST_ENTRY(nul_in_path_and_unknown_methods_refused),
+    ASH_TEST_ENTRY(out_of_descriptors_pauses_accepting_without_spinning),
     ASH_TEST_ENTRY(open_refuses_bad_addresses_and_busy_ports),
     ASH_TEST_ENTRY(ipv6_listener_reports_ipv6_peer),
     ASH_TEST_ENTRY(tls_round_trip_and_old_versions_refused),
