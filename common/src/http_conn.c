@@ -291,6 +291,8 @@ conn_flush(ash__http_conn *c)
 	}
 	if (c->closing && !c->lingering)
 		conn_shut(c);
+	else if (!c->dispatched && c->len > c->off && !c->in_process)
+		event_active(c->rev, EV_READ, 1); /* requests waited for it */
 }
 
 /* Sends iov[0..cnt) after whatever is still waiting. */
@@ -755,7 +757,12 @@ conn_process(ash__http_conn *c)
 	ash_http_server *srv = c->srv;
 
 	c->in_process = true;
-	while (!c->dead && !c->closing && !c->dispatched) {
+	/* The next request waits while an answer waits for the kernel: a
+	 * client that pipelines and never reads must not make us hold every
+	 * answer in memory. Its input then fills and reading pauses; the
+	 * output draining starts us again (conn_flush). */
+	while (!c->dead && !c->closing && !c->dispatched &&
+	    evbuffer_get_length(c->out) == 0) {
 		if (c->req == NULL && !conn_read_head(c))
 			break;
 		if (!conn_read_body(c))

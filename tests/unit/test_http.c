@@ -291,17 +291,23 @@ raw_read_response(int fd, char *buf, size_t cap, bool head_only)
 	buf[n] = '\0';
 }
 
-/* setup(), then an h_echo server on the port the raw clients use. */
+/* setup(), then a server of h on the port the raw clients use. */
 static ash_http_server *
-serve_echo(ash_http_opts *o)
+serve_raw(ash_http_opts *o, ash_http_handler h)
 {
 	ash_http_server *srv;
 	char             base[64];
 
 	setup();
-	srv  = serve(o, h_echo, base, sizeof(base));
+	srv  = serve(o, h, base, sizeof(base));
 	port = ash_http_server_port(srv);
 	return srv;
+}
+
+static ash_http_server *
+serve_echo(ash_http_opts *o)
+{
+	return serve_raw(o, h_echo);
 }
 
 static char R1[900], R2[900]; /* small: the harness prints them */
@@ -842,11 +848,8 @@ ASH_TEST(a_full_input_buffer_pauses_reading_until_the_reply)
 {
 	ash_http_opts    o = {.max_body = 1024, .max_headers = 1024};
 	ash_http_server *srv;
-	char             base[64];
 
-	setup();
-	srv  = serve(&o, h_first_slow, base, sizeof(base));
-	port = ash_http_server_port(srv);
+	srv = serve_raw(&o, h_first_slow);
 	bg_run(bg_flood, NULL); /* 9 KB pipelined; the buffer holds 6 KB */
 	ASH_T_EQ_INT(answered, 41);
 	ASH_T_EQ_INT(S.calls, 41);
@@ -858,12 +861,9 @@ ASH_TEST(pipelined_requests_answered_in_order)
 {
 	ash_http_opts    o = {.max_body = 1024};
 	ash_http_server *srv;
-	char             base[64];
 	const char      *a, *b, *c;
 
-	setup();
-	srv  = serve(&o, h_first_slow, base, sizeof(base));
-	port = ash_http_server_port(srv);
+	srv = serve_raw(&o, h_first_slow);
 	bg_run(bg_pipeline, NULL);
 	a = strstr(R1, "HTTP/1.1 200 OK");
 	b = a ? strstr(a + 1, "HTTP/1.1 200 OK") : NULL;
@@ -1301,6 +1301,97 @@ ASH_TEST(out_of_descriptors_pauses_accepting_without_spinning)
 	teardown(srv);
 }
 
+/* 4 KiB of 'x' for every request. */
+static void
+h_big(ash_http_req *req, void *arg)
+{
+	static char big[4096];
+
+	(void) arg;
+	note(req);
+	memset(big, 'x', sizeof(big));
+	ash_http_reply(req, 200, "text/plain", big, sizeof(big));
+}
+
+enum { FLOOD_N = 10000 };
+static atomic_bool flood_sent, flood_read;
+static int         flood_answers;
+
+static bool
+flood_is_sent(void)
+{
+	return flood_sent;
+}
+
+/* Pipelines FLOOD_N requests with a small receive buffer and reads
+ * nothing until told to; then counts the answers. */
+static void *
+bg_unread(void *arg)
+{
+	static char        reqs[FLOOD_N * 48], buf[1 << 16];
+	int                fd = socket(AF_INET, SOCK_STREAM, 0), small = 8192;
+	size_t             n = 0, keep = 0, len;
+	ssize_t            r;
+	struct timeval     tv = {5, 0};
+	struct sockaddr_in a  = {
+	     .sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
+
+	(void) arg;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	connect(fd, (struct sockaddr *) &a, sizeof(a));
+	for (int i = 0; i < FLOOD_N; i++)
+		n += (size_t) snprintf(reqs + n, sizeof(reqs) - n,
+		    "GET /p HTTP/1.1\r\nHost: x\r\n%s\r\n",
+		    i == FLOOD_N - 1 ? "Connection: close\r\n" : "");
+	raw_send(fd, reqs, n);
+	flood_sent = true;
+	while (!flood_read)
+		usleep(1000);
+	while ((r = recv(fd, buf + keep, sizeof(buf) - 1 - keep, 0)) > 0) {
+		len      = keep + (size_t) r;
+		buf[len] = '\0';
+		for (char *p = buf; (p = strstr(p, "HTTP/1.1 200 ")) != NULL;
+		     p++)
+			flood_answers++;
+		keep = len < 12 ? len : 12; /* a status line cut at the end */
+		memmove(buf, buf + len - keep, keep);
+	}
+	close(fd);
+	bg_done = true;
+	return NULL;
+}
+
+/* A client that pipelines requests and reads none of the answers gets
+ * only as many answered as the socket buffers hold: the server takes the
+ * next request only once the last answer is with the kernel, so its
+ * memory does not grow with what the client sends. When the client
+ * reads, everything is answered. */
+ASH_TEST(a_client_that_does_not_read_is_not_answered_ahead)
+{
+	ash_http_opts    o = {.max_body = 1024, .max_headers = 1024};
+	ash_http_server *srv;
+	int              calls;
+
+	srv        = serve_raw(&o, h_big);
+	flood_sent = flood_read = bg_done = false;
+	flood_answers                     = 0;
+	ASH_T_EQ_INT(pthread_create(&bg, NULL, bg_unread, NULL), 0);
+	run_until(flood_is_sent);
+	fd_wait_until = ash_now_ms() + 500;
+	run_until(waited);
+	calls      = S.calls;
+	flood_read = true;
+	run_until(bg_finished);
+	pthread_join(bg, NULL);
+	ASH_T_TRUE(calls < FLOOD_N / 2);
+	ASH_T_EQ_INT(flood_answers, FLOOD_N);
+	ASH_T_EQ_INT(S.calls, FLOOD_N);
+	teardown(srv);
+}
+
 ASH_TEST(open_refuses_bad_addresses_and_busy_ports)
 {
 	static const char *const bad[] = {"nonsense", "127.0.0.1",
@@ -1570,12 +1661,9 @@ ASH_TEST(large_responses_are_written_whole)
 {
 	ash_http_opts    o   = {0};
 	ash_http_server *srv = NULL;
-	char             base[64];
 	tls_try t[2] = {{.plain = true, .big = true}, {.timeout_ms = -1}};
 
-	setup();
-	srv  = serve(&o, h_secure, base, sizeof(base));
-	port = ash_http_server_port(srv);
+	srv = serve_raw(&o, h_secure);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	bg_run(bg_tls, t);
 	ASH_T_EQ_INT(t[0].rc, CURLE_OK);
@@ -2485,16 +2573,13 @@ ASH_TEST(requests_and_mutations_are_framed_as_the_model_says)
 	ash_http_opts o = {
 	    .max_body = M_MAX_BODY, .max_headers = M_MAX_HEADERS};
 	ash_http_server   *srv;
-	char               base[64];
 	const char        *runs  = getenv("ASH_HTTP_MODEL_RUNS");
 	const char        *seed  = getenv("ASH_HTTP_MODEL_SEED");
 	int                total = runs ? atoi(runs) : 10000;
 	unsigned long long first = seed ? strtoull(seed, NULL, 10) : 20261130;
 
-	m_seed = first;
-	setup();
-	srv         = serve(&o, h_model, base, sizeof(base));
-	port        = ash_http_server_port(srv);
+	m_seed      = first;
+	srv         = serve_raw(&o, h_model);
 	m_per_round = 250; /* a round must end within run_until's 10 s */
 	for (int done = 0; done < total && m_failure[0] == '\0';
 	     done += m_per_round)
@@ -2532,6 +2617,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(round_trip_with_headers_query_and_body),
     ASH_TEST_ENTRY(slow_clients_are_cut_but_slow_handlers_are_not),
     ASH_TEST_ENTRY(nul_in_path_and_unknown_methods_refused),
     ASH_TEST_ENTRY(out_of_descriptors_pauses_accepting_without_spinning),
+    ASH_TEST_ENTRY(a_client_that_does_not_read_is_not_answered_ahead),
     ASH_TEST_ENTRY(open_refuses_bad_addresses_and_busy_ports),
     ASH_TEST_ENTRY(ipv6_listener_reports_ipv6_peer),
     ASH_TEST_ENTRY(tls_round_trip_and_old_versions_refused),
