@@ -289,6 +289,8 @@ conn_flush(ash__http_conn *c)
 		c->held = false;
 		ash_loop_rele(c->srv->loop);
 	}
+	if (c->head_from != 0) /* a head that waited for us starts now */
+		c->head_from = ash_now_ms();
 	if (c->closing && !c->lingering)
 		conn_shut(c);
 	else if (!c->dispatched && c->len > c->off && !c->in_process)
@@ -856,7 +858,8 @@ ash__http_conns_close(ash_http_server *srv)
 
 /* Once a second: cuts connections idle or stalled for timeout_ms, or
  * whose request head has taken longer than that (never one whose request
- * is with the handler), and ends lingering closes. */
+ * is with the handler, nor a head waiting behind our unwritten answer),
+ * and ends lingering closes. */
 void
 ash__http_conns_sweep(evutil_socket_t fd, short what, void *arg)
 {
@@ -874,6 +877,7 @@ ash__http_conns_sweep(evutil_socket_t fd, short what, void *arg)
 			continue;
 		if (now - c->active > limit ||
 		    (c->req == NULL && c->head_from != 0 && !c->lingering &&
+		        evbuffer_get_length(c->out) == 0 &&
 		        now - c->head_from > limit))
 			conn_free(c);
 	}

@@ -215,8 +215,10 @@ bg_run(void *(*fn)(void *), void *arg)
 	pthread_join(bg, NULL);
 }
 
+/* A blocking client socket, 5 s timeouts; rcvbuf > 0: its receive buffer
+ * (small: the server soon finds it cannot write). */
 static int
-raw_connect(int p)
+raw_connect_rcvbuf(int p, int rcvbuf)
 {
 	struct sockaddr_in a = {
 	    .sin_family = AF_INET, .sin_port = htons((uint16_t) p)};
@@ -224,7 +226,10 @@ raw_connect(int p)
 	int            fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (rcvbuf > 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *) &a, sizeof(a)) != 0) {
 		int e = errno;
 		close(fd);
@@ -232,6 +237,12 @@ raw_connect(int p)
 		return -1;
 	}
 	return fd;
+}
+
+static int
+raw_connect(int p)
+{
+	return raw_connect_rcvbuf(p, 0);
 }
 
 static void
@@ -1328,20 +1339,12 @@ flood_is_sent(void)
 static void *
 bg_unread(void *arg)
 {
-	static char        reqs[FLOOD_N * 48], buf[1 << 16];
-	int                fd = socket(AF_INET, SOCK_STREAM, 0), small = 8192;
-	size_t             n = 0, keep = 0, len;
-	ssize_t            r;
-	struct timeval     tv = {5, 0};
-	struct sockaddr_in a  = {
-	     .sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
+	static char reqs[FLOOD_N * 48], buf[1 << 16];
+	int         fd = raw_connect_rcvbuf(port, 8192);
+	size_t      n = 0, keep = 0, len;
+	ssize_t     r;
 
 	(void) arg;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	connect(fd, (struct sockaddr *) &a, sizeof(a));
 	for (int i = 0; i < FLOOD_N; i++)
 		n += (size_t) snprintf(reqs + n, sizeof(reqs) - n,
 		    "GET /p HTTP/1.1\r\nHost: x\r\n%s\r\n",
@@ -1669,6 +1672,54 @@ ASH_TEST(large_responses_are_written_whole)
 	ASH_T_EQ_INT(t[0].rc, CURLE_OK);
 	ASH_T_EQ_INT(t[0].got, BIG_LEN);
 	ASH_T_TRUE(!t[0].garbled);
+	teardown(srv);
+}
+
+static size_t slow_got; /* bytes bg_slow_reader read */
+
+/* Asks for /big, then (once the server is writing it) pipelines a second
+ * request, and reads 16 KiB every 4 ms: the answer takes longer than the
+ * server's timeout, all the while making progress. */
+static void *
+bg_slow_reader(void *arg)
+{
+	static char buf[1 << 14];
+	int         fd = raw_connect_rcvbuf(port, 1 << 14);
+	ssize_t     r;
+
+	(void) arg;
+	raw_puts(fd, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+	usleep(100 * 1000);
+	raw_puts(fd,
+	    "GET /small HTTP/1.1\r\nHost: x\r\n"
+	    "Connection: close\r\n\r\n");
+	slow_got = 0;
+	memset(R1, 0, 7);
+	while ((r = recv(fd, buf, sizeof(buf), 0)) > 0) {
+		size_t k = (size_t) r < 6 ? (size_t) r : 6;
+
+		slow_got += (size_t) r;
+		memmove(R1, R1 + k, 6 - k); /* the last 6 bytes: "secret" */
+		memcpy(R1 + 6 - k, buf + (size_t) r - k, k);
+		usleep(4000);
+	}
+	close(fd);
+	bg_done = true;
+	return NULL;
+}
+
+/* A request pipelined behind an answer the client reads slowly is not
+ * cut by the head's deadline: it waited for us, not for the client. */
+ASH_TEST(a_request_waiting_behind_a_slow_answer_is_not_cut)
+{
+	ash_http_opts    o = {.timeout_s = 1};
+	ash_http_server *srv;
+
+	srv = serve_raw(&o, h_secure);
+	bg_run(bg_slow_reader, NULL);
+	ASH_T_TRUE(slow_got > BIG_LEN);
+	ASH_T_EQ_STR(R1, "secret");
+	ASH_T_EQ_INT(S.calls, 2);
 	teardown(srv);
 }
 
@@ -2622,6 +2673,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(round_trip_with_headers_query_and_body),
     ASH_TEST_ENTRY(ipv6_listener_reports_ipv6_peer),
     ASH_TEST_ENTRY(tls_round_trip_and_old_versions_refused),
     ASH_TEST_ENTRY(large_responses_are_written_whole),
+    ASH_TEST_ENTRY(a_request_waiting_behind_a_slow_answer_is_not_cut),
     ASH_TEST_ENTRY(tls_client_gone_before_reply),
     ASH_TEST_ENTRY(tls_files_must_load_and_match),
     ASH_TEST_ENTRY(requests_and_mutations_are_framed_as_the_model_says))

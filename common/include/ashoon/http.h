@@ -30,8 +30,9 @@
  *
  * A connection idle (or a body arriving, or a response leaving) for
  * timeout_s is cut, and so is one whose request head has not arrived whole
- * timeout_s after its first byte (a client trickling it a byte at a time);
- * one whose request is with the handler is not. TLS (>= 1.2) is on when
+ * timeout_s after its first byte, or after the answer before it was
+ * written (a client trickling it a byte at a time); one whose request is
+ * with the handler is not. TLS (>= 1.2) is on when
  * tls_cert and tls_key are set.
  */
 #ifndef ASHOON_HTTP_H
