@@ -16,7 +16,10 @@
  * Reading never stops while a request is with the handler (up to the
  * buffer's limit), so a client that closes, resets or half-closes its
  * connection is noticed at once: the request goes gone (http.c).
- * Pipelined requests wait in the buffer and are answered in order.
+ * Pipelined requests wait in the buffer and are answered in order; the
+ * next is taken only once the last answer is with the kernel (a client
+ * that does not read must not make us hold its answers), and the output
+ * draining takes it (conn_flush).
  *
  * A refused request (a head over max_headers, a body over max_body, a
  * malformed head or chunked body, an unknown method or version) is
@@ -293,7 +296,8 @@ conn_flush(ash__http_conn *c)
 		c->head_from = ash_now_ms();
 	if (c->closing && !c->lingering)
 		conn_shut(c);
-	else if (!c->dispatched && c->len > c->off && !c->in_process)
+	else if (!c->dispatched && (c->len > c->off || c->eof) &&
+	    !c->in_process)
 		event_active(c->rev, EV_READ, 1); /* requests waited for it */
 }
 
@@ -621,6 +625,10 @@ conn_on_eof(ash__http_conn *c)
 		conn_close(c); /* the request goes gone */
 	} else if (c->lingering || evbuffer_get_length(c->out) == 0) {
 		conn_close(c);
+	} else if (c->len > c->off) {
+		/* Requests wait behind an answer (conn_process): they are
+		 * still owed theirs. The output draining goes on with them. */
+		event_del(c->rev);
 	} else {
 		c->closing = true; /* finish writing, then close */
 		event_del(c->rev);

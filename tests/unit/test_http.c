@@ -1334,8 +1334,8 @@ flood_is_sent(void)
 	return flood_sent;
 }
 
-/* Pipelines FLOOD_N requests with a small receive buffer and reads
- * nothing until told to; then counts the answers. */
+/* Pipelines FLOOD_N requests with a small receive buffer, half-closes,
+ * and reads nothing until told to; then counts the answers. */
 static void *
 bg_unread(void *arg)
 {
@@ -1350,6 +1350,7 @@ bg_unread(void *arg)
 		    "GET /p HTTP/1.1\r\nHost: x\r\n%s\r\n",
 		    i == FLOOD_N - 1 ? "Connection: close\r\n" : "");
 	raw_send(fd, reqs, n);
+	shutdown(fd, SHUT_WR); /* all sent: still owed every answer */
 	flood_sent = true;
 	while (!flood_read)
 		usleep(1000);
@@ -1678,8 +1679,8 @@ ASH_TEST(large_responses_are_written_whole)
 static size_t slow_got; /* bytes bg_slow_reader read */
 
 /* Asks for /big, then (once the server is writing it) pipelines a second
- * request, and reads 16 KiB every 4 ms: the answer takes longer than the
- * server's timeout, all the while making progress. */
+ * request and half-closes, and reads 16 KiB every 4 ms: the answer takes
+ * longer than the server's timeout, all the while making progress. */
 static void *
 bg_slow_reader(void *arg)
 {
@@ -1693,6 +1694,7 @@ bg_slow_reader(void *arg)
 	raw_puts(fd,
 	    "GET /small HTTP/1.1\r\nHost: x\r\n"
 	    "Connection: close\r\n\r\n");
+	shutdown(fd, SHUT_WR); /* done sending: still owed both answers */
 	slow_got = 0;
 	memset(R1, 0, 7);
 	while ((r = recv(fd, buf, sizeof(buf), 0)) > 0) {

@@ -12,10 +12,14 @@
  * is pending is gone, and so is one that half-closes (shutdown(SHUT_WR))
  * after sending it. Loop thread only.
  *
- * Requests on a connection are answered in order (pipelining). Keep-alive
- * is HTTP/1.1's default and HTTP/1.0's on request; Connection: close (from
- * the client, or set by the handler on its response) closes after the
- * response. Expect: 100-continue gets its interim answer.
+ * Requests on a connection are answered in order (pipelining), the next
+ * one taken only once the last answer is with the kernel: a client that
+ * does not read gets no answers ahead. Requests it sent before a
+ * half-close are still answered when they wait behind an answer, not a
+ * handler. Keep-alive is HTTP/1.1's default and HTTP/1.0's on request;
+ * Connection: close (from the client, or set by the handler on its
+ * response) closes after the response. Expect: 100-continue gets its
+ * interim answer.
  *
  * Limits: a request whose Content-Length exceeds max_body gets 413 with
  * the JSON error before its body is read, a chunked body gets it once it
