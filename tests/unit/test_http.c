@@ -2413,6 +2413,29 @@ g_request(mstr *s)
 	g_body(s, kind == 2 && minor == 0 ? 1 : kind); /* 1.0: no chunks */
 }
 
+/* Inserts p[0..n) at s->b[at] (when it fits). */
+static void
+g_insert(mstr *s, size_t at, const char *p, size_t n)
+{
+	if (s->n + n > M_CAP)
+		return;
+	memmove(s->b + at + n, s->b + at, s->n - at);
+	memcpy(s->b + at, p, n);
+	s->n += n;
+}
+
+/* The start of a line that begins with a hex digit (most likely a chunk
+ * size), at or after at; s->n if none. */
+static size_t
+g_hex_line(const mstr *s, size_t at)
+{
+	for (; at + 1 < s->n; at++)
+		if (s->b[at] == '\n' &&
+		    m_hex((unsigned char) s->b[at + 1]) >= 0)
+			return at + 1;
+	return s->n;
+}
+
 /* One to three changes a proxy or an attacker could make. */
 static void
 g_mutate(mstr *s)
@@ -2436,16 +2459,15 @@ g_mutate(mstr *s)
 	for (int k = 1 + rnd(3); k > 0 && s->n > 0 && s->n < M_CAP - 64; k--) {
 		size_t at = rnd((uint32_t) s->n), nl;
 		char   c  = rnd(4) ? pick[rnd(sizeof(pick))] : (char) rnd(256);
-		int    i;
+		const char *first;
+		int         i;
 
-		switch (rnd(5)) {
+		switch (rnd(6)) {
 		case 0: /* replace a byte */
 			s->b[at] = c;
 			break;
 		case 1: /* insert one */
-			memmove(s->b + at + 1, s->b + at, s->n - at);
-			s->b[at] = c;
-			s->n++;
+			g_insert(s, at, &c, 1);
 			break;
 		case 2: /* delete one */
 			memmove(s->b + at, s->b + at + 1, s->n - at - 1);
@@ -2456,23 +2478,17 @@ g_mutate(mstr *s)
 				at--;
 			for (nl = at; nl < s->n && s->b[nl] != '\n'; nl++)
 				;
-			if (nl < s->n && s->n + (nl - at + 1) <= M_CAP) {
-				memmove(s->b + nl + 1 + (nl - at + 1),
-				    s->b + nl + 1, s->n - nl - 1);
-				memcpy(s->b + nl + 1, s->b + at, nl - at + 1);
-				s->n += nl - at + 1;
-			}
+			if (nl < s->n)
+				g_insert(s, nl + 1, s->b + at, nl - at + 1);
+			break;
+		case 4: /* a chunk size of 16 or more digits */
+			g_insert(s, g_hex_line(s, at), "000000000000000", 15);
 			break;
 		default: /* a line after the request line */
 			i = (int) rnd(sizeof(lines) / sizeof(lines[0]));
-			if (memchr(s->b, '\n', s->n) == NULL)
-				break;
-			at = (size_t) ((char *) memchr(s->b, '\n', s->n) -
-			         s->b) +
-			    1;
-			memmove(s->b + at + lines[i].n, s->b + at, s->n - at);
-			memcpy(s->b + at, lines[i].p, lines[i].n);
-			s->n += lines[i].n;
+			if ((first = memchr(s->b, '\n', s->n)) != NULL)
+				g_insert(s, (size_t) (first - s->b) + 1,
+				    lines[i].p, lines[i].n);
 		}
 	}
 }
