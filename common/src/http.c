@@ -142,6 +142,11 @@ ash__http_req_new(const char *peer, const char *head, size_t hlen, int *status,
 		*why = "path contains a NUL byte";
 		goto refuse;
 	}
+	/* A decoded value is a C string: a NUL would cut it short. */
+	if (req->query != NULL && strstr(req->query, "%00") != NULL) {
+		*why = "query contains a NUL byte";
+		goto refuse;
+	}
 	*status = 0;
 	return req;
 refuse:

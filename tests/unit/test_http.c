@@ -1233,6 +1233,9 @@ ASH_TEST(nul_in_path_and_unknown_methods_refused)
 {
 	static const char nul[] =
 	    "GET /a%00b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	static const char qnul[] =
+	    "GET /a?cursor=b%00c HTTP/1.1\r\nHost: x\r\n"
+	    "Connection: close\r\n\r\n";
 	static const char trace[] =
 	    "TRACE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 	ash_http_opts    o = {0};
@@ -1244,6 +1247,9 @@ ASH_TEST(nul_in_path_and_unknown_methods_refused)
 	ASH_T_CONTAINS(R1,
 	    "\r\n\r\n{\"error\":{\"code\":\"invalid_argument\","
 	    "\"message\":\"path contains a NUL byte\"}}");
+	send_raw(qnul, sizeof(qnul) - 1);
+	ASH_T_CONTAINS(R1, "HTTP/1.1 400 ");
+	ASH_T_CONTAINS(R1, "query contains a NUL byte");
 	send_raw(trace, sizeof(trace) - 1);
 	ASH_T_CONTAINS(R1, "HTTP/1.1 501 ");
 	ASH_T_CONTAINS(R1,
@@ -2005,13 +2011,33 @@ m_field(const char *l, size_t n, mreq *r)
 	return 0;
 }
 
-/* The decoded path of r->target into r->path; 0 or 400. */
+/* Does the query of t[0..n) (from its first '?' unless a '#' comes
+ * first, to the next '#') hold "%00", any case? */
+static bool
+m_query_nul(const char *t, size_t n)
+{
+	size_t i = 0, j;
+
+	while (i < n && t[i] != '?' && t[i] != '#')
+		i++;
+	if (i == n || t[i] == '#')
+		return false;
+	for (j = i + 1; j + 2 < n && t[j] != '#'; j++)
+		if (t[j] == '%' && t[j + 1] == '0' && t[j + 2] == '0')
+			return true;
+	return false;
+}
+
+/* The decoded path of r->target into r->path; 0 or 400 (a NUL in the
+ * path or the query). */
 static int
 m_path(mreq *r)
 {
 	const char *t = r->target, *end = t + r->tn;
 
 	r->path.n = 0;
+	if (m_query_nul(t, r->tn))
+		return 400;
 	if ((r->tn >= 7 && strncasecmp(t, "http://", 7) == 0) ||
 	    (r->tn >= 8 && strncasecmp(t, "https://", 8) == 0)) {
 		t = (const char *) memchr(t, ':', r->tn) + 3;
