@@ -549,7 +549,9 @@ ash__http_conn_reply(ash_http_req *req, int status, const char *content_type,
 		conn_last_response(c);
 	} else if (!c->dead && !c->in_process) {
 		conn_resume(c);
-		if (c->len > c->off) /* pipelined: no readiness will say so */
+		/* Pipelined: no readiness will say so. If the answer waits for
+		 * the kernel, its draining goes on instead (conn_flush). */
+		if (c->len > c->off && evbuffer_get_length(c->out) == 0)
 			event_active(c->rev, EV_READ, 1);
 	}
 	conn_unbusy(c);
