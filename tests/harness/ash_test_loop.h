@@ -3,6 +3,7 @@
  *
  * The test sets `loop` (ash_loop_new) and calls run_until(pred): the loop
  * runs, pred() is polled every 5 ms, and the case fails after 10 s.
+ * run_for_ms(ms) runs it for that long (under 10 s), whatever happens.
  */
 #ifndef ASH_TEST_LOOP_H
 #define ASH_TEST_LOOP_H
@@ -49,6 +50,22 @@ run_until(bool (*pred)(void))
 	event_free(t);
 	event_free(d);
 	ASH_T_TRUE(!timed_out);
+}
+
+static int64_t run_for_end; /* ms, for run_for_ms */
+
+static inline bool
+run_for_over(void)
+{
+	return ash_now_ms() >= run_for_end;
+}
+
+/* inline: not every test that includes this uses it */
+static inline void
+run_for_ms(int ms)
+{
+	run_for_end = ash_now_ms() + ms;
+	run_until(run_for_over);
 }
 
 #endif

@@ -206,13 +206,26 @@ bg_finished(void)
 	return bg_done;
 }
 
+/* bg_run in two halves, for a test that acts while the client runs. */
 static void
-bg_run(void *(*fn)(void *), void *arg)
+bg_start(void *(*fn)(void *), void *arg)
 {
 	bg_done = false;
 	ASH_T_EQ_INT(pthread_create(&bg, NULL, fn, arg), 0);
+}
+
+static void
+bg_wait(void)
+{
 	run_until(bg_finished);
 	pthread_join(bg, NULL);
+}
+
+static void
+bg_run(void *(*fn)(void *), void *arg)
+{
+	bg_start(fn, arg);
+	bg_wait();
 }
 
 /* A blocking client socket, 5 s timeouts; rcvbuf > 0: its receive buffer
@@ -1189,7 +1202,7 @@ trickle_until_cut(const char *s, size_t n)
 	return ms_since(&t0);
 }
 
-/* A head trickled a byte at a time (it would take 5 s whole), and empty
+/* A head trickled a byte at a time (its last LF never comes), and empty
  * lines trickled before any head: each cut by the head's deadline though
  * a byte came every 200 ms. */
 static void *
@@ -1198,7 +1211,7 @@ bg_trickles(void *arg)
 	static const char head[] = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
 
 	(void) arg;
-	timed_ms[0] = trickle_until_cut(head, sizeof(head) - 2);
+	timed_ms[0] = trickle_until_cut(head, sizeof(head) - 2); /* no LF */
 	timed_ms[1] = trickle_until_cut("\r\n", 2);
 	bg_done     = true;
 	return NULL;
@@ -1259,14 +1272,6 @@ ASH_TEST(nul_in_path_and_unknown_methods_refused)
 	teardown(srv);
 }
 
-static int64_t fd_wait_until; /* ms, for waited() */
-
-static bool
-waited(void)
-{
-	return ash_now_ms() >= fd_wait_until;
-}
-
 static double
 cpu_s(void)
 {
@@ -1300,17 +1305,14 @@ ASH_TEST(out_of_descriptors_pauses_accepting_without_spinning)
 		n++;
 	ASH_T_EQ_INT(errno, EMFILE);
 	close(spare[--n]); /* one left: the client's socket takes it */
-	bg_done = false;
-	ASH_T_EQ_INT(pthread_create(&bg, NULL, bg_one, NULL), 0);
-	fd_wait_until = ash_now_ms() + 500;
-	cpu           = cpu_s();
-	run_until(waited); /* the server cannot accept the client */
+	bg_start(bg_one, NULL);
+	cpu = cpu_s();
+	run_for_ms(500); /* the server cannot accept the client */
 	cpu = cpu_s() - cpu;
 	while (n > 0)
 		close(spare[--n]);
 	ASH_T_EQ_INT(setrlimit(RLIMIT_NOFILE, &old), 0);
-	run_until(bg_finished);
-	pthread_join(bg, NULL);
+	bg_wait();
 	ASH_T_CONTAINS(R1, "HTTP/1.1 201 ");
 	ASH_T_EQ_STR(S.path, "/fd");
 	/* A spinning loop takes the whole 0.5 s of CPU. */
@@ -1386,16 +1388,14 @@ ASH_TEST(a_client_that_does_not_read_is_not_answered_ahead)
 	int              calls;
 
 	srv        = serve_raw(&o, h_big);
-	flood_sent = flood_read = bg_done = false;
-	flood_answers                     = 0;
-	ASH_T_EQ_INT(pthread_create(&bg, NULL, bg_unread, NULL), 0);
+	flood_sent = flood_read = false;
+	flood_answers           = 0;
+	bg_start(bg_unread, NULL);
 	run_until(flood_is_sent);
-	fd_wait_until = ash_now_ms() + 500;
-	run_until(waited);
+	run_for_ms(500); /* the server answers what the buffers hold */
 	calls      = S.calls;
 	flood_read = true;
-	run_until(bg_finished);
-	pthread_join(bg, NULL);
+	bg_wait();
 	ASH_T_TRUE(calls < FLOOD_N / 2);
 	ASH_T_EQ_INT(flood_answers, FLOOD_N);
 	ASH_T_EQ_INT(S.calls, FLOOD_N);
@@ -1761,8 +1761,7 @@ ASH_TEST(tls_client_gone_before_reply)
 	srv        = serve(&o, h_hold_release, base, sizeof(base));
 	port       = ash_http_server_port(srv);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	bg_done = false;
-	ASH_T_EQ_INT(pthread_create(&bg, NULL, bg_tls_give_up, NULL), 0);
+	bg_start(bg_tls_give_up, NULL);
 	run_until(tls_gone);
 	pthread_join(bg, NULL);
 	ASH_T_EQ_INT(R_err, CURLE_OPERATION_TIMEDOUT);
