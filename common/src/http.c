@@ -395,6 +395,26 @@ ash_http_req_header(const ash_http_req *req, const char *name)
 	return ash__http_head_field(&req->head, name);
 }
 
+char *
+ash_http_req_header_list(const ash_http_req *req, const char *name)
+{
+	const ash__http_head *h   = &req->head;
+	char                 *out = NULL;
+	size_t                len = 0, n, sep;
+
+	for (int i = 0; i < h->nfields; i++) {
+		if (strcasecmp(h->fields[i].name, name) != 0)
+			continue;
+		n   = strlen(h->fields[i].value);
+		sep = out != NULL ? 2 : 0;
+		out = ash_xrealloc(out, len + sep + n + 1);
+		memcpy(out + len, ", ", sep);
+		memcpy(out + len + sep, h->fields[i].value, n + 1);
+		len += sep + n;
+	}
+	return out;
+}
+
 /* The client's IP address as text. */
 const char *
 ash_http_req_peer(const ash_http_req *req)

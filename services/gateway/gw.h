@@ -134,7 +134,9 @@ int gw_ratelimit_sweep(gw_ratelimit *rl, int64_t now_ms);
 ash_err gw_proxies_parse(const char *list, gw_proxies **out) ASH_MUSTCHECK;
 void    gw_proxies_free(gw_proxies *p);
 /* The client's IP: the peer, or - when the peer is a trusted proxy - the
- * right-most address in X-Forwarded-For that is not a trusted proxy. */
+ * right-most address in X-Forwarded-For that is not a trusted proxy (the
+ * left-most if all are). xff is the header's whole list, every field of
+ * it joined (ash_http_req_header_list), of any length. */
 void gw_client_ip(const gw_proxies *p, const char *peer, const char *xff,
     char *out, size_t cap);
 

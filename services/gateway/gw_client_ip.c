@@ -109,23 +109,32 @@ void
 gw_client_ip(const gw_proxies *p, const char *peer, const char *xff, char *out,
     size_t cap)
 {
-	char buf[512];
+	size_t end;
 
 	snprintf(out, cap, "%s", peer ? peer : "?");
 	if (xff == NULL || p->n == 0 || !trusted(p, out))
 		return;
-	snprintf(buf, sizeof(buf), "%s", xff);
-	/* Walk from the right: each hop we trust vouches for the next. */
+	/* Walk from the right: each hop we trust vouches for the next. The
+	 * walk reads the whole value in place: a copy cut to a fixed size
+	 * would lose the right end, which our proxies wrote, and leave a hop
+	 * the client wrote there instead. */
+	end = strlen(xff);
 	for (;;) {
-		char *comma = strrchr(buf, ',');
-		char *ip    = comma ? comma + 1 : buf;
-		ip += strspn(ip, " ");
-		ip[strcspn(ip, " ")] = '\0';
-		if (*ip == '\0')
+		size_t start = end, b, e;
+		char   ip[INET6_ADDRSTRLEN + 8];
+
+		while (start > 0 && xff[start - 1] != ',')
+			start--;
+		b = start + strspn(xff + start, " ");
+		for (e = b; e < end && xff[e] != ' '; e++)
+			;
+		if (e == b)
 			return;
-		snprintf(out, cap, "%s", ip);
-		if (!trusted(p, ip) || comma == NULL)
+		snprintf(out, cap, "%.*s", (int) (e - b), xff + b);
+		/* A hop too long for an address is not a proxy's. */
+		snprintf(ip, sizeof(ip), "%.*s", (int) (e - b), xff + b);
+		if (e - b >= sizeof(ip) || !trusted(p, ip) || start == 0)
 			return;
-		*comma = '\0';
+		end = start - 1;
 	}
 }

@@ -459,6 +459,7 @@ static void
 call_start(gw_call *c, ash_http_req *req)
 {
 	const char *rid = ash_http_req_header(req, "X-Request-Id");
+	char       *xff;
 
 	c->req   = req;
 	c->t0    = ash_now_ms();
@@ -472,8 +473,10 @@ call_start(gw_call *c, ash_http_req *req)
 	/* Draining: answer, but send keep-alive clients elsewhere. */
 	if (ash_loop_stopping(ash_svc_loop(c->gw->svc)))
 		ash_http_req_set_header(req, "Connection", "close");
-	gw_client_ip(c->gw->proxies, ash_http_req_peer(req),
-	    ash_http_req_header(req, "X-Forwarded-For"), c->ip, sizeof(c->ip));
+	xff = ash_http_req_header_list(req, "X-Forwarded-For");
+	gw_client_ip(
+	    c->gw->proxies, ash_http_req_peer(req), xff, c->ip, sizeof(c->ip));
+	free(xff);
 	ash_http_req_on_gone(req, on_client_gone, c);
 	ash_loop_hold(ash_svc_loop(c->gw->svc));
 }

@@ -256,6 +256,57 @@ ASH_TEST(per_ip_rate_limit_answers_429_with_retry_after)
 	it_stack_fini(&s);
 }
 
+/* Behind a trusted proxy the client is the right-most untrusted hop of
+ * the whole X-Forwarded-For list: every field of it (a proxy may add its
+ * own line after the client's), however long. Otherwise a client picks
+ * its own rate-limit bucket: here each request forges a new left part,
+ * and the limit must still hold. */
+static int
+limited_with_forged_hops(it_stack *s, const char *key, bool long_list)
+{
+	char        url[512], auth[300], forged[900], proxy[64];
+	const char *hdr[4]  = {auth, forged, proxy, NULL};
+	int         limited = 0;
+	it_resp     r;
+
+	snprintf(url, sizeof(url), "%s/api/v1/sys/gateway/info", s->base);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+	for (int i = 0; i < 6; i++) {
+		int n = snprintf(forged, sizeof(forged), "X-Forwarded-For: ");
+
+		/* The long list pushes the proxy's hop past 600 bytes. */
+		while (long_list && n < 620)
+			n += snprintf(forged + n, sizeof(forged) - (size_t) n,
+			    "6.6.6.%d, ", i);
+		snprintf(
+		    forged + n, sizeof(forged) - (size_t) n, "7.7.7.%d", i);
+		snprintf(proxy, sizeof(proxy),
+		    "X-Forwarded-For: 198.51.100.%d", long_list ? 8 : 7);
+		it_http(&r, "GET", url, hdr, NULL, 0);
+		ASH_T_TRUE(r.status == 200 || r.status == 429);
+		limited += r.status == 429;
+		it_resp_fini(&r);
+	}
+	return limited;
+}
+
+ASH_TEST(forwarded_for_is_read_whole_so_a_client_cannot_pick_its_bucket)
+{
+	it_stack s;
+	char     id[64], key[128];
+
+	it_stack_init(&s, "xff");
+	it_stack_env(&s, "ASHOON_TRUSTED_PROXIES=127.0.0.1");
+	it_stack_env(&s, "ASHOON_RATE_API_RPS=1");
+	it_stack_env(&s, "ASHOON_RATE_API_BURST=3");
+	it_stack_start_all(&s);
+	it_tenant_create(&s, "T", id, key);
+	/* A burst of 3 (maybe 4) per client, whatever the forged hops say. */
+	ASH_T_TRUE(limited_with_forged_hops(&s, key, false) >= 2);
+	ASH_T_TRUE(limited_with_forged_hops(&s, key, true) >= 2);
+	it_stack_fini(&s);
+}
+
 ASH_TEST(p23_service_roles_cannot_read_other_schemas)
 {
 	it_stack    s;
@@ -357,5 +408,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(readyz_lists_all_seven_healthy),
     ASH_TEST_ENTRY(p23_api_needs_a_valid_unrevoked_key),
     ASH_TEST_ENTRY(gateway_answers_413_400_404_405_with_json_errors),
     ASH_TEST_ENTRY(per_ip_rate_limit_answers_429_with_retry_after),
+    ASH_TEST_ENTRY(
+        forwarded_for_is_read_whole_so_a_client_cannot_pick_its_bucket),
     ASH_TEST_ENTRY(p23_service_roles_cannot_read_other_schemas),
     ASH_TEST_ENTRY(metrics_are_exposed_by_gateway_and_services))

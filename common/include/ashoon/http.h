@@ -85,7 +85,13 @@ void ash_http_server_close(ash_http_server *srv);
 const char *ash_http_req_method(const ash_http_req *req); /* "GET", ... */
 const char *ash_http_req_path(const ash_http_req *req);   /* decoded, no
                                                              query string */
+/* The first field of that name (any case), NULL if absent. */
 const char *ash_http_req_header(const ash_http_req *req, const char *name);
+/* Every field of that name joined with ", " in the order they came, which
+ * RFC 9110 §5.3 makes the same as one field holding that list; NULL if
+ * absent. For list fields where the last element counts (a proxy may add
+ * its own X-Forwarded-For line after the client's). free() it. */
+char *ash_http_req_header_list(const ash_http_req *req, const char *name);
 const char *ash_http_req_peer(const ash_http_req *req); /* client IP */
 /* Value of one query-string parameter (decoded), NULL if absent. */
 const char *ash_http_req_query(ash_http_req *req, const char *key);

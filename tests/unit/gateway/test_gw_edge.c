@@ -120,6 +120,19 @@ ASH_TEST(forwarded_for_is_believed_only_from_trusted_proxies)
 	ASH_T_EQ_STR(ip, "2001:db8::5");
 	gw_client_ip(p, "10.1.2.3", NULL, ip, sizeof(ip));
 	ASH_T_EQ_STR(ip, "10.1.2.3");
+	/* A list of any length is read whole: a long forged left part does
+	 * not push the proxy's hop out of what is read. */
+	char xff[2048] = "";
+	for (int i = 0; i < 100; i++)
+		strcat(xff, "6.6.6.6, ");
+	strcat(xff, "198.51.100.7, 10.0.0.1");
+	gw_client_ip(p, "10.1.2.3", xff, ip, sizeof(ip));
+	ASH_T_EQ_STR(ip, "198.51.100.7");
+	/* A hop too long for an address is the client's, cut to fit. */
+	memset(xff, 'a', 300);
+	strcpy(xff + 300, ", 10.0.0.1");
+	gw_client_ip(p, "10.1.2.3", xff, ip, sizeof(ip));
+	ASH_T_EQ_INT(strlen(ip), 63);
 	gw_proxies_free(p);
 	ASH_T_ERR(gw_proxies_parse("10.0.0.0/33", &p), ASH_EINVAL);
 	ASH_T_ERR(gw_proxies_parse("not-an-ip", &p), ASH_EINVAL);
