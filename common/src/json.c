@@ -7,8 +7,12 @@
  * whose byte after len we may not read, so the slice is always copied. A
  * pre-scan before cJSON runs rejects nesting deeper than JSON_DEPTH_MAX
  * (cJSON recurses per level and would allow 1000), embedded NUL bytes (cJSON
- * would stop there and accept) and raw control bytes (cJSON lets them into
- * strings and treats every byte <= 0x20 as whitespace).
+ * would stop there and accept), raw control bytes (cJSON lets them into
+ * strings and treats every byte <= 0x20 as whitespace), strings that are
+ * not UTF-8 (RFC 8259 §8.1; cJSON copies any byte) and the escape \u0000
+ * (cJSON would cut the string there); what passes can go into Postgres
+ * text and jsonb, which refuse both. After cJSON, an object with a key
+ * twice is refused too (keys_unique).
  *
  * Numbers: cJSON holds doubles, so 64-bit ids travel as decimal strings and
  * numbers are accepted as ids only while exact (|v| <= 2^53).
@@ -40,6 +44,79 @@ json_space(char ch)
 	return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
 }
 
+/* The length of the UTF-8 sequence at p[0..n) (RFC 3629: shortest form,
+ * no surrogates, at most U+10FFFF), 0 if there is none. */
+static size_t
+utf8_len(const unsigned char *p, size_t n)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t        len;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		len = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		len = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (p[0] == 0xe0)
+		lo = 0xa0; /* overlong */
+	else if (p[0] == 0xed)
+		hi = 0x9f; /* surrogates */
+	else if (p[0] == 0xf0)
+		lo = 0x90; /* overlong */
+	else if (p[0] == 0xf4)
+		hi = 0x8f; /* over U+10FFFF */
+	if (len > n || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+bool
+ash_json_text_ok(const char *s)
+{
+	const unsigned char *p = (const unsigned char *) s;
+	size_t               n = strlen(s), k;
+
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < 0x80)
+			continue;
+		if ((k = utf8_len(p + i, n - i)) == 0)
+			return false;
+		i += k - 1;
+	}
+	return true;
+}
+
+/* Checks the string byte at buf[i] that the table stopped at; *i moves
+ * to the last byte it covers. Sets *in_str false at the closing quote. */
+static ash_err
+json_prescan_str(const char *buf, size_t len, size_t *i, bool *in_str)
+{
+	unsigned char ch = (unsigned char) buf[*i];
+	size_t        n;
+
+	if (ch >= 0x80) {
+		if ((n = utf8_len(
+		         (const unsigned char *) buf + *i, len - *i)) == 0)
+			return ASH_EBADJSON;
+		*i += n - 1;
+	} else if (ch < 0x20) {
+		return ASH_EBADJSON; /* must be escaped; NUL included */
+	} else if (ch == '\\') {
+		if (len - *i >= 6 && memcmp(buf + *i + 1, "u0000", 5) == 0)
+			return ASH_EBADJSON;
+		(*i)++; /* skips the escaped byte, even a quote */
+	} else if (ch == '"') {
+		*in_str = false;
+	}
+	return ASH_OK;
+}
+
 /* Walks the bytes as cJSON will, tracking only strings and brackets. The
  * count is exact up to the first syntax error, and cJSON stops there too,
  * so it never recurses deeper than this allows. */
@@ -50,27 +127,23 @@ json_prescan(const char *buf, size_t len)
 	bool in_str = false;
 
 	for (size_t i = 0; i < len; i++) {
-		char ch;
+		unsigned char ch;
 
-		/* Inside a string, plain bytes (most of a webhook body's
+		/* Inside a string, plain ASCII bytes (most of a webhook body's
 		 * base64) are skipped through the table. */
 		if (in_str) {
-			while (i < len &&
+			while (i < len && (unsigned char) buf[i] < 0x80 &&
 			    !ash__json_special[(unsigned char) buf[i]])
 				i++;
 			if (i == len)
 				break;
+			if (json_prescan_str(buf, len, &i, &in_str) != ASH_OK)
+				return ASH_EBADJSON;
+			continue;
 		}
-		ch = buf[i];
-		if (ch == '\0')
+		ch = (unsigned char) buf[i];
+		if (ch == '\0') {
 			return ASH_EBADJSON;
-		if (in_str) {
-			if ((unsigned char) ch < 0x20)
-				return ASH_EBADJSON; /* must be escaped */
-			if (ch == '\\')
-				i++; /* skips the escaped byte, even a quote */
-			else if (ch == '"')
-				in_str = false;
 		} else if (ch == '"') {
 			in_str = true;
 		} else if (ch == '[' || ch == '{') {
@@ -79,11 +152,50 @@ json_prescan(const char *buf, size_t len)
 		} else if (ch == ']' || ch == '}') {
 			if (--depth < 0)
 				return ASH_EBADJSON;
-		} else if ((unsigned char) ch < 0x20 && !json_space(ch)) {
+		} else if (ch < 0x20 && !json_space((char) ch)) {
 			return ASH_EBADJSON;
 		}
 	}
 	return ASH_OK;
+}
+
+static int
+key_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/* True when no object in the tree has a key twice. Small objects compare
+ * pairwise; larger ones sort their keys, so a body of many keys costs
+ * n log n, not n squared. */
+static bool
+keys_unique(const cJSON *it)
+{
+	const cJSON *c;
+	const char **keys;
+	size_t       n = 0, k = 0;
+	bool         ok = true;
+
+	for (c = it->child; c != NULL; c = c->next, n++)
+		if (!keys_unique(c))
+			return false;
+	if (!cJSON_IsObject(it) || n < 2)
+		return true;
+	if (n <= 8) {
+		for (c = it->child; c != NULL; c = c->next)
+			for (const cJSON *d = c->next; d != NULL; d = d->next)
+				if (strcmp(c->string, d->string) == 0)
+					return false;
+		return true;
+	}
+	keys = ash_xmalloc(n * sizeof(*keys));
+	for (c = it->child; c != NULL; c = c->next)
+		keys[k++] = c->string;
+	qsort(keys, n, sizeof(*keys), key_cmp);
+	for (k = 1; k < n && ok; k++)
+		ok = strcmp(keys[k - 1], keys[k]) != 0;
+	free(keys);
+	return ok;
 }
 
 ash_err
@@ -104,6 +216,13 @@ ash_json_parse(const char *buf, size_t len, cJSON **out)
 	free(copy);
 	if (doc == NULL)
 		return ASH_EBADJSON;
+	/* cJSON keeps both and finds the first, Postgres's jsonb keeps the
+	 * last: a key given twice could pass our checks with one value and
+	 * be stored with the other. */
+	if (!keys_unique(doc)) {
+		cJSON_Delete(doc);
+		return ASH_EBADJSON;
+	}
 	*out = doc;
 	return ASH_OK;
 }

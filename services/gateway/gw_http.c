@@ -261,16 +261,23 @@ body_from_json(gw_call *c, char *msg, size_t cap)
 	return ASH_OK;
 }
 
-static void
-body_from_query(gw_call *c, const ash_op_desc *d)
+static ash_err
+body_from_query(gw_call *c, const ash_op_desc *d, char *msg, size_t cap)
 {
 	c->body = cJSON_CreateObject();
 	for (int i = 0; i < d->nreq; i++) {
 		const char *v = ash_http_req_query(c->req, d->req[i].name);
-		if (v != NULL)
-			cJSON_AddItemToObject(c->body, d->req[i].name,
-			    query_value(d->req[i].type, v));
+		if (v == NULL)
+			continue;
+		if (!ash_json_text_ok(v)) {
+			snprintf(msg, cap, "\"%s\" must be UTF-8 text",
+			    d->req[i].name);
+			return ASH_EINVAL;
+		}
+		cJSON_AddItemToObject(
+		    c->body, d->req[i].name, query_value(d->req[i].type, v));
 	}
+	return ASH_OK;
 }
 
 /* The body's exact bytes: a signature is computed over them, and no
@@ -284,8 +291,11 @@ body_raw(gw_call *c)
 	ash_http_req_body(c->req, &data, &len);
 	c->body = cJSON_CreateObject();
 	ash_json_add_str_take(c->body, "raw", ash_b64_encode(data, len));
+	/* A header that is not UTF-8 is no signature; sent as an empty one,
+	 * it is refused (401) and journaled like any malformed header. */
 	if ((sig = ash_http_req_header(c->req, "X-Hub-Signature-256")) != NULL)
-		ash_json_add_str(c->body, "signature", sig);
+		ash_json_add_str(
+		    c->body, "signature", ash_json_text_ok(sig) ? sig : "");
 	cJSON_AddNumberToObject(c->body, "received_ms", (double) c->wall0);
 }
 
@@ -301,12 +311,19 @@ build_body(gw_call *c, char *msg, size_t cap)
 	if (c->m.route->shape == GW_RAW_IN)
 		body_raw(c);
 	else if (strcmp(method, "GET") == 0 || strcmp(method, "DELETE") == 0)
-		body_from_query(c, d);
-	else if ((rv = body_from_json(c, msg, cap)) != ASH_OK)
+		rv = body_from_query(c, d, msg, cap);
+	else
+		rv = body_from_json(c, msg, cap);
+	if (rv != ASH_OK)
 		return rv;
 	for (int i = 0; i < c->m.nparams; i++) {
 		if (strcmp(c->m.names[i], "svc") == 0)
 			continue;
+		if (!ash_json_text_ok(c->m.values[i])) {
+			snprintf(msg, cap, "\"%s\" must be UTF-8 text",
+			    c->m.names[i]);
+			return ASH_EINVAL;
+		}
 		cJSON_DeleteItemFromObjectCaseSensitive(
 		    c->body, c->m.names[i]);
 		ash_json_add_str(c->body, c->m.names[i], c->m.values[i]);

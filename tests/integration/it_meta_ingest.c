@@ -591,6 +591,26 @@ ASH_TEST(f6_signed_unparseable_body_is_kept_raw_and_acknowledged)
 	                 "SELECT outcome || ' ' || convert_from(raw, 'UTF8') "
 	                 "FROM meta_ingest.journal"),
 	    "unparseable {\"object\":\"page\",\"entry\":[{\"id\":");
+	/* JSON must be UTF-8 (RFC 8259 §8.1), and Postgres refuses anything
+	 * else: bytes that are not, or an escaped NUL, make a body that does
+	 * not parse, kept raw, not a failure Meta would retry for 36 hours. */
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":1,\"message\":{"
+	                     "\"mid\":\"u8\",\"text\":\"\xc3\x28\"}}")),
+	    200);
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":1,\"message\":{"
+	                     "\"mid\":\"nul\",\"text\":\"a\\u0000b\"}}")),
+	    200);
+	ASH_T_EQ_STR(
+	    q(&s,
+	        "SELECT string_agg(outcome || ' ' || "
+	        "(position('\\xc328'::bytea in raw) > 0)::text || ' ' "
+	        "|| (position('u0000' in encode(raw, 'escape')) > 0)"
+	        "::text, ',' ORDER BY id) FROM meta_ingest.journal"),
+	    "unparseable false false,unparseable true false,"
+	    "unparseable false true");
+	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.messages"), "0");
 	/* An event kind we do not know: acknowledged, counted, kept raw. */
 	ASH_T_EQ_INT(post_json(&s,
 	                 ENV("{" FROM_C ",\"timestamp\":1,"
@@ -609,7 +629,7 @@ ASH_TEST(f6_signed_unparseable_body_is_kept_raw_and_acknowledged)
 	    "unknown_channel");
 	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.messages"), "0");
 	/* Each answered with its own outcome. */
-	hits_counted(&s, "unparseable", 1);
+	hits_counted(&s, "unparseable", 3);
 	hits_counted(&s, "stored", 1);
 	hits_counted(&s, "unknown_channel", 1);
 	it_stack_fini(&s);

@@ -209,6 +209,20 @@ ASH_TEST(gateway_answers_413_400_404_405_with_json_errors)
 	expect_error(&r, 400, "invalid_argument");
 	ASH_T_CONTAINS(r.body, "\\\"data\\\"");
 	it_resp_fini(&r);
+	/* Text that is not UTF-8 is refused before it goes anywhere: in a
+	 * JSON body, a query value or a path part. */
+	it_call(&s, &r, "POST", "/api/v1/sys/meta-ingest/echo", key,
+	    "{\"data\":\"\xc3\x28\"}");
+	expect_error(&r, 400, "malformed_json");
+	it_resp_fini(&r);
+	it_call(&s, &r, "GET", "/api/v1/conversations?cursor=%C3%28", key, NULL);
+	expect_error(&r, 400, "invalid_argument");
+	ASH_T_CONTAINS(r.body, "\\\"cursor\\\" must be UTF-8 text");
+	it_resp_fini(&r);
+	it_call(&s, &r, "GET", "/api/v1/conversations/%FF", key, NULL);
+	expect_error(&r, 400, "invalid_argument");
+	ASH_T_CONTAINS(r.body, "\\\"id\\\" must be UTF-8 text");
+	it_resp_fini(&r);
 	it_call(&s, &r, "GET", "/api/v1/nothing/here", key, NULL);
 	expect_error(&r, 404, "not_found");
 	it_resp_fini(&r);

@@ -66,6 +66,81 @@ ASH_TEST(parses_by_length_only)
 	ASH_T_ERR(ash_json_parse(NULL, 0, &doc), ASH_EBADJSON);
 }
 
+/* What Postgres text and jsonb would refuse never gets past the parser. */
+ASH_TEST(strings_must_be_utf8_without_an_escaped_nul)
+{
+	static const char *const ok[] = {
+	    "\"a\xc3\xa9z\"",                /* U+00E9 */
+	    "\"\xe2\x82\xac\"",              /* U+20AC */
+	    "\"\xed\x9f\xbf\"",              /* U+D7FF, below the surrogates */
+	    "\"\xee\x80\x80\"",              /* U+E000, above them */
+	    "\"\xf0\x9f\x98\x80\"",          /* U+1F600 */
+	    "\"\xf4\x8f\xbf\xbf\"",          /* U+10FFFF */
+	    "\"\\ud83d\\ude00 \\u00e9\"",    /* escapes are cJSON's to check */
+	    "\"\\\\u0000\"",                 /* a backslash, then text */
+	    "{\"\xc3\xa9\":[\"\xc3\xa9\"]}", /* keys too */
+	};
+	static const char *const bad[] = {
+	    "\"\xc3\x28\"",         /* a lead byte without its continuation */
+	    "\"\xc3\"",             /* cut at the closing quote */
+	    "\"\x80\"",             /* a lone continuation byte */
+	    "\"\xc0\xaf\"",         /* overlong '/' */
+	    "\"\xe0\x80\xaf\"",     /* overlong, three bytes */
+	    "\"\xf0\x80\x80\xaf\"", /* overlong, four bytes */
+	    "\"\xed\xa0\x80\"",     /* U+D800 encoded: a surrogate */
+	    "\"\xf4\x90\x80\x80\"", /* U+110000 */
+	    "\"\xf5\x80\x80\x80\"", /* no such lead byte */
+	    "\"\xff\"",
+	    "\"a\\u0000b\"", /* cJSON would cut the string at it */
+	    "{\"k\\u0000\":1}",
+	};
+	cJSON *doc = NULL;
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		ASH_T_OK(ash_json_parse(ok[i], strlen(ok[i]), &doc));
+		cJSON_Delete(doc);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ASH_T_ERR(ash_json_parse(bad[i], strlen(bad[i]), &doc),
+		    ASH_EBADJSON);
+	/* A sequence cut by the end of the input is not read past it. */
+	char *buf = malloc(4);
+	memcpy(buf, "\"\xf0\x9f\x98", 4);
+	ASH_T_ERR(ash_json_parse(buf, 4, &doc), ASH_EBADJSON);
+	free(buf);
+}
+
+/* cJSON finds the first of two equal keys, Postgres's jsonb keeps the
+ * last: such a document is refused, at any depth and in big objects too. */
+ASH_TEST(a_key_given_twice_is_refused)
+{
+	cJSON *doc = NULL;
+	char   big[4096];
+	int    n = 0;
+
+	ASH_T_ERR(ash_json_parse("{\"a\":1,\"a\":2}", 13, &doc), ASH_EBADJSON);
+	ASH_T_ERR(
+	    ash_json_parse("[{\"x\":{\"b\":1,\"c\":2,\"b\":3}}]", 28, &doc),
+	    ASH_EBADJSON);
+	/* Keys differing in case, and equal keys in sibling objects, are
+	 * fine. */
+	ASH_T_OK(ash_json_parse("{\"a\":1,\"A\":2}", 13, &doc));
+	cJSON_Delete(doc);
+	ASH_T_OK(ash_json_parse("[{\"a\":1},{\"a\":1}]", 17, &doc));
+	cJSON_Delete(doc);
+	/* Over 8 keys they are sorted; the twin is the first and the last. */
+	n += snprintf(big + n, sizeof(big) - (size_t) n, "{\"k\":0");
+	for (int i = 0; i < 300; i++)
+		n += snprintf(
+		    big + n, sizeof(big) - (size_t) n, ",\"k%d\":%d", i, i);
+	snprintf(big + n, sizeof(big) - (size_t) n, "}");
+	ASH_T_OK(ash_json_parse(big, strlen(big), &doc));
+	ASH_T_EQ_INT(cJSON_GetArraySize(doc), 301);
+	cJSON_Delete(doc);
+	snprintf(big + n, sizeof(big) - (size_t) n, ",\"k\":1}");
+	ASH_T_ERR(ash_json_parse(big, strlen(big), &doc), ASH_EBADJSON);
+}
+
 /* n nested arrays, optionally wrapping a string full of brackets. */
 static char *
 nested(int n, const char *inner)
@@ -434,6 +509,8 @@ ASH_TEST(render_matches_cjson_over_generated_documents)
 ASH_TEST_MAIN(ASH_TEST_ENTRY(trailing_garbage_rejected),
     ASH_TEST_ENTRY(surrounding_whitespace_ok),
     ASH_TEST_ENTRY(parses_by_length_only),
+    ASH_TEST_ENTRY(strings_must_be_utf8_without_an_escaped_nul),
+    ASH_TEST_ENTRY(a_key_given_twice_is_refused),
     ASH_TEST_ENTRY(depth_64_ok_65_too_big),
     ASH_TEST_ENTRY(i64_from_string_exact),
     ASH_TEST_ENTRY(i64_bad_strings_rejected),

@@ -17,9 +17,17 @@
 #include <stdint.h>
 
 /* Parses exactly len bytes (need not be NUL-terminated). ASH_EBADJSON on
- * any syntax error or trailing non-whitespace; ASH_ETOOBIG when nesting is
- * deeper than 64. Free *out with cJSON_Delete. */
+ * any syntax error or trailing non-whitespace, a NUL byte, a string that
+ * is not UTF-8 or holds the escape \u0000, or an object with a key twice;
+ * ASH_ETOOBIG when nesting is deeper than 64. Free *out with cJSON_Delete. */
 ash_err ash_json_parse(const char *buf, size_t len, cJSON **out) ASH_MUSTCHECK;
+
+/* True when s is UTF-8 (RFC 3629), as every string ash_json_parse accepts
+ * is. Bytes from elsewhere (decoded query values, path parts, header
+ * values) must pass it before they go into a document: one that is not
+ * UTF-8 would render, then fail to parse at its reader, and Postgres
+ * refuses it as text. */
+bool ash_json_text_ok(const char *s);
 
 /* Compact rendering, byte for byte cJSON_PrintUnformatted's (numbers
  * printed faster: json_render.c); free with cJSON_free. NULL only if doc
