@@ -113,6 +113,10 @@ put_kv(char *buf, size_t cap, size_t *len, const char *k, const char *v)
 	ash_log_json_str(buf, cap, len, v);
 }
 
+static void log_vemit(enum ash_log_level lvl, const ash_log_ctx *ctx,
+    const char *msgid, const ash_log_field *fields, size_t nfields,
+    const char *fmt, va_list ap) ASH_PRINTF(6, 0);
+
 static void
 log_vemit(enum ash_log_level lvl, const ash_log_ctx *ctx, const char *msgid,
     const ash_log_field *fields, size_t nfields, const char *fmt, va_list ap)
