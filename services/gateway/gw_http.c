@@ -291,11 +291,12 @@ body_raw(gw_call *c)
 	ash_http_req_body(c->req, &data, &len);
 	c->body = cJSON_CreateObject();
 	ash_json_add_str_take(c->body, "raw", ash_b64_encode(data, len));
-	/* A header that is not UTF-8 is no signature; sent as an empty one,
-	 * it is refused (401) and journaled like any malformed header. */
+	/* A header that is not UTF-8 cannot go into the envelope, and is no
+	 * signature: it goes as one that is malformed, refused (401) and
+	 * journaled like any other. */
 	if ((sig = ash_http_req_header(c->req, "X-Hub-Signature-256")) != NULL)
-		ash_json_add_str(
-		    c->body, "signature", ash_json_text_ok(sig) ? sig : "");
+		ash_json_add_str(c->body, "signature",
+		    ash_json_text_ok(sig) ? sig : "(not UTF-8)");
 	cJSON_AddNumberToObject(c->body, "received_ms", (double) c->wall0);
 }
 

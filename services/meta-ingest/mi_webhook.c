@@ -519,18 +519,18 @@ on_kick(evutil_socket_t fd, short what, void *arg)
 	batch_flush(arg);
 }
 
-/* Best-effort object and page ids of a rejected body, for the journal
- * (never trusted: nothing else is read from it). */
+/* A POST refused for its signature: answered at once, journaled with the
+ * next batch, nothing else kept. header: it had an X-Hub-Signature-256. */
 static void
-hit_rejected(mi_batch *b, hit *h, const uint8_t *raw, size_t len, ash_err why)
+hit_rejected(mi_batch *b, hit *h, bool header, ash_err why)
 {
 	ash_bus_call *call = h->call;
 
 	h->call = NULL;
 	hit_set_outcome(h, "rejected");
+	/* "missing" only without a header: a malformed one is "invalid". */
 	cJSON_DeleteItemFromObjectCaseSensitive(h->row, "signature");
-	ash_json_add_str(
-	    h->row, "signature", why == ASH_EUNAUTH ? "missing" : "invalid");
+	ash_json_add_str(h->row, "signature", header ? "invalid" : "missing");
 	cJSON_Delete(h->events);
 	h->events = cJSON_CreateArray();
 	queue_hit(b, h);
@@ -596,7 +596,7 @@ static void
 post_reject(post *p, ash_err why)
 {
 	hit_peek(p->h, p->raw, p->len);
-	hit_rejected(p->b, p->h, p->raw, p->len, why);
+	hit_rejected(p->b, p->h, p->sig != NULL, why);
 	post_free(p);
 }
 
