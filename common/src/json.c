@@ -12,7 +12,8 @@
  * not UTF-8 (RFC 8259 §8.1; cJSON copies any byte) and the escape \u0000
  * (cJSON would cut the string there); what passes can go into Postgres
  * text and jsonb, which refuse both. After cJSON, an object with a key
- * twice is refused too (keys_unique).
+ * twice and a number beyond a double's range are refused too
+ * (json_tree_ok).
  *
  * Numbers: cJSON holds doubles, so 64-bit ids travel as decimal strings and
  * numbers are accepted as ids only while exact (|v| <= 2^53).
@@ -26,6 +27,7 @@
 
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,19 +167,21 @@ key_cmp(const void *a, const void *b)
 	return strcmp(*(const char *const *) a, *(const char *const *) b);
 }
 
-/* True when no object in the tree has a key twice. Small objects compare
- * pairwise; larger ones sort their keys, so a body of many keys costs
- * n log n, not n squared. */
+/* True when no object has a key twice (small objects compare pairwise,
+ * larger ones sort their keys: n log n, not n squared, for a body of many
+ * keys) and every number is finite. */
 static bool
-keys_unique(const cJSON *it)
+json_tree_ok(const cJSON *it)
 {
 	const cJSON *c;
 	const char **keys;
 	size_t       n = 0, k = 0;
 	bool         ok = true;
 
+	if (cJSON_IsNumber(it) && !isfinite(it->valuedouble))
+		return false;
 	for (c = it->child; c != NULL; c = c->next, n++)
-		if (!keys_unique(c))
+		if (!json_tree_ok(c))
 			return false;
 	if (!cJSON_IsObject(it) || n < 2)
 		return true;
@@ -218,8 +222,9 @@ ash_json_parse(const char *buf, size_t len, cJSON **out)
 		return ASH_EBADJSON;
 	/* cJSON keeps both and finds the first, Postgres's jsonb keeps the
 	 * last: a key given twice could pass our checks with one value and
-	 * be stored with the other. */
-	if (!keys_unique(doc)) {
+	 * be stored with the other. A number beyond a double's range would
+	 * be infinite, and written back as null. */
+	if (!json_tree_ok(doc)) {
 		cJSON_Delete(doc);
 		return ASH_EBADJSON;
 	}

@@ -141,6 +141,18 @@ ASH_TEST(a_key_given_twice_is_refused)
 	ASH_T_ERR(ash_json_parse(big, strlen(big), &doc), ASH_EBADJSON);
 }
 
+/* A number a double cannot hold would become infinite, rendered as null. */
+ASH_TEST(a_number_beyond_a_doubles_range_is_refused)
+{
+	cJSON *doc = NULL;
+
+	ASH_T_ERR(ash_json_parse("[1e309]", 7, &doc), ASH_EBADJSON);
+	ASH_T_ERR(ash_json_parse("{\"a\":[-2e308]}", 14, &doc), ASH_EBADJSON);
+	ASH_T_OK(ash_json_parse("[1.7e308,-1.7e308,1e-400]", 25, &doc));
+	ASH_T_EQ_INT(cJSON_GetArraySize(doc), 3);
+	cJSON_Delete(doc);
+}
+
 /* n nested arrays, optionally wrapping a string full of brackets. */
 static char *
 nested(int n, const char *inner)
@@ -511,6 +523,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(trailing_garbage_rejected),
     ASH_TEST_ENTRY(parses_by_length_only),
     ASH_TEST_ENTRY(strings_must_be_utf8_without_an_escaped_nul),
     ASH_TEST_ENTRY(a_key_given_twice_is_refused),
+    ASH_TEST_ENTRY(a_number_beyond_a_doubles_range_is_refused),
     ASH_TEST_ENTRY(depth_64_ok_65_too_big),
     ASH_TEST_ENTRY(i64_from_string_exact),
     ASH_TEST_ENTRY(i64_bad_strings_rejected),

@@ -18,8 +18,10 @@
 
 /* Parses exactly len bytes (need not be NUL-terminated). ASH_EBADJSON on
  * any syntax error or trailing non-whitespace, a NUL byte, a string that
- * is not UTF-8 or holds the escape \u0000, or an object with a key twice;
- * ASH_ETOOBIG when nesting is deeper than 64. Free *out with cJSON_Delete. */
+ * is not UTF-8 or holds the escape \u0000, an object with a key twice, or
+ * a number beyond a double's range (cJSON would make it infinite, and
+ * render it as null); ASH_ETOOBIG when nesting is deeper than 64. Free *out
+ * with cJSON_Delete. */
 ash_err ash_json_parse(const char *buf, size_t len, cJSON **out) ASH_MUSTCHECK;
 
 /* True when s is UTF-8 (RFC 3629), as every string ash_json_parse accepts
