@@ -22,7 +22,8 @@ texts_ok(const cJSON *it)
 {
 	for (; it != NULL; it = it->next) {
 		CHECK(it->string == NULL || ash_json_text_ok(it->string));
-		CHECK(!cJSON_IsString(it) || ash_json_text_ok(it->valuestring));
+		CHECK(
+		    !cJSON_IsString(it) || ash_json_text_ok(it->valuestring));
 		texts_ok(it->child);
 	}
 }

@@ -215,7 +215,8 @@ ASH_TEST(gateway_answers_413_400_404_405_with_json_errors)
 	    "{\"data\":\"\xc3\x28\"}");
 	expect_error(&r, 400, "malformed_json");
 	it_resp_fini(&r);
-	it_call(&s, &r, "GET", "/api/v1/conversations?cursor=%C3%28", key, NULL);
+	it_call(
+	    &s, &r, "GET", "/api/v1/conversations?cursor=%C3%28", key, NULL);
 	expect_error(&r, 400, "invalid_argument");
 	ASH_T_CONTAINS(r.body, "\\\"cursor\\\" must be UTF-8 text");
 	it_resp_fini(&r);
