@@ -10,6 +10,7 @@
 #include <ashoon/json.h>
 #include <ashoon/loop.h>
 
+#include <dirent.h>
 #include <glob.h>
 #include <limits.h>
 #include <nng/nng.h>
@@ -638,6 +639,61 @@ ASH_TEST(f6_signed_unparseable_body_is_kept_raw_and_acknowledged)
 	hits_counted(&s, "unparseable", 3);
 	hits_counted(&s, "stored", 1);
 	hits_counted(&s, "unknown_channel", 1);
+	it_stack_fini(&s);
+}
+
+/* Every body of the webhook fuzz corpus (tests/fuzz/corpus/webhook: a
+ * signature line, then the body), signed as Meta would and posted
+ * through the gateway to channels on the vectors' pages. Whatever the
+ * fuzzer made of the events, Postgres must take them: a body it refuses
+ * would be answered 500 and retried by Meta for 36 hours. */
+ASH_TEST(f6_every_fuzzed_signed_body_is_acknowledged_and_journaled)
+{
+	it_stack       s;
+	char           t[64], k[128], dir[1024], failed[512] = "";
+	DIR           *d;
+	struct dirent *e;
+	int            n = 0, bad = 0;
+
+	start(&s, "mi_corpus", t, k);
+	channel(&s, t, "messenger", PAGE);
+	channel(&s, t, "messenger", PAGE2);
+	channel(&s, t, "instagram", IG);
+	snprintf(dir, sizeof(dir), "%s/tests/fuzz/corpus/webhook",
+	    getenv("ASH_SOURCE_DIR"));
+	ASH_T_NOT_NULL(d = opendir(dir));
+	while ((e = readdir(d)) != NULL) {
+		char        rel[512];
+		size_t      len;
+		char       *raw, *body;
+		const char *nl;
+		it_resp     r;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(rel, sizeof(rel), "tests/fuzz/corpus/webhook/%s",
+		    e->d_name);
+		raw  = source_file(rel, &len);
+		nl   = memchr(raw, '\n', len);
+		body = nl ? (char *) nl + 1 : raw + len;
+		if (post_signed(&s, body, len - (size_t) (body - raw), SECRET,
+		        &r) != 200 &&
+		    bad++ < 8)
+			snprintf(failed + strlen(failed),
+			    sizeof(failed) - strlen(failed), " %s:%ld",
+			    e->d_name, r.status);
+		it_resp_fini(&r);
+		free(raw);
+		n++;
+	}
+	closedir(d);
+	if (bad > 0)
+		ASH_T_FAILF(
+		    "%d of %d bodies not acknowledged:%s", bad, n, failed);
+	ASH_T_TRUE(n > 100);
+	/* Each has its journal line. */
+	ASH_T_EQ_INT(
+	    atoi(q(&s, "SELECT count(*) FROM meta_ingest.journal")), n);
 	it_stack_fini(&s);
 }
 
@@ -2184,6 +2240,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(f6_signed_unparseable_body_is_kept_raw_and_acknowledged),
     ASH_TEST_ENTRY(
         f6_a_poison_post_fails_alone_and_others_in_its_batch_are_stored),
+    ASH_TEST_ENTRY(f6_every_fuzzed_signed_body_is_acknowledged_and_journaled),
     ASH_TEST_ENTRY(f6_journal_answers_did_meta_call_per_tenant),
     ASH_TEST_ENTRY(
         f6_journal_pages_back_and_is_purged_with_its_listing_after_its_days),
