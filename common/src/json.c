@@ -188,7 +188,8 @@ json_tree_ok(const cJSON *it)
 	if (n <= 8) {
 		for (c = it->child; c != NULL; c = c->next)
 			for (const cJSON *d = c->next; d != NULL; d = d->next)
-				if (strcmp(c->string, d->string) == 0)
+				if (c->string[0] == d->string[0] &&
+				    strcmp(c->string, d->string) == 0)
 					return false;
 		return true;
 	}
