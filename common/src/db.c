@@ -344,6 +344,10 @@ map_sqlstate(const PGconn *pg, const char *st)
 		return ASH_EFORBIDDEN;
 	if (strcmp(st, "57014") == 0)
 		return ASH_ETIMEDOUT;
+	/* data_exception: a value Postgres cannot take (out of range, bad
+	 * text for its type); the same value fails every time. */
+	if (strncmp(st, "22", 2) == 0)
+		return ASH_EINVAL;
 	/* connection_exception, admin/crash shutdown, cannot connect now */
 	if (strncmp(st, "08", 2) == 0 || strncmp(st, "57P0", 4) == 0)
 		return ASH_EUNAVAIL;

@@ -17,8 +17,12 @@
  * one order, so calls do not deadlock (migration 0005). Every caller of a
  * batch is answered from its commit: 200 when stored, 503 when Postgres
  * could not be reached (Meta then retries, and ingest is idempotent), 500
- * when the data itself failed. A failing batch of several hits is retried
- * hit by hit, so one bad POST cannot hold the others back. An idle batch
+ * when it failed otherwise. A failing batch of several hits is retried hit
+ * by hit, so one bad POST cannot hold the others back. A hit that fails
+ * alone on a value Postgres cannot take (a data exception: it would fail
+ * on every retry, and Meta may unsubscribe an app whose webhook keeps
+ * failing) is journaled raw as "unstorable" and answered 200, as a body
+ * that does not parse is. An idle batch
  * starts its commit at the end of the loop turn in which its first hit
  * arrived, so the hits of one bus batch frame (the gateway coalesces the POSTs
  * it reads in one turn) commit together.
@@ -283,21 +287,28 @@ result_hits(const cJSON *result, int count)
 	return rows;
 }
 
+/* Answers the hit's POST 200 with its outcome. */
+static void
+reply_outcome(hit *h, const char *outcome)
+{
+	cJSON *rep = cJSON_CreateObject();
+
+	ash_json_add_str(rep, "outcome", outcome);
+	cJSON_AddNumberToObject(rep, "events", h->nevents);
+	ash_bus_call_reply(h->call, 200, rep);
+}
+
 /* row: the hit's row in the result when ingest_batch() changed its
  * outcome, else NULL (the outcome is the one the hit was queued with). */
 static void
 reply_stored(mi_batch *b, hit *h, const cJSON *row)
 {
 	const char *outcome = ash_json_str(row ? row : h->row, "outcome");
-	cJSON      *rep;
 
 	if (h->call == NULL)
 		return;
 	hit_count(b, outcome ? outcome : "stored");
-	rep = cJSON_CreateObject();
-	ash_json_add_str(rep, "outcome", outcome ? outcome : "stored");
-	cJSON_AddNumberToObject(rep, "events", h->nevents);
-	ash_bus_call_reply(h->call, 200, rep);
+	reply_outcome(h, outcome ? outcome : "stored");
 }
 
 static void
@@ -339,19 +350,21 @@ on_failed_journaled(void *arg, ash_err rv, const PGresult *res)
 		    "failed hit not journaled: %s", ash_strerror(rv));
 }
 
-/* A hit that failed alone: answered 500 (Meta retries later), and its
- * journal line written on its own so "did Meta call?" still has the
- * answer. */
+/* A hit that failed alone: its journal line written on its own, with its
+ * bytes, so "did Meta call?" still has the answer. Answered 500 (Meta
+ * retries later), or 200 when its data can never be stored (ASH_EINVAL:
+ * a retry would fail the same way). */
 static void
 hit_failed_alone(mi_batch *b, hit *h, ash_err rv)
 {
 	static const char sql[] =
 	    "INSERT INTO journal (received_at, signature, object, outcome, "
 	    "bytes, raw) VALUES (to_timestamp($1::bigint / 1000.0), $2, $3, "
-	    "'failed', $4::int, decode($5, 'base64'))";
+	    "$6, $4::int, decode($5, 'base64'))";
+	const char *outcome = rv == ASH_EINVAL ? "unstorable" : "failed";
 	char        ms[24], bytes[24];
 	int64_t     v = 0;
-	const char *p[5];
+	const char *p[6];
 
 	if (ash_json_get_i64(h->row, "received_ms", &v) != ASH_OK)
 		v = ash_wall_ms();
@@ -363,13 +376,17 @@ hit_failed_alone(mi_batch *b, hit *h, ash_err rv)
 	p[2] = ash_json_str(h->row, "object");
 	p[3] = bytes;
 	p[4] = h->b64;
-	if (ash_db_query(ash_svc_db(b->mi->svc), sql, 5, p,
+	p[5] = outcome;
+	if (ash_db_query(ash_svc_db(b->mi->svc), sql, 6, p,
 	        on_failed_journaled, NULL) != ASH_OK)
 		ash_log_warn(NULL, "MI-JOURNAL", "failed hit not journaled");
-	if (h->call) {
-		hit_count(b, "failed");
-		ash_bus_call_fail(
-		    h->call, rv, "the webhook could not be stored");
+	if (h->call != NULL) {
+		hit_count(b, outcome);
+		if (rv == ASH_EINVAL)
+			reply_outcome(h, outcome);
+		else
+			ash_bus_call_fail(
+			    h->call, rv, "the webhook could not be stored");
 	}
 	hit_free(h);
 }

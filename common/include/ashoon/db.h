@@ -20,8 +20,10 @@
  *
  * Error mapping: unique_violation 23505 -> ASH_ECONFLICT;
  * insufficient_privilege 42501 -> ASH_EFORBIDDEN; query_canceled 57014 ->
- * ASH_ETIMEDOUT; connection lost -> ASH_EUNAVAIL; other SQL errors ->
- * ASH_EDB (the SQLSTATE and message are logged as DB-ERROR, never params).
+ * ASH_ETIMEDOUT; data_exception (class 22: a value out of range or not
+ * valid for its type, which fails again however often it is sent) ->
+ * ASH_EINVAL; connection lost -> ASH_EUNAVAIL; other SQL errors -> ASH_EDB
+ * (the SQLSTATE and message are logged as DB-ERROR, never params).
  *
  * Threads: loop thread only, except ash_db_migrate (start-up, blocking).
  */
