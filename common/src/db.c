@@ -344,9 +344,10 @@ map_sqlstate(const PGconn *pg, const char *st)
 		return ASH_EFORBIDDEN;
 	if (strcmp(st, "57014") == 0)
 		return ASH_ETIMEDOUT;
-	/* data_exception: a value Postgres cannot take (out of range, bad
-	 * text for its type); the same value fails every time. */
-	if (strncmp(st, "22", 2) == 0)
+	/* data_exception (a value out of range or bad text for its type)
+	 * and program_limit_exceeded (a value too big for an index): the
+	 * same value fails every time. */
+	if (strncmp(st, "22", 2) == 0 || strncmp(st, "54", 2) == 0)
 		return ASH_EINVAL;
 	/* connection_exception, admin/crash shutdown, cannot connect now */
 	if (strncmp(st, "08", 2) == 0 || strncmp(st, "57P0", 4) == 0)

@@ -21,7 +21,8 @@
  * Error mapping: unique_violation 23505 -> ASH_ECONFLICT;
  * insufficient_privilege 42501 -> ASH_EFORBIDDEN; query_canceled 57014 ->
  * ASH_ETIMEDOUT; data_exception (class 22: a value out of range or not
- * valid for its type, which fails again however often it is sent) ->
+ * valid for its type) and program_limit_exceeded (class 54: a value too
+ * big for an index), which fail again however often they are sent ->
  * ASH_EINVAL; connection lost -> ASH_EUNAVAIL; other SQL errors -> ASH_EDB
  * (the SQLSTATE and message are logged as DB-ERROR, never params).
  *
