@@ -6,7 +6,8 @@
  *
  * Invariants beyond memory safety: the head's end does not depend on how
  * the bytes were split; a refused head has a refusal status and a reason;
- * an accepted one has a method, a path, and a NUL-free decoded path; the
+ * an accepted one has a method, a path, and a NUL-free decoded path, and
+ * its Content-Length read exactly (a huge one never reads small); the
  * chunked decoder never consumes more than it was given nor returns more
  * than its limit, and a piecewise decode equals the whole one.
  */
@@ -77,6 +78,27 @@ body_check(const char *in, size_t n, size_t piece)
 	free(parts.data);
 }
 
+/* Content-Length read independently: exact while it fits in 60 bits,
+ * else at least that much (over any body limit), never smaller. */
+static void
+length_check(const ash_http_req *req)
+{
+	const char *v    = ash_http_req_header(req, "content-length");
+	uint64_t    want = 0;
+	bool        big  = false;
+
+	CHECK(v != NULL && *v != '\0');
+	for (; *v; v++) {
+		CHECK(*v >= '0' && *v <= '9');
+		if (want >= (UINT64_C(1) << 60) / 10)
+			big = true;
+		else
+			want = want * 10 + (uint64_t) (*v - '0');
+	}
+	CHECK(big ? req->head.length >= (UINT64_C(1) << 60) / 10
+	          : req->head.length == want);
+}
+
 static void
 request_check(const char *p, size_t hl, size_t n)
 {
@@ -99,6 +121,8 @@ request_check(const char *p, size_t hl, size_t n)
 	(void) ash_http_req_header(req, "x-hub-signature-256");
 	(void) ash_http_req_query(req, "cursor");
 	(void) ash_http_req_query(req, "hub.verify_token");
+	if (req->head.has_length)
+		length_check(req);
 	if (req->head.chunked)
 		body_check(p + hl, n - hl, 1 + (n % 7));
 	ash__http_req_free(req);
