@@ -12,6 +12,10 @@
 
 #define MSG(...) snprintf(msg, cap, __VA_ARGS__)
 
+/* Times in ms travel as JSON numbers, exact up to 2^53; a decimal string
+ * beyond that would be rounded when the envelope is rendered again. */
+#define MS_MAX (INT64_C(1) << 53)
+
 static bool
 is_id64(const cJSON *v)
 {
@@ -136,7 +140,7 @@ request_fill(ash_request *req, char *msg, size_t cap)
 		return op ? ASH_ENOTFOUND : ASH_EINVAL;
 	}
 	if (ash_json_get_i64(req->doc, "deadline_ms", &req->deadline_ms) ||
-	    req->deadline_ms <= 0) {
+	    req->deadline_ms <= 0 || req->deadline_ms > MS_MAX) {
 		MSG("missing or invalid \"deadline_ms\"");
 		return ASH_EINVAL;
 	}
@@ -367,7 +371,8 @@ event_fill(ash_event *ev, const char *prefix, size_t plen)
 	    memcmp(topic, prefix, plen) != 0 ||
 	    (ev->topic = ash_topic_find(topic)) < 0)
 		return ASH_EINVAL;
-	if (ash_json_get_i64(ev->doc, "ts", &ev->ts) != ASH_OK)
+	if (ash_json_get_i64(ev->doc, "ts", &ev->ts) != ASH_OK ||
+	    ev->ts < -MS_MAX || ev->ts > MS_MAX)
 		return ASH_EINVAL;
 	if ((ev->body = body_of(ev->doc)) == NULL)
 		return ASH_EINVAL;

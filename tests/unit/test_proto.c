@@ -169,6 +169,15 @@ ASH_TEST(bad_envelopes_are_rejected_with_reasons)
 	              &req, msg),
 	    ASH_EINVAL);
 	ASH_T_CONTAINS(msg, "deadline_ms");
+	/* A time past 2^53 ms would be rounded when rendered again. */
+	ASH_T_ERR(parse_str("{\"v\":1,\"op\":\"sys.info\",\"id\":\"r-1\","
+	                    "\"deadline_ms\":\"9007199254740993\"}",
+	              &req, msg),
+	    ASH_EINVAL);
+	ASH_T_CONTAINS(msg, "deadline_ms");
+	ASH_T_OK(parse_str("{\"v\":1,\"op\":\"sys.info\",\"id\":\"r-1\","
+	                   "\"deadline_ms\":\"9007199254740992\"}",
+	    &req, msg));
 	ASH_T_ERR(parse_str("{\"v\":1,\"op\":\"sys.info\",\"id\":\"r-1\","
 	                    "\"deadline_ms\":5,\"body\":[]}",
 	              &req, msg),
@@ -250,6 +259,23 @@ ASH_TEST(events_round_trip_with_topic_prefix)
 	ASH_T_EQ_INT(ev.ts, 1234);
 	ASH_T_EQ_STR(ev.tenant, T_UUID);
 	ash_event_fini(&ev);
+	cJSON_free(s);
+	/* A ts past 2^53 ms (here a string, which get_i64 reads exactly)
+	 * would be rounded when the event is rendered again. */
+	s = ash_xstrdup(
+	    "sys.started {\"v\":1,\"id\":\"e-1\",\"topic\":"
+	    "\"sys.started\",\"ts\":\"9007199254740993\",\"body\":{"
+	    "\"service\":\"g\",\"version\":\"1\",\"instance\":\"i\"}}");
+	len = strlen(s);
+	ASH_T_ERR(ash_event_parse(s, len, &ev), ASH_EINVAL);
+	ash_event_fini(&ev);
+	memcpy(strstr(s, "993"), "992", 3);
+	ASH_T_OK(ash_event_parse(s, len, &ev));
+	ASH_T_TRUE(ev.ts == (INT64_C(1) << 53));
+	ash_event_fini(&ev);
+	free(s);
+	s = ash_event_render(
+	    ASH_TOPIC_SYS_STARTED, "e-1", T_UUID, 1234, b, &len);
 	/* The prefix must name the same topic as the envelope. */
 	memcpy(s, "sys.stortX", 10);
 	ASH_T_ERR(ash_event_parse(s, len, &ev), ASH_EINVAL);
