@@ -10,6 +10,7 @@
  * hop that is not a trusted proxy, over the whole header whatever its
  * length); a bearer token is a suffix of the header, never empty.
  */
+#include "fuzz.h"
 #include "gw.h"
 
 #include <arpa/inet.h>
@@ -17,8 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(c) ((c) ? (void) 0 : abort())
-#define PEER     "10.9.8.7" /* a trusted proxy: X-Forwarded-For is read */
+#define PEER "10.9.8.7" /* a trusted proxy: X-Forwarded-For is read */
 
 static gw_proxies *proxies;
 
@@ -99,8 +99,6 @@ bearer(const char *auth)
 	CHECK(strcmp(t, auth + strlen(auth) - strlen(t)) == 0);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -109,14 +107,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (proxies == NULL &&
 	    gw_proxies_parse("10.0.0.0/8, 127.0.0.1, ::1", &proxies) != ASH_OK)
 		abort();
-	/* Header values and decoded paths are C strings (http.c refuses a
-	 * NUL in either). */
-	if (memchr(data, '\0', size) != NULL)
+	/* Header values and decoded paths are C strings. */
+	if ((buf = fuzz_cstr(data, size)) == NULL)
 		return 0;
-	buf = malloc(size + 1);
-	memcpy(buf, data, size);
-	buf[size] = '\0';
-	p         = buf;
+	p = buf;
 	for (int i = 0; i < 4 && p != NULL; i++) {
 		line[i] = p;
 		if ((p = strchr(p, '\n')) != NULL)

@@ -7,14 +7,14 @@
  * for a request); an accepted envelope renders back to one that parses to
  * the same op, id, tenant, principal, deadline, status and body.
  */
+#include "fuzz.h"
+
 #include <ashoon/json.h>
 #include <ashoon/proto.h>
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(c) ((c) ? (void) 0 : abort())
 
 static bool
 same_str(const char *a, const char *b)
@@ -104,8 +104,6 @@ event(const char *buf, size_t len)
 	ash_event_fini(&ev);
 	cJSON_free(out);
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -8,15 +8,12 @@
  * that does not parse asks for no wait; either header alone asks for no
  * more than both together.
  */
+#include "fuzz.h"
 #include "mi.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(c) ((c) ? (void) 0 : abort())
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -24,11 +21,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *buf, *app;
 	int   both, buc_only, app_only;
 
-	if (memchr(data, '\0', size) != NULL)
+	if ((buf = fuzz_cstr(data, size)) == NULL)
 		return 0; /* header values are C strings */
-	buf = malloc(size + 1);
-	memcpy(buf, data, size);
-	buf[size] = '\0';
 	if ((app = strchr(buf, '\n')) != NULL)
 		*app++ = '\0';
 	both     = mi_graph_usage_wait_s(buf, app);

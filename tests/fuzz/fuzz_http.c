@@ -11,6 +11,7 @@
  * chunked decoder never consumes more than it was given nor returns more
  * than its limit, and a piecewise decode equals the whole one.
  */
+#include "fuzz.h"
 #include "http_impl.h"
 
 #include <ashoon/log.h>
@@ -20,8 +21,6 @@
 #include <string.h>
 
 #define BODY_MAX 4096
-
-#define CHECK(c) ((c) ? (void) 0 : abort())
 
 static size_t
 head_len_split(const char *p, size_t n, size_t split)
@@ -127,8 +126,6 @@ request_check(const char *p, size_t hl, size_t n)
 		body_check(p + hl, n - hl, 1 + (n % 7));
 	ash__http_req_free(req);
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

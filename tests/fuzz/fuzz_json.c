@@ -9,13 +9,13 @@
  * document gives the bytes cJSON_PrintUnformatted gives, and they parse
  * back to an equal document.
  */
+#include "fuzz.h"
+
 #include <ashoon/json.h>
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(c) ((c) ? (void) 0 : abort())
 
 static void
 texts_ok(const cJSON *it)
@@ -27,8 +27,6 @@ texts_ok(const cJSON *it)
 		texts_ok(it->child);
 	}
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -8,6 +8,8 @@
  * key, so no unsigned, re-encoded or other-key token gets through; a
  * peeked header is an object.
  */
+#include "fuzz.h"
+
 #include <ashoon/crypto.h>
 #include <ashoon/jwt.h>
 
@@ -15,8 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(c) ((c) ? (void) 0 : abort())
-#define KEY      "fuzz-jwt-key-0123456789abcdef0123"
+#define KEY "fuzz-jwt-key-0123456789abcdef0123"
 
 static void
 accepted(const char *token)
@@ -31,8 +32,6 @@ accepted(const char *token)
 	CHECK(strcmp(dot + 1, sig) == 0);
 	free(sig);
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -49,11 +48,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char                    *token;
 	ash_err                  rv;
 
-	if (memchr(data, '\0', size) != NULL)
-		return 0;
-	token = malloc(size + 1);
-	memcpy(token, data, size);
-	token[size] = '\0';
+	if ((token = fuzz_cstr(data, size)) == NULL)
+		return 0; /* an Authorization value is a C string */
 	rv = ash_jwt_verify(token, KEY, strlen(KEY), &ex, &claims, &why);
 	if (rv == ASH_OK) {
 		CHECK(cJSON_IsObject(claims));

@@ -9,14 +9,14 @@
  * their own findings); this runner only fails on inputs it cannot read and
  * on an empty run, so a corpus that went missing is not a silent pass.
  */
+#include "fuzz.h"
+
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int
 run_file(const char *path)

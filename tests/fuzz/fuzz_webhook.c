@@ -11,6 +11,7 @@
  * tagged with its hit and object, and the events render as JSON that
  * parses back (it goes to Postgres as jsonb).
  */
+#include "fuzz.h"
 #include "mi.h"
 
 #include <ashoon/crypto.h>
@@ -21,8 +22,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define CHECK(c) ((c) ? (void) 0 : abort())
-#define SECRET   "fuzz-app-secret"
+#define SECRET "fuzz-app-secret"
 
 static void
 signature(const char *header, const uint8_t *body, size_t len)
@@ -105,8 +105,6 @@ parse(const uint8_t *body, size_t len)
 	cJSON_Delete(doc);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -116,11 +114,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t         blen = size - hlen - (nl ? 1 : 0);
 	char          *header;
 
-	if (memchr(data, '\0', hlen) != NULL)
-		return 0; /* a header value cannot hold a NUL (http.c) */
-	header = malloc(hlen + 1);
-	memcpy(header, data, hlen);
-	header[hlen] = '\0';
+	if ((header = fuzz_cstr(data, hlen)) == NULL)
+		return 0; /* a header value cannot hold a NUL */
 	signature(header, body, blen);
 	free(header);
 	parse(body, blen);
