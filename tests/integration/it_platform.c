@@ -7,7 +7,6 @@
 #include <ashoon/json.h>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -352,41 +351,24 @@ raw_exchange(int port, const char *buf, size_t len)
 	close(fd);
 }
 
+static void
+raw_exchange_one(const char *file, const char *data, size_t len, void *arg)
+{
+	raw_exchange(*(int *) arg, data, len);
+}
+
 /* Every input of the HTTP fuzz corpus (tests/fuzz/corpus/http), sent raw
  * to the real gateway (an ASan build under ctest): whatever each one
  * does to the framing, the gateway lives and still answers. */
 ASH_TEST(every_fuzzed_http_input_leaves_the_gateway_answering)
 {
-	it_stack       s;
-	it_resp        r;
-	char           dir[1024];
-	DIR           *d;
-	struct dirent *e;
-	int            n = 0;
+	it_stack s;
+	it_resp  r;
 
 	it_stack_init(&s, "rawhttp");
 	it_stack_start_all(&s);
-	snprintf(dir, sizeof(dir), "%s/tests/fuzz/corpus/http",
-	    getenv("ASH_SOURCE_DIR"));
-	ASH_T_NOT_NULL(d = opendir(dir));
-	while ((e = readdir(d)) != NULL) {
-		char   path[2048], *buf;
-		FILE  *f;
-		size_t len;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		ASH_T_NOT_NULL(f = fopen(path, "rb"));
-		buf = ash_xmalloc(65536);
-		len = fread(buf, 1, 65536, f);
-		fclose(f);
-		raw_exchange(s.http_port, buf, len);
-		free(buf);
-		n++;
-	}
-	closedir(d);
-	ASH_T_TRUE(n > 100);
+	ASH_T_TRUE(
+	    it_corpus_each("http", raw_exchange_one, &s.http_port) > 100);
 	it_call(&s, &r, "GET", "/healthz", NULL, NULL);
 	ASH_T_EQ_INT(r.status, 200);
 	it_resp_fini(&r);

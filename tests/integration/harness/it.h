@@ -120,6 +120,19 @@ void it_stack_fini(it_stack *s);
 void it_tenant_create(
     it_stack *s, const char *name, char id[64], char key[128]);
 
+/* --- files -------------------------------------------------------------- */
+
+/* The whole file at path, NUL-terminated after its *len bytes; free() it.
+ * Fails the case if it cannot be read. */
+char *it_read_file(const char *path, size_t *len);
+
+/* Calls fn once for every file of tests/fuzz/corpus/<name> (file: its
+ * name; data: its bytes, NUL-terminated, borrowed for the call). Returns
+ * how many; fails the case if the directory cannot be opened. */
+typedef void (*it_corpus_fn)(
+    const char *file, const char *data, size_t len, void *arg);
+int it_corpus_each(const char *name, it_corpus_fn fn, void *arg);
+
 /* --- HTTP --------------------------------------------------------------- */
 
 typedef struct it_resp {

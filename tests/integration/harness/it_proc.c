@@ -108,23 +108,14 @@ it_proc_start(char *const argv[], char *const env[], const char *log)
 	return p;
 }
 
+/* A log not written yet reads as empty. */
 static char *
 read_log(const char *path)
 {
-	FILE *f = fopen(path, "r");
-	char *buf;
-	long  n;
+	size_t n;
 
-	if (f == NULL)
-		return ash_xstrdup("");
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf    = ash_xmalloc((size_t) n + 1);
-	n      = (long) fread(buf, 1, (size_t) n, f);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
+	return access(path, R_OK) == 0 ? it_read_file(path, &n)
+	                               : ash_xstrdup("");
 }
 
 bool
