@@ -261,6 +261,17 @@ body_from_json(gw_call *c, char *msg, size_t cap)
 	return ASH_OK;
 }
 
+/* A decoded value going into the envelope must be UTF-8 (ashoon/json.h);
+ * else 400 naming its field. */
+static ash_err
+field_text_ok(const char *name, const char *v, char *msg, size_t cap)
+{
+	if (ash_json_text_ok(v))
+		return ASH_OK;
+	snprintf(msg, cap, "\"%s\" must be UTF-8 text", name);
+	return ASH_EINVAL;
+}
+
 static ash_err
 body_from_query(gw_call *c, const ash_op_desc *d, char *msg, size_t cap)
 {
@@ -269,11 +280,8 @@ body_from_query(gw_call *c, const ash_op_desc *d, char *msg, size_t cap)
 		const char *v = ash_http_req_query(c->req, d->req[i].name);
 		if (v == NULL)
 			continue;
-		if (!ash_json_text_ok(v)) {
-			snprintf(msg, cap, "\"%s\" must be UTF-8 text",
-			    d->req[i].name);
+		if (field_text_ok(d->req[i].name, v, msg, cap) != ASH_OK)
 			return ASH_EINVAL;
-		}
 		cJSON_AddItemToObject(
 		    c->body, d->req[i].name, query_value(d->req[i].type, v));
 	}
@@ -320,11 +328,9 @@ build_body(gw_call *c, char *msg, size_t cap)
 	for (int i = 0; i < c->m.nparams; i++) {
 		if (strcmp(c->m.names[i], "svc") == 0)
 			continue;
-		if (!ash_json_text_ok(c->m.values[i])) {
-			snprintf(msg, cap, "\"%s\" must be UTF-8 text",
-			    c->m.names[i]);
+		if (field_text_ok(c->m.names[i], c->m.values[i], msg, cap) !=
+		    ASH_OK)
 			return ASH_EINVAL;
-		}
 		cJSON_DeleteItemFromObjectCaseSensitive(
 		    c->body, c->m.names[i]);
 		ash_json_add_str(c->body, c->m.names[i], c->m.values[i]);

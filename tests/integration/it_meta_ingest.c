@@ -739,15 +739,16 @@ ASH_TEST(f6_a_poison_post_is_kept_raw_alone_and_others_in_its_batch_stored)
 	    "1");
 	/* So is an id too long for its index (its random bytes do not
 	 * compress). */
-	char *big = ash_xmalloc(7000), *p1;
-	int   n   = snprintf(big, 7000,
-	        ENV("{" FROM_C ",\"timestamp\":1,\"message\":{\"mid\":\""));
-	ash_random_bytes(big + n, 3000);
-	p1 = ash_hex_encode(big + n, 3000);
-	snprintf(big + n, 7000 - (size_t) n, "%s\",\"text\":\"x\"}}]}]}", p1);
-	free(p1);
+	uint8_t rnd[3000];
+	char   *hex, *big;
+	ash_random_bytes(rnd, sizeof(rnd));
+	hex = ash_hex_encode(rnd, sizeof(rnd));
+	big = ash_xasprintf(ENV("{" FROM_C ",\"timestamp\":1,\"message\":{"
+	                        "\"mid\":\"%s\",\"text\":\"x\"}}"),
+	    hex);
 	ASH_T_EQ_INT(post_json(&s, big), 200);
 	free(big);
+	free(hex);
 	ASH_T_EQ_STR(q(&s,
 	                 "SELECT count(*) FROM meta_ingest.journal WHERE "
 	                 "outcome = 'unstorable'"),
