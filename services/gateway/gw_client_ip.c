@@ -131,9 +131,10 @@ gw_client_ip(const gw_proxies *p, const char *peer, const char *xff, char *out,
 		if (e == b)
 			return;
 		snprintf(out, cap, "%.*s", (int) (e - b), xff + b);
-		/* A hop too long for an address is not a proxy's. */
+		/* Cut to fit, a hop too long for an address stays one that
+		 * inet_pton refuses: never a proxy's. */
 		snprintf(ip, sizeof(ip), "%.*s", (int) (e - b), xff + b);
-		if (e - b >= sizeof(ip) || !trusted(p, ip) || start == 0)
+		if (!trusted(p, ip) || start == 0)
 			return;
 		end = start - 1;
 	}
