@@ -35,6 +35,7 @@
 #include "mi.h"
 
 #include <ashoon/json.h>
+#include <ashoon/pgrec.h>
 
 #include <event2/event.h>
 #include <openssl/crypto.h>
@@ -189,18 +190,56 @@ batch_take(mi_batch *b, int *count)
 	return first;
 }
 
-/* {"app_id", "hits": [...], "events": [...]} for ingest_batch(), by
+/* The fields of ingest_hit_in and ingest_event_in, in their order
+ * (0012_ingest_rows.sql): the members of a hit's row and of its events. */
+static const ash_pgrec_col hit_cols[] = {
+    {"n", ASH_PGREC_PLAIN},
+    {"received_ms", ASH_PGREC_PLAIN},
+    {"signature", ASH_PGREC_PLAIN},
+    {"object", ASH_PGREC_PLAIN},
+    {"page_ids", ASH_PGREC_JSON},
+    {"entries", ASH_PGREC_PLAIN},
+    {"events", ASH_PGREC_PLAIN},
+    {"kinds", ASH_PGREC_JSON},
+    {"bytes", ASH_PGREC_PLAIN},
+    {"raw", ASH_PGREC_PLAIN},
+    {"outcome", ASH_PGREC_PLAIN},
+};
+static const ash_pgrec_col event_cols[] = {
+    {"hit", ASH_PGREC_PLAIN},
+    {"object", ASH_PGREC_PLAIN},
+    {"page", ASH_PGREC_PLAIN},
+    {"customer", ASH_PGREC_PLAIN},
+    {"ts_ms", ASH_PGREC_PLAIN},
+    {"type", ASH_PGREC_PLAIN},
+    {"standby", ASH_PGREC_PLAIN},
+    {"mid", ASH_PGREC_PLAIN},
+    {"kind", ASH_PGREC_PLAIN},
+    {"text", ASH_PGREC_PLAIN},
+    {"attachments", ASH_PGREC_JSON},
+    {"payload", ASH_PGREC_PLAIN},
+    {"reply_to_mid", ASH_PGREC_PLAIN},
+    {"reply_to_story", ASH_PGREC_JSON},
+    {"referral", ASH_PGREC_JSON},
+    {"app_id", ASH_PGREC_PLAIN},
+    {"metadata", ASH_PGREC_PLAIN},
+    {"watermark_ms", ASH_PGREC_PLAIN},
+    {"mids", ASH_PGREC_JSON},
+    {"action", ASH_PGREC_PLAIN},
+    {"reaction", ASH_PGREC_PLAIN},
+    {"emoji", ASH_PGREC_PLAIN},
+    {"num_edit", ASH_PGREC_PLAIN},
+    {"owner", ASH_PGREC_PLAIN},
+};
+
+/* The hits and events of list as the rows ingest_batch() takes, by
  * reference: the hits keep their objects for a retry. */
-static char *
-batch_render(hit *list)
+static void
+batch_render(hit *list, char **hits_out, char **events_out)
 {
-	cJSON *doc = cJSON_CreateObject(), *hits, *events, *e;
-	char  *out;
+	cJSON *hits = cJSON_CreateArray(), *events = cJSON_CreateArray(), *e;
 	int    n = 0;
 
-	ash_json_add_str(doc, "app_id", mi_config.app_id);
-	hits   = cJSON_AddArrayToObject(doc, "hits");
-	events = cJSON_AddArrayToObject(doc, "events");
 	for (hit *h = list; h != NULL; h = h->next, n++) {
 		cJSON_DeleteItemFromObjectCaseSensitive(h->row, "n");
 		cJSON_AddNumberToObject(h->row, "n", n);
@@ -211,9 +250,12 @@ batch_render(hit *list)
 			cJSON_AddItemReferenceToArray(events, e);
 		}
 	}
-	out = ash_json_render(doc);
-	cJSON_Delete(doc);
-	return out;
+	*hits_out = ash_pgrec_array(
+	    hits, hit_cols, (int) (sizeof(hit_cols) / sizeof(hit_cols[0])));
+	*events_out = ash_pgrec_array(events, event_cols,
+	    (int) (sizeof(event_cols) / sizeof(event_cols[0])));
+	cJSON_Delete(hits);
+	cJSON_Delete(events);
 }
 
 /* The five words of one line of "announce" (from line to end) into w;
@@ -453,7 +495,7 @@ static void
 batch_flush(mi_batch *b)
 {
 	static const double sizes[] = {1, 2, 5, 10, 20, 50, 100, 200, 500};
-	char               *doc;
+	char               *hits, *events;
 	int                 n = 0;
 	ash_err             rv;
 
@@ -469,16 +511,19 @@ batch_flush(mi_batch *b)
 	f->list   = batch_take(b, &n);
 	f->count  = n;
 	b->flying++;
-	doc             = batch_render(f->list);
-	const char *p[] = {doc};
+	batch_render(f->list, &hits, &events);
+	const char *p[] = {mi_config.app_id, hits, events};
 	ash_histogram_observe(
 	    ash_metrics_histogram(ash_svc_metrics(b->mi->svc),
 	        "ashoon_meta_webhook_batch_size", "Webhook POSTs per commit",
 	        NULL, sizes, sizeof(sizes) / sizeof(sizes[0])),
 	    (double) n);
 	rv = ash_db_query(ash_svc_db(b->mi->svc),
-	    "SELECT ingest_batch($1::jsonb)", 1, p, on_batch_done, f);
-	cJSON_free(doc);
+	    "SELECT ingest_batch($1, $2::ingest_hit_in[], "
+	    "$3::ingest_event_in[])",
+	    3, p, on_batch_done, f);
+	free(hits);
+	free(events);
 	if (rv != ASH_OK)
 		on_batch_done(f, rv, NULL);
 }

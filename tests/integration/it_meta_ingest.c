@@ -346,6 +346,50 @@ ASH_TEST(f6_every_vector_is_stored_with_its_kind)
 	it_stack_fini(&s);
 }
 
+/* The batch reaches Postgres as arrays of rows (0012, common/src/pgrec.c):
+ * text full of both levels' delimiters - quotes, backslashes, commas,
+ * parentheses, braces, white space at either end, an empty payload -
+ * is stored exactly as Meta sent it, in text, payload and JSON fields. */
+ASH_TEST(f6_text_full_of_delimiters_is_stored_exactly)
+{
+	it_stack          s;
+	char              t[64], k[128];
+	it_resp           r;
+	static const char body[] =
+	    "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE "\","
+	    "\"time\":1796000000000,\"messaging\":[{\"sender\":{\"id\":"
+	    "\"7100\"},\"recipient\":{\"id\":\"" PAGE "\"},\"timestamp\":"
+	    "1796000000000,\"message\":{\"mid\":\"m_de\\\\l\\\"im\","
+	    "\"text\":\" {\\\"a\\\\\\\\b\\\"}, (c,d)\\t\\nNULL \","
+	    "\"quick_reply\":{\"payload\":\"\"}}},{\"sender\":{\"id\":"
+	    "\"7100\"},\"recipient\":{\"id\":\"" PAGE "\"},\"timestamp\":"
+	    "1796000000001,\"message\":{\"mid\":\"m_att\",\"attachments\":"
+	    "[{\"type\":\"file\",\"payload\":{\"url\":"
+	    "\"https://x.example/a,b(\\\"c\\\")\\\\d\"}}]}}]}]}";
+
+	start(&s, "mi_delims", t, k);
+	channel(&s, t, "messenger", PAGE);
+	ASH_T_EQ_INT(post_signed(&s, body, sizeof(body) - 1, SECRET, &r), 200);
+	it_resp_fini(&r);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT '[' || text || ']' FROM meta_ingest.messages "
+	                 "WHERE mid = 'm_de\\l\"im'"),
+	    "[ {\"a\\\\b\"}, (c,d)\t\nNULL ]");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT payload = '' FROM meta_ingest.messages "
+	                 "WHERE mid = 'm_de\\l\"im'"),
+	    "t");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT attachments->0->>'url' FROM "
+	                 "meta_ingest.messages WHERE mid = 'm_att'"),
+	    "https://x.example/a,b(\"c\")\\d");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT new_messages || ' ' || outcome FROM "
+	                 "meta_ingest.journal"),
+	    "2 stored");
+	it_stack_fini(&s);
+}
+
 /* --- idempotence and order --- */
 
 typedef struct poster {
@@ -2240,6 +2284,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(
         f6_signature_missing_wrong_or_other_secret_stores_only_a_journal_line),
     ASH_TEST_ENTRY(f6_every_vector_is_stored_with_its_kind),
+    ASH_TEST_ENTRY(f6_text_full_of_delimiters_is_stored_exactly),
     ASH_TEST_ENTRY(f6_redelivered_and_concurrent_duplicates_are_stored_once),
     ASH_TEST_ENTRY(f6_receipts_in_any_order_only_move_forward),
     ASH_TEST_ENTRY(f6_edit_unsend_reaction_and_unreact_in_any_order),

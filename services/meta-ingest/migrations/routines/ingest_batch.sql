@@ -1,13 +1,11 @@
--- ingest_batch(batch): stores one batch of webhook hits in one
--- transaction; meta-ingest commits a batch before it answers any of its
--- POSTs (mi_webhook.c).
+-- ingest_batch(app, hits, events): stores one batch of webhook hits in
+-- one transaction; meta-ingest commits a batch before it answers any of
+-- its POSTs (mi_webhook.c).
 --
--- batch (built by mi_webhook.c):
---   {"app_id": our Meta app id or "",
---    "hits":   [{"n", "received_ms", "signature", "object", "page_ids",
---                "entries", "events", "kinds", "bytes", "raw", "outcome"}],
---    "events": [{"hit", "object", "page", "customer", "ts_ms", "type",
---                ... the fields of batch_events() (0002_ingest.sql)}]}
+-- The batch (built by mi_webhook.c; rows of types of 0012_ingest_rows.sql):
+--   app    our Meta app id, or ''
+--   hits   the POSTs, one row each, in order (a hit's "n" is its place)
+--   events their normalized events, each naming its hit
 -- returns (json):
 --   {"announce": "TENANT CONVERSATION MESSAGE KIND CHANNEL\n..."
 --                -- the new customer messages, to announce: a line of
@@ -18,23 +16,20 @@
 --    "people": people stored for the first time}
 -- Everything here is idempotent: a redelivered POST changes nothing.
 --
+-- ingest_batch(batch jsonb) takes the same batch as one document,
+-- {"app_id", "hits": [...], "events": [...]} with the fields as members.
+--
 -- This is a routine (common/src/db_migrate.c): edited in place and
 -- applied again when it changes. A change it cannot make alone (a new
 -- return type, a new type it uses) goes in a migration, which runs first.
 -- Why each part is the way it is: the migrations that changed it, 0002,
--- 0005, 0006, 0008, 0009, 0010 and 0011.
+-- 0005, 0006, 0008, 0009, 0010, 0011 and 0012.
 
--- Generic plans only: each call re-planned several of its statements (in
--- auto mode, a statement whose generic plan is estimated dearer than its
--- custom plans is planned again at every call; an array parameter's size
--- is only known to a custom plan). Counted by tests/bench/ingest_instructions:
--- 0.47 M instructions less a call, 15 % of a call of one message, 4 % of
--- one of 18, 1 % of one of 75, and as much with 100,000 conversations
--- stored, where the generic plans were no dearer per message either.
-CREATE OR REPLACE FUNCTION ingest_batch(batch jsonb) RETURNS json
+CREATE OR REPLACE FUNCTION ingest_batch(
+    app text, hits ingest_hit_in[], events ingest_event_in[]) RETURNS json
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
-    our_app   text := coalesce(batch ->> 'app_id', '');
+    our_app   text := coalesce(app, '');
     ev        ingest_event[];
     types     text[];
     announce  json;
@@ -49,7 +44,7 @@ DECLARE
 BEGIN
     -- The events, their types, and their threads, those not stored yet
     -- first (0010_ingest_instructions.sql, 1.).
-    WITH e AS MATERIALIZED (SELECT * FROM batch_events(batch))
+    WITH e AS MATERIALIZED (SELECT * FROM batch_events(events))
     SELECT ARRAY(SELECT e::ingest_event FROM e),
            ARRAY(SELECT DISTINCT e.type FROM e),
            ARRAY(SELECT ROW(k.channel_id, k.customer, k.tenant_id,
@@ -245,16 +240,14 @@ BEGIN
     -- sequence steps by 1024, and this must agree with it), so that one
     -- span per block and tenant lists them.
     blocks := ARRAY(SELECT nextval('journal_id_seq')
-                      FROM generate_series(1, (coalesce(jsonb_array_length(
-                               batch -> 'hits'), 0) + 1023) / 1024));
+                      FROM generate_series(1, (coalesce(cardinality(hits), 0)
+                                               + 1023) / 1024));
     WITH h AS MATERIALIZED (
         SELECT blocks[(x.i - 1) / 1024 + 1] + (x.i - 1) % 1024 AS id,
                (x.i - 1) / 1024 AS block, x.*
-        FROM (SELECT row_number() OVER () AS i, r.*
-                FROM jsonb_to_recordset(batch -> 'hits') AS r(
-                    n int, received_ms bigint, signature text,
-                    object text, page_ids jsonb, entries int, events int,
-                    kinds jsonb, bytes int, raw text, outcome text)) x
+        FROM unnest(hits) WITH ORDINALITY AS x(
+                 n, received_ms, signature, object, page_ids, entries,
+                 events, kinds, bytes, raw, outcome, i)
     ), g AS (
         -- Each set of pages that hits name, once (a batch's hits mostly
         -- name the same Page): its pages, the tenants that have them
@@ -400,4 +393,14 @@ BEGIN
     RETURN json_build_object('announce', announce, 'hits', hit_rows,
                               'people', people);
 END;
+$$;
+
+-- The batch as one document (above): older callers and SQL by hand.
+CREATE OR REPLACE FUNCTION ingest_batch(batch jsonb) RETURNS json
+LANGUAGE sql AS $$
+    SELECT ingest_batch(batch ->> 'app_id',
+        ARRAY(SELECT jsonb_populate_recordset(NULL::ingest_hit_in,
+                                              batch -> 'hits')),
+        ARRAY(SELECT jsonb_populate_recordset(NULL::ingest_event_in,
+                                              batch -> 'events')))
 $$;
