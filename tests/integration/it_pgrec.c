@@ -109,6 +109,60 @@ ASH_TEST(every_text_reads_back_as_it_was)
 	PQfinish(c);
 }
 
+/* A linear congruential generator: the same texts in every run. */
+static unsigned
+next(unsigned *seed)
+{
+	*seed = *seed * 1103515245 + 12345;
+	return *seed >> 16;
+}
+
+/* Generated texts, from an alphabet of both levels' delimiters, white
+ * space, control bytes and multi-byte UTF-8, each in a text field and as
+ * a JSON string: Postgres reads every one back as it was. */
+ASH_TEST(generated_texts_read_back_as_they_were)
+{
+	static const char *const alphabet[] = {"\"", "\\", ",", "(", ")", "{",
+	    "}", " ", "\t", "\n", "\r", "\x01", "\x1f", "a", "Z", "0", "'",
+	    "NULL", "\xc3\xa9", "\xe2\x9c\x93", "\xf0\x9f\x8e\x89"};
+	enum { ROWS = 400, MAXLEN = 40 };
+	const unsigned NLETTERS = sizeof(alphabet) / sizeof(alphabet[0]);
+	PGconn        *c        = connect_case("pgrec_gen");
+	cJSON         *rows     = cJSON_CreateArray();
+	char          *arr, *want[ROWS];
+	PGresult      *r;
+	unsigned       seed = 12345;
+
+	for (int i = 0; i < ROWS; i++) {
+		char   buf[MAXLEN * 4 + 1] = ""; /* 4: the longest letter */
+		int    len                 = (int) (next(&seed) % MAXLEN);
+		cJSON *o                   = cJSON_CreateObject();
+
+		for (int k = 0; k < len; k++)
+			strcat(buf, alphabet[next(&seed) % NLETTERS]);
+		want[i] = strdup(buf);
+		ash_json_add_i64(o, "n", i);
+		ash_json_add_str(o, "s", buf);
+		cJSON_AddItemToObject(o, "j", cJSON_CreateString(buf));
+		cJSON_AddItemToArray(rows, o);
+	}
+	arr = ash_pgrec_array(rows, cols, 4);
+	r   = query1(c,
+	      "SELECT x.s, x.j #>> '{}' FROM unnest($1::r[]) "
+	        "WITH ORDINALITY AS x(n, s, b, j, o) ORDER BY x.o",
+	      arr);
+	ASH_T_EQ_INT(PQntuples(r), ROWS);
+	for (int i = 0; i < ROWS; i++) {
+		ASH_T_EQ_STR(PQgetvalue(r, i, 0), want[i]);
+		ASH_T_EQ_STR(PQgetvalue(r, i, 1), want[i]);
+		free(want[i]);
+	}
+	PQclear(r);
+	free(arr);
+	cJSON_Delete(rows);
+	PQfinish(c);
+}
+
 ASH_TEST(nulls_numbers_booleans_and_json_read_back)
 {
 	PGconn           *c = connect_case("pgrec_types");
@@ -156,4 +210,5 @@ ASH_TEST(nulls_numbers_booleans_and_json_read_back)
 }
 
 ASH_TEST_MAIN(ASH_TEST_ENTRY(every_text_reads_back_as_it_was),
+    ASH_TEST_ENTRY(generated_texts_read_back_as_they_were),
     ASH_TEST_ENTRY(nulls_numbers_booleans_and_json_read_back))
