@@ -17,7 +17,7 @@
  * field is nothing between its commas. The text is UTF-8 like its input
  * (cJSON strings parsed by ash_json_parse are, and hold no NUL).
  *
- * Pure functions: any thread. Out of memory aborts.
+ * Pure function: any thread. Out of memory aborts.
  */
 #ifndef ASHOON_PGREC_H
 #define ASHOON_PGREC_H
@@ -44,9 +44,10 @@ typedef struct ash_pgrec_col {
 #define ASH_PGREC_MAX_COLS 64
 
 /* The array of rows (a cJSON array of objects; NULL or empty: "{}") with
- * ncols (1..ASH_PGREC_MAX_COLS) fields each, taken from the members cols names
- * (matched case sensitively). A member missing or null is a NULL field; so is
- * every field of a row that is not an object. Returns a malloc'd string. */
+ * ncols (1..ASH_PGREC_MAX_COLS) fields each, taken from the members cols
+ * names (matched case sensitively; of two members of one name, the
+ * first). A member missing or null is a NULL field; so is every field of
+ * a row that is not an object. Returns a malloc'd string. */
 char *ash_pgrec_array(const cJSON *rows, const ash_pgrec_col *cols, int ncols);
 
 #endif
