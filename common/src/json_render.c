@@ -26,14 +26,10 @@
 #include <stdio.h>
 #include <string.h>
 
-typedef struct out {
-	char  *p;
-	size_t len, cap;
-} out;
+typedef ash__out out;
 
-/* Room for n more bytes; the buffer is cJSON's, so cJSON_free frees it. */
-static char *
-room(out *o, size_t n)
+char *
+ash__out_room(out *o, size_t n)
 {
 	if (o->len + n > o->cap) {
 		size_t cap = o->cap ? o->cap : 256;
@@ -52,16 +48,15 @@ room(out *o, size_t n)
 	return o->p + o->len;
 }
 
-static void
-put(out *o, const char *s, size_t n)
+void
+ash__out_put(out *o, const char *s, size_t n)
 {
-	memcpy(room(o, n), s, n);
+	memcpy(ash__out_room(o, n), s, n);
 	o->len += n;
 }
 
-/* Decimal digits of v into buf (at least 21 bytes); returns the length. */
-static size_t
-int_digits(char *buf, int64_t v)
+size_t
+ash__int_digits(char *buf, int64_t v)
 {
 	char     tmp[24];
 	size_t   n = 0, k = 0;
@@ -85,13 +80,13 @@ put_number(out *o, double d)
 	double back = 0;
 
 	if (isnan(d) || isinf(d)) {
-		put(o, "null", 4);
+		ash__out_put(o, "null", 4);
 		return;
 	}
 	/* -0 is integral too, but "%1.15g" prints it as "-0". */
 	if (d > -1e15 && d < 1e15 && d == (double) (int64_t) d &&
 	    !(d == 0 && signbit(d))) {
-		put(o, buf, int_digits(buf, (int64_t) d));
+		ash__out_put(o, buf, ash__int_digits(buf, (int64_t) d));
 		return;
 	}
 	n = (size_t) snprintf(buf, sizeof(buf), "%1.15g", d);
@@ -99,7 +94,7 @@ put_number(out *o, double d)
 	    fabs(back - d) > fmax(fabs(back), fabs(d)) * DBL_EPSILON)
 		n = (size_t) snprintf(buf, sizeof(buf), "%1.17g", d);
 	ASH_ASSERT(n < sizeof(buf));
-	put(o, buf, n);
+	ash__out_put(o, buf, n);
 }
 
 /* Copies runs of plain bytes whole: base64 bodies and ids are nearly all
@@ -117,7 +112,7 @@ put_string(out *o, const char *s)
 	char                 esc[6] = {'\\'};
 	const char          *at;
 
-	room(o, n + 2);
+	ash__out_room(o, n + 2);
 	o->p[o->len++] = '"';
 	for (;;) {
 		const unsigned char *run = u;
@@ -125,7 +120,7 @@ put_string(out *o, const char *s)
 
 		while (!ash__json_special[*u])
 			u++;
-		put(o, (const char *) run, (size_t) (u - run));
+		ash__out_put(o, (const char *) run, (size_t) (u - run));
 		if (*u == '\0')
 			break;
 		/* cJSON's short escapes; the other control bytes as \u00XX. */
@@ -138,24 +133,24 @@ put_string(out *o, const char *s)
 			esc[5] = hex[*u & 15];
 			k      = 6;
 		}
-		put(o, esc, k);
+		ash__out_put(o, esc, k);
 		u++;
 	}
-	put(o, "\"", 1);
+	ash__out_put(o, "\"", 1);
 }
 
-static void
-put_value(out *o, const cJSON *it)
+void
+ash__json_put(out *o, const cJSON *it)
 {
 	switch (it->type & 0xFF) {
 	case cJSON_NULL:
-		put(o, "null", 4);
+		ash__out_put(o, "null", 4);
 		break;
 	case cJSON_False:
-		put(o, "false", 5);
+		ash__out_put(o, "false", 5);
 		break;
 	case cJSON_True:
-		put(o, "true", 4);
+		ash__out_put(o, "true", 4);
 		break;
 	case cJSON_Number:
 		put_number(o, it->valuedouble);
@@ -165,23 +160,23 @@ put_value(out *o, const cJSON *it)
 		break;
 	case cJSON_Raw:
 		ASH_ASSERT(it->valuestring != NULL);
-		put(o, it->valuestring, strlen(it->valuestring));
+		ash__out_put(o, it->valuestring, strlen(it->valuestring));
 		break;
 	case cJSON_Array:
 	case cJSON_Object: {
 		bool obj = (it->type & 0xFF) == cJSON_Object;
 
-		put(o, obj ? "{" : "[", 1);
+		ash__out_put(o, obj ? "{" : "[", 1);
 		for (const cJSON *c = it->child; c != NULL; c = c->next) {
 			if (c != it->child)
-				put(o, ",", 1);
+				ash__out_put(o, ",", 1);
 			if (obj) {
 				put_string(o, c->string);
-				put(o, ":", 1);
+				ash__out_put(o, ":", 1);
 			}
-			put_value(o, c);
+			ash__json_put(o, c);
 		}
-		put(o, obj ? "}" : "]", 1);
+		ash__out_put(o, obj ? "}" : "]", 1);
 		break;
 	}
 	default:
@@ -196,7 +191,7 @@ ash_json_render(const cJSON *doc)
 
 	if (doc == NULL)
 		return NULL;
-	put_value(&o, doc);
-	*room(&o, 1) = '\0';
+	ash__json_put(&o, doc);
+	*ash__out_room(&o, 1) = '\0';
 	return o.p;
 }

@@ -522,8 +522,8 @@ batch_flush(mi_batch *b)
 	    "SELECT ingest_batch($1, $2::ingest_hit_in[], "
 	    "$3::ingest_event_in[])",
 	    3, p, on_batch_done, f);
-	free(hits);
-	free(events);
+	cJSON_free(hits);
+	cJSON_free(events);
 	if (rv != ASH_OK)
 		on_batch_done(f, rv, NULL);
 }

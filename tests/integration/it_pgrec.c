@@ -104,7 +104,7 @@ ASH_TEST(every_text_reads_back_as_it_was)
 		ASH_T_EQ_STR(PQgetvalue(r, i, 3), "t");
 	}
 	PQclear(r);
-	free(arr);
+	cJSON_free(arr);
 	cJSON_Delete(rows);
 	PQfinish(c);
 }
@@ -158,7 +158,7 @@ ASH_TEST(generated_texts_read_back_as_they_were)
 		free(want[i]);
 	}
 	PQclear(r);
-	free(arr);
+	cJSON_free(arr);
 	cJSON_Delete(rows);
 	PQfinish(c);
 }
@@ -197,7 +197,7 @@ ASH_TEST(nulls_numbers_booleans_and_json_read_back)
 			        : PQgetvalue(r, i, k),
 			    want[i][k]);
 	PQclear(r);
-	free(arr);
+	cJSON_free(arr);
 	cJSON_Delete(rows);
 
 	/* No rows is an empty array. */
@@ -205,7 +205,7 @@ ASH_TEST(nulls_numbers_booleans_and_json_read_back)
 	r   = query1(c, "SELECT cardinality($1::r[])", arr);
 	ASH_T_EQ_STR(PQgetvalue(r, 0, 0), "0");
 	PQclear(r);
-	free(arr);
+	cJSON_free(arr);
 	PQfinish(c);
 }
 

@@ -32,7 +32,7 @@ expect(const char *doc, const char *want)
 	char *got = rows_text(doc);
 
 	ASH_T_EQ_STR(got, want);
-	free(got);
+	cJSON_free(got);
 }
 
 ASH_TEST(no_rows_is_an_empty_array)
@@ -40,7 +40,7 @@ ASH_TEST(no_rows_is_an_empty_array)
 	expect("[]", "{}");
 	char *out = ash_pgrec_array(NULL, cols, 3);
 	ASH_T_EQ_STR(out, "{}");
-	free(out);
+	cJSON_free(out);
 }
 
 ASH_TEST(every_field_and_element_is_quoted)

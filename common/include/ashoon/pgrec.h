@@ -47,7 +47,7 @@ typedef struct ash_pgrec_col {
  * ncols (1..ASH_PGREC_MAX_COLS) fields each, taken from the members cols
  * names (matched case sensitively; of two members of one name, the
  * first). A member missing or null is a NULL field; so is every field of
- * a row that is not an object. Returns a malloc'd string. */
+ * a row that is not an object. Returns a string to free with cJSON_free. */
 char *ash_pgrec_array(const cJSON *rows, const ash_pgrec_col *cols, int ncols);
 
 #endif
