@@ -20,65 +20,61 @@
 #include <string.h>
 
 /* A field's value (n bytes), quoted for the record and again for the
- * array: at most four bytes for each of its bytes, and the two quotes. */
+ * array (twice), or for the array alone: at most four bytes for each of
+ * its bytes, and the two quotes. */
 static void
-put_field(ash__out *o, const char *s, size_t n)
+put_quoted(ash__out *o, const char *s, size_t n, bool twice)
 {
 	char *w = ash__out_room(o, 4 * n + 4), *start = w;
 
-	*w++ = '\\';
+	if (twice)
+		*w++ = '\\';
 	*w++ = '"';
 	for (const char *end = s + n; s < end; s++) {
 		if (*s == '"' || *s == '\\') {
-			memcpy(w, "\\\\\\", 3);
-			w += 3;
+			memcpy(w, "\\\\\\", twice ? 3 : 1);
+			w += twice ? 3 : 1;
 		}
 		*w++ = *s;
 	}
-	*w++ = '\\';
+	if (twice)
+		*w++ = '\\';
 	*w++ = '"';
 	o->len += (size_t) (w - start);
 }
 
-/* The value of a plain field: a number as an integer when it is one. */
-static void
-put_number(ash__out *o, double v)
+/* The text of v (not NULL, not null) as type writes it: a string's
+ * content, a number as an integer when it is one, true or false, or JSON
+ * rendered into scratch. */
+static const char *
+value_text(const cJSON *v, ash_pgrec_type type, ash__out *scratch, size_t *n)
 {
-	char buf[32];
-
-	/* 2^63 exactly is out of int64's range; below it, integral doubles
-	 * convert exactly. */
-	if (v == floor(v) && fabs(v) < 9223372036854775808.0)
-		put_field(o, buf, ash__int_digits(buf, (int64_t) v));
-	else
-		put_field(
-		    o, buf, (size_t) snprintf(buf, sizeof(buf), "%.17g", v));
-}
-
-/* v into its field; json is scratch room for a value rendered as JSON. */
-static void
-put_value(ash__out *o, const cJSON *v, ash_pgrec_type type, ash__out *json)
-{
-	if (v == NULL || cJSON_IsNull(v))
-		return; /* NULL: nothing between the commas */
+	scratch->len = 0;
 	if (type == ASH_PGREC_PLAIN) {
 		if (cJSON_IsString(v)) {
-			put_field(o, v->valuestring, strlen(v->valuestring));
-			return;
-		}
-		if (cJSON_IsNumber(v)) {
-			put_number(o, v->valuedouble);
-			return;
+			*n = strlen(v->valuestring);
+			return v->valuestring;
 		}
 		if (cJSON_IsBool(v)) {
-			put_field(o, cJSON_IsTrue(v) ? "true" : "false",
-			    cJSON_IsTrue(v) ? 4 : 5);
-			return;
+			*n = cJSON_IsTrue(v) ? 4 : 5;
+			return cJSON_IsTrue(v) ? "true" : "false";
+		}
+		if (cJSON_IsNumber(v)) {
+			double d   = v->valuedouble;
+			char  *buf = ash__out_room(scratch, 32);
+
+			/* 2^63 exactly is out of int64's range; below it,
+			 * integral doubles convert exactly. */
+			if (d == floor(d) && fabs(d) < 9223372036854775808.0)
+				*n = ash__int_digits(buf, (int64_t) d);
+			else
+				*n = (size_t) snprintf(buf, 32, "%.17g", d);
+			return buf;
 		}
 	}
-	json->len = 0;
-	ash__json_put(json, v);
-	put_field(o, json->p, json->len);
+	ash__json_put(scratch, v);
+	*n = scratch->len;
+	return scratch->p;
 }
 
 /* The row's members for the columns, found in one walk over its members
@@ -103,9 +99,38 @@ row_values(
 }
 
 char *
+ash_pgrec_values(const cJSON *values)
+{
+	ash__out     o = {0}, scratch = {0};
+	const cJSON *v;
+	bool         first = true;
+
+	ash__out_put(&o, "{", 1);
+	cJSON_ArrayForEach(v, values)
+	{
+		size_t      n;
+		const char *t;
+
+		if (!first)
+			ash__out_put(&o, ",", 1);
+		first = false;
+		if (cJSON_IsNull(v)) {
+			ash__out_put(&o, "NULL", 4);
+			continue;
+		}
+		t = value_text(v, ASH_PGREC_PLAIN, &scratch, &n);
+		put_quoted(&o, t, n, false);
+	}
+	ash__out_put(&o, "}", 1);
+	*ash__out_room(&o, 1) = '\0';
+	cJSON_free(scratch.p);
+	return o.p;
+}
+
+char *
 ash_pgrec_array(const cJSON *rows, const ash_pgrec_col *cols, int ncols)
 {
-	ash__out     o = {0}, json = {0};
+	ash__out     o = {0}, scratch = {0};
 	const cJSON *row, *vals[ASH_PGREC_MAX_COLS];
 	bool         first = true;
 
@@ -119,12 +144,18 @@ ash_pgrec_array(const cJSON *rows, const ash_pgrec_col *cols, int ncols)
 		for (int i = 0; i < ncols; i++) {
 			if (i > 0)
 				ash__out_put(&o, ",", 1);
-			put_value(&o, vals[i], cols[i].type, &json);
+			if (vals[i] != NULL && !cJSON_IsNull(vals[i])) {
+				size_t      n;
+				const char *t = value_text(
+				    vals[i], cols[i].type, &scratch, &n);
+
+				put_quoted(&o, t, n, true);
+			}
 		}
 		ash__out_put(&o, ")\"", 2);
 	}
 	ash__out_put(&o, "}", 1);
 	*ash__out_room(&o, 1) = '\0';
-	cJSON_free(json.p);
+	cJSON_free(scratch.p);
 	return o.p;
 }

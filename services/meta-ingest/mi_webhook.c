@@ -703,24 +703,19 @@ post_try_channels(post *p)
 	    "WHERE kind = 'instagram' AND external_id = ANY($1::text[]) "
 	    "AND app_secret_sealed IS NOT NULL AND disconnected_at IS NULL";
 	cJSON *ids = cJSON_GetObjectItem(p->h->row, "page_ids");
-	char  *arr, *txt;
+	char  *arr;
 
 	hit_peek(p->h, p->raw, p->len);
 	if (cJSON_GetArraySize(ids) == 0) {
 		post_reject(p, ASH_EFORBIDDEN);
 		return;
 	}
-	/* JSON ["a","b"] -> Postgres text array literal {"a","b"}. */
-	txt                  = ash_json_render(ids);
-	arr                  = ash_xstrdup(txt);
-	arr[0]               = '{';
-	arr[strlen(arr) - 1] = '}';
-	cJSON_free(txt);
+	arr                  = ash_pgrec_values(ids);
 	const char *params[] = {arr};
 	if (ash_db_query(ash_svc_db(p->b->mi->svc), sql, 1, params,
 	        on_channel_secrets, p) != ASH_OK)
 		post_reject(p, ASH_EFORBIDDEN);
-	free(arr);
+	cJSON_free(arr);
 }
 
 static void

@@ -155,10 +155,33 @@ ASH_TEST(generated_texts_read_back_as_they_were)
 	for (int i = 0; i < ROWS; i++) {
 		ASH_T_EQ_STR(PQgetvalue(r, i, 0), want[i]);
 		ASH_T_EQ_STR(PQgetvalue(r, i, 1), want[i]);
-		free(want[i]);
 	}
 	PQclear(r);
 	cJSON_free(arr);
+
+	/* The same texts as one text[] (ash_pgrec_values), and a NULL. */
+	cJSON *list = cJSON_CreateArray();
+	cJSON *row;
+	cJSON_ArrayForEach(row, rows)
+	{
+		cJSON_AddItemToArray(
+		    list, cJSON_Duplicate(cJSON_GetObjectItem(row, "s"), 0));
+	}
+	cJSON_AddItemToArray(list, cJSON_CreateNull());
+	arr = ash_pgrec_values(list);
+	r   = query1(c,
+	      "SELECT x.t, x.t IS NULL FROM unnest($1::text[]) "
+	        "WITH ORDINALITY AS x(t, o) ORDER BY x.o",
+	      arr);
+	ASH_T_EQ_INT(PQntuples(r), ROWS + 1);
+	for (int i = 0; i < ROWS; i++)
+		ASH_T_EQ_STR(PQgetvalue(r, i, 0), want[i]);
+	ASH_T_EQ_STR(PQgetvalue(r, ROWS, 1), "t");
+	PQclear(r);
+	cJSON_free(arr);
+	cJSON_Delete(list);
+	for (int i = 0; i < ROWS; i++)
+		free(want[i]);
 	cJSON_Delete(rows);
 	PQfinish(c);
 }

@@ -82,9 +82,30 @@ ASH_TEST(plain_columns_take_other_json_types_as_their_text)
 	    "\"(,\\\"{\\\\\\\"k\\\\\\\":1}\\\",)\"}");
 }
 
+ASH_TEST(values_are_quoted_once)
+{
+	cJSON            *v = NULL;
+	char             *out;
+	static const char doc[] =
+	    "[\"17841405822304914\", \"a\\\"b\\\\c\", \"\", null, 12, "
+	    "\"NULL\"]";
+
+	ASH_T_OK(ash_json_parse(doc, strlen(doc), &v));
+	out = ash_pgrec_values(v);
+	ASH_T_EQ_STR(out,
+	    "{\"17841405822304914\",\"a\\\"b\\\\c\",\"\",NULL,\"12\","
+	    "\"NULL\"}");
+	cJSON_free(out);
+	cJSON_Delete(v);
+	out = ash_pgrec_values(NULL);
+	ASH_T_EQ_STR(out, "{}");
+	cJSON_free(out);
+}
+
 ASH_TEST_MAIN(ASH_TEST_ENTRY(no_rows_is_an_empty_array),
     ASH_TEST_ENTRY(every_field_and_element_is_quoted),
     ASH_TEST_ENTRY(missing_and_null_members_are_null_fields),
     ASH_TEST_ENTRY(quotes_and_backslashes_are_escaped_twice),
     ASH_TEST_ENTRY(numbers_are_integers_when_integral),
-    ASH_TEST_ENTRY(plain_columns_take_other_json_types_as_their_text))
+    ASH_TEST_ENTRY(plain_columns_take_other_json_types_as_their_text),
+    ASH_TEST_ENTRY(values_are_quoted_once))

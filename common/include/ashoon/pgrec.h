@@ -1,6 +1,6 @@
 /*
  * ashoon/pgrec.h - rows of JSON objects as one Postgres parameter: the text
- * form of an array of composite values.
+ * form of an array of composite values (or of plain values).
  *
  * A hot statement that takes many rows (ingest_batch()) can take them as
  * $1::some_type[] instead of one jsonb document: Postgres then reads them
@@ -49,5 +49,12 @@ typedef struct ash_pgrec_col {
  * first). A member missing or null is a NULL field; so is every field of
  * a row that is not an object. Returns a string to free with cJSON_free. */
 char *ash_pgrec_array(const cJSON *rows, const ash_pgrec_col *cols, int ncols);
+
+/* The array of values (a cJSON array; NULL or empty: "{}") for a
+ * parameter cast to a one-dimensional array of a plain type (text[],
+ * bigint[]...): each value written as an ASH_PGREC_PLAIN field is, quoted
+ * once, for the array alone; null is NULL. Returns a string to free with
+ * cJSON_free. */
+char *ash_pgrec_values(const cJSON *values);
 
 #endif
