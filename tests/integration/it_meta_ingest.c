@@ -50,34 +50,12 @@ vector(const char *name, size_t *len)
 	return source_file(rel, len);
 }
 
-static void
-sign(const char *body, size_t len, const char *secret, char out[80])
-{
-	uint8_t mac[ASH_SHA256_LEN];
-	char   *hex;
-
-	ash_hmac_sha256(secret, strlen(secret), body, len, mac);
-	hex = ash_hex_encode(mac, sizeof(mac));
-	snprintf(out, 80, "sha256=%s", hex);
-	free(hex);
-}
-
 /* POSTs body to /webhooks/meta signed with secret (NULL: no header). */
 static long
 post_signed(
     it_stack *s, const char *body, size_t len, const char *secret, it_resp *r)
 {
-	char        url[128], sig[80], hdr[120];
-	const char *h[] = {"Content-Type: application/json", NULL, NULL};
-
-	snprintf(url, sizeof(url), "%s/webhooks/meta", s->base);
-	if (secret != NULL) {
-		sign(body, len, secret, sig);
-		snprintf(hdr, sizeof(hdr), "X-Hub-Signature-256: %s", sig);
-		h[1] = hdr;
-	}
-	it_http(r, "POST", url, h, body, len);
-	return r->status;
+	return it_post_webhook(s, body, len, secret, r);
 }
 
 static long
@@ -230,7 +208,7 @@ ASH_TEST(f6_signature_missing_wrong_or_other_secret_stores_only_a_journal_line)
 	body[len - 3] = body[len - 3] == '}' ? ']' : '}';
 	char        sig[80], hdr[120], url[128];
 	const char *h[] = {hdr, NULL};
-	sign(body, len, SECRET, sig);
+	it_webhook_signature(body, len, SECRET, sig);
 	body[len - 3] = body[len - 3] == ']' ? '}' : ']';
 	snprintf(hdr, sizeof(hdr), "X-Hub-Signature-256: %s", sig);
 	snprintf(url, sizeof(url), "%s/webhooks/meta", s.base);

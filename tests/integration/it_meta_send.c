@@ -21,15 +21,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#define TOKEN   "EAAGpagetokenFORtests0123456789"
-#define IGTOKEN "IGQVJigtokenFORtests0123456789"
-#define PAGE    "104857601234567"
-#define IG      "17841405822304914"
-#define PSID    "6523918847201937"
-#define IGSID   "5523918847201938"
-#define APP     "987654321012345"
-#define MASTER  "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-#define INBOX   263902037430900.0 /* Meta's Page Inbox app id */
+#define TOKEN    "EAAGpagetokenFORtests0123456789"
+#define IGTOKEN  "IGQVJigtokenFORtests0123456789"
+#define IGSECRET "igAPPsecretFORtests0123456789"
+#define PAGE     "104857601234567"
+#define IG       "17841405822304914"
+#define PSID     "6523918847201937"
+#define IGSID    "5523918847201938"
+#define APP      "987654321012345"
+#define MASTER   "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+#define INBOX    263902037430900.0 /* Meta's Page Inbox app id */
 
 /* One case's world: the fake, the stack, a tenant with a channel and one
  * conversation. */
@@ -635,6 +636,23 @@ ASH_TEST(another_tenant_cannot_send_resend_or_hand_over)
 
 /* --- Instagram Login ---------------------------------------------------- */
 
+/* Connects IG as an Instagram-login channel (the fake knows IGTOKEN);
+ * more: further members of the connect body, after a comma, or "". */
+static void
+instagram_login_channel(world *w, const char *more)
+{
+	char body[512];
+
+	it_fake_token(&w->f, IGTOKEN,
+	    "{\"id\":\"9990001\",\"user_id\":\"" IG
+	    "\",\"username\":\"acme\"}");
+	snprintf(body, sizeof(body),
+	    "{\"kind\":\"instagram\",\"login\":\"instagram\",\"external_id\":"
+	    "\"" IG "\",\"access_token\":\"" IGTOKEN "\"%s}",
+	    more);
+	connect_channel(w, body);
+}
+
 ASH_TEST(instagram_login_sends_with_bearer_and_byte_limit)
 {
 	world        w;
@@ -645,12 +663,7 @@ ASH_TEST(instagram_login_sends_with_bearer_and_byte_limit)
 	int          n;
 
 	world_start(&w, "send_ig", NULL);
-	it_fake_token(&w.f, IGTOKEN,
-	    "{\"id\":\"9990001\",\"user_id\":\"" IG
-	    "\",\"username\":\"acme\"}");
-	connect_channel(&w,
-	    "{\"kind\":\"instagram\",\"login\":\"instagram\",\"external_id\":"
-	    "\"" IG "\",\"access_token\":\"" IGTOKEN "\"}");
+	instagram_login_channel(&w, "");
 	conversation(&w, IGSID, "5 minutes");
 	/* 1001 bytes: refused, not split, nothing stored. */
 	snprintf(body, sizeof(body), "{\"text\":\"%01001d\"}", 0);
@@ -670,6 +683,41 @@ ASH_TEST(instagram_login_sends_with_bearer_and_byte_limit)
 	ASH_T_NULL(cJSON_GetObjectItem(
 	    cJSON_GetObjectItem(c, "query"), "access_token"));
 	cJSON_Delete(cs);
+	world_stop(&w);
+}
+
+/* An Instagram-login channel may bring its own app's secret, and Meta
+ * signs that app's webhooks with it: a POST for the account signed with
+ * the channel's secret is stored, one signed with another secret is
+ * refused and leaves only its journal line. */
+ASH_TEST(f6_instagram_login_webhooks_verify_with_the_channels_own_secret)
+{
+	world             w;
+	it_resp           r;
+	static const char body[] =
+	    "{\"object\":\"instagram\",\"entry\":[{\"id\":\"" IG
+	    "\",\"time\":1796000000000,\"messaging\":[{\"sender\":{\"id\":"
+	    "\"" IGSID "\"},\"recipient\":{\"id\":\"" IG
+	    "\"},\"timestamp\":1796000000000,\"message\":{\"mid\":"
+	    "\"m_own_secret\",\"text\":\"hi\"}}]}]}";
+
+	world_start(&w, "wh_ig_secret", NULL);
+	instagram_login_channel(&w, ",\"app_secret\":\"" IGSECRET "\"");
+	ASH_T_EQ_INT(
+	    it_post_webhook(&w.s, body, sizeof(body) - 1, "not_it", &r), 403);
+	it_resp_fini(&r);
+	ASH_T_EQ_STR(q(&w, "SELECT count(*) FROM meta_ingest.messages"), "0");
+	ASH_T_EQ_INT(
+	    it_post_webhook(&w.s, body, sizeof(body) - 1, IGSECRET, &r), 200);
+	it_resp_fini(&r);
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT text FROM meta_ingest.messages WHERE mid = "
+	                 "'m_own_secret'"),
+	    "hi");
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT string_agg(signature || ' ' || outcome, ',' "
+	                 "ORDER BY received_at, id) FROM meta_ingest.journal"),
+	    "invalid rejected,valid stored");
 	world_stop(&w);
 }
 
@@ -956,6 +1004,8 @@ ASH_TEST_MAIN(
     ASH_TEST_ENTRY(same_client_id_gives_one_row_and_one_send),
     ASH_TEST_ENTRY(another_tenant_cannot_send_resend_or_hand_over),
     ASH_TEST_ENTRY(instagram_login_sends_with_bearer_and_byte_limit),
+    ASH_TEST_ENTRY(
+        f6_instagram_login_webhooks_verify_with_the_channels_own_secret),
     ASH_TEST_ENTRY(typing_sends_sender_action_alone),
     ASH_TEST_ENTRY(handover_passes_thread_to_page_inbox_and_takes_it_back),
     ASH_TEST_ENTRY(sigterm_during_a_send_waits_until_it_is_recorded),

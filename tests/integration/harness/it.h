@@ -148,6 +148,14 @@ void it_http(it_resp *r, const char *method, const char *url,
 /* Convenience: request to s->base + path with an optional bearer. */
 void it_call(it_stack *s, it_resp *r, const char *method, const char *path,
     const char *bearer, const char *body);
+/* "sha256=<hex HMAC-SHA256(secret, body)>", X-Hub-Signature-256's value. */
+void it_webhook_signature(
+    const char *body, size_t len, const char *secret, char out[80]);
+/* POSTs body to s->base + /webhooks/meta as Meta does, signed
+ * X-Hub-Signature-256 with secret (NULL: no signature header); returns
+ * the status. */
+long it_post_webhook(
+    it_stack *s, const char *body, size_t len, const char *secret, it_resp *r);
 /* Value of a response header (static buffer) or NULL. */
 const char *it_resp_header(const it_resp *r, const char *name);
 /* error.code of an error body, or "". */

@@ -3,6 +3,7 @@
  */
 #include "it.h"
 
+#include <ashoon/crypto.h>
 #include <ashoon/json.h>
 
 #include <curl/curl.h>
@@ -127,4 +128,34 @@ it_resp_fini(it_resp *r)
 	free(r->body);
 	cJSON_Delete(r->json);
 	memset(r, 0, sizeof(*r));
+}
+
+void
+it_webhook_signature(
+    const char *body, size_t len, const char *secret, char out[80])
+{
+	uint8_t mac[ASH_SHA256_LEN];
+	char   *hex;
+
+	ash_hmac_sha256(secret, strlen(secret), body, len, mac);
+	hex = ash_hex_encode(mac, sizeof(mac));
+	snprintf(out, 80, "sha256=%s", hex);
+	free(hex);
+}
+
+long
+it_post_webhook(
+    it_stack *s, const char *body, size_t len, const char *secret, it_resp *r)
+{
+	char        url[128], sig[80], hdr[120];
+	const char *h[] = {"Content-Type: application/json", NULL, NULL};
+
+	snprintf(url, sizeof(url), "%s/webhooks/meta", s->base);
+	if (secret != NULL) {
+		it_webhook_signature(body, len, secret, sig);
+		snprintf(hdr, sizeof(hdr), "X-Hub-Signature-256: %s", sig);
+		h[1] = hdr;
+	}
+	it_http(r, "POST", url, h, body, len);
+	return r->status;
 }
