@@ -21,8 +21,8 @@
  * by hit, so one bad POST cannot hold the others back. A hit that fails
  * alone on a value Postgres cannot take (a data exception: it would fail
  * on every retry, and Meta may unsubscribe an app whose webhook keeps
- * failing) is journaled raw as "unstorable" and answered 200, as a body
- * that does not parse is. An idle batch
+ * failing) is journaled raw as "unstorable" and answered 200 once that
+ * line is committed, as a body that does not parse is. An idle batch
  * starts its commit at the end of the loop turn in which its first hit
  * arrived, so the hits of one bus batch frame (the gateway coalesces the POSTs
  * it reads in one turn) commit together.
@@ -58,10 +58,11 @@ struct mi_batch {
 	mi_ctx       *mi;
 	hit          *head, *tail; /* waiting for the next commit */
 	int           queued;
-	ash_gauge    *waiting; /* queued, as a metric */
-	int           flying;  /* ingest_batch() calls running */
-	bool          closing; /* free when the last call returns */
-	struct event *kick;    /* end of turn: start a commit when idle */
+	ash_gauge    *waiting;    /* queued, as a metric */
+	int           flying;     /* ingest_batch() calls running */
+	int           journaling; /* unstorable hits' journal lines */
+	bool          closing;    /* free when the last query returns */
+	struct event *kick;       /* end of turn: start a commit when idle */
 	ash_hmac_key *app_key; /* META_APP_SECRET's, NULL when it is empty */
 	ash_counter  *hits;    /* hits_total of hits_outcome (hit_count) */
 	char          hits_outcome[32];
@@ -384,18 +385,57 @@ batch_committed(mi_batch *b, hit *list, int count, const PGresult *res)
 	cJSON_Delete(result);
 }
 
+static void batch_free(mi_batch *b);
+
+/* Frees a closing batch once its last query has returned. */
+static void
+batch_release(mi_batch *b)
+{
+	if (b->closing && b->flying == 0 && b->journaling == 0)
+		batch_free(b);
+}
+
+/* An unstorable hit waiting for its journal line. */
+typedef struct unstorable {
+	mi_batch *b;
+	hit      *h;
+} unstorable;
+
+/* The journal line of a hit that failed alone. An unstorable hit is
+ * answered 200 only now, with its bytes committed: a 200 before would
+ * lose them to a crash or a failed insert while Meta counts them
+ * delivered. If the line could not be written, it gets 503 and Meta
+ * sends it again. */
 static void
 on_failed_journaled(void *arg, ash_err rv, const PGresult *res)
 {
+	unstorable *u = arg;
+
+	(void) res;
 	if (rv != ASH_OK)
 		ash_log_warn(NULL, "MI-JOURNAL",
 		    "failed hit not journaled: %s", ash_strerror(rv));
+	if (u == NULL)
+		return;
+	u->b->journaling--;
+	if (u->h->call != NULL) {
+		hit_count(u->b, rv == ASH_OK ? "unstorable" : "unavailable");
+		if (rv == ASH_OK)
+			reply_outcome(u->h, "unstorable");
+		else
+			ash_bus_call_fail(u->h->call, ASH_EUNAVAIL,
+			    "the webhook could not be journaled, retry");
+	}
+	hit_free(u->h);
+	batch_release(u->b);
+	free(u);
 }
 
 /* A hit that failed alone: its journal line written on its own, with its
- * bytes, so "did Meta call?" still has the answer. Answered 500 (Meta
- * retries later), or 200 when its data can never be stored (ASH_EINVAL:
- * a retry would fail the same way). */
+ * bytes, so "did Meta call?" still has the answer. Answered 500 at once
+ * (Meta retries later), or, when its data can never be stored
+ * (ASH_EINVAL: a retry would fail the same way), 200 once the line is
+ * committed. */
 static void
 hit_failed_alone(mi_batch *b, hit *h, ash_err rv)
 {
@@ -407,6 +447,7 @@ hit_failed_alone(mi_batch *b, hit *h, ash_err rv)
 	char        ms[24], bytes[24];
 	int64_t     v = 0;
 	const char *p[6];
+	unstorable *u = NULL;
 
 	if (ash_json_get_i64(h->row, "received_ms", &v) != ASH_OK)
 		v = ash_wall_ms();
@@ -419,18 +460,21 @@ hit_failed_alone(mi_batch *b, hit *h, ash_err rv)
 	p[3] = bytes;
 	p[4] = h->b64;
 	p[5] = outcome;
-	if (ash_db_query(ash_svc_db(b->mi->svc), sql, 6, p,
-	        on_failed_journaled, NULL) != ASH_OK)
-		ash_log_warn(NULL, "MI-JOURNAL", "failed hit not journaled");
-	if (h->call != NULL) {
+	if (rv == ASH_EINVAL) {
+		u  = ash_xmalloc(sizeof(*u));
+		*u = (unstorable) {b, h};
+		b->journaling++;
+	} else if (h->call != NULL) {
 		hit_count(b, outcome);
-		if (rv == ASH_EINVAL)
-			reply_outcome(h, outcome);
-		else
-			ash_bus_call_fail(
-			    h->call, rv, "the webhook could not be stored");
+		ash_bus_call_fail(
+		    h->call, rv, "the webhook could not be stored");
 	}
-	hit_free(h);
+	rv = ash_db_query(
+	    ash_svc_db(b->mi->svc), sql, 6, p, on_failed_journaled, u);
+	if (rv != ASH_OK)
+		on_failed_journaled(u, rv, NULL);
+	if (u == NULL)
+		hit_free(h);
 }
 
 static void
@@ -461,8 +505,6 @@ batch_failed(mi_batch *b, hit *list, ash_err rv)
 	}
 }
 
-static void batch_free(mi_batch *b);
-
 static void
 on_batch_done(void *arg, ash_err rv, const PGresult *res)
 {
@@ -483,12 +525,10 @@ on_batch_done(void *arg, ash_err rv, const PGresult *res)
 		batch_committed(b, list, count, res);
 	else
 		batch_failed(b, list, rv);
-	if (b->closing) {
-		if (b->flying == 0)
-			batch_free(b);
-	} else {
+	if (b->closing)
+		batch_release(b);
+	else
 		batch_flush(b);
-	}
 }
 
 static void
@@ -828,8 +868,6 @@ mi_webhook_fini(mi_ctx *mi)
 	mi->batch = NULL;
 	/* A commit still running answers and frees when it returns (the db
 	 * pool closes after us and cancels it). */
-	if (b->flying > 0)
-		b->closing = true;
-	else
-		batch_free(b);
+	b->closing = true;
+	batch_release(b);
 }

@@ -722,15 +722,18 @@ jpost_run(void *arg)
 	return NULL;
 }
 
+/* A message with a timestamp Postgres cannot represent. */
+#define POISON                                                 \
+	ENV("{" FROM_C ",\"timestamp\":\"99999999999999999\"," \
+	    "\"message\":{\"mid\":\"bad\",\"text\":\"x\"}}")
+
 ASH_TEST(f6_a_poison_post_is_kept_raw_alone_and_others_in_its_batch_stored)
 {
 	it_stack    s;
 	char        t[64], k[128];
-	const char *poison =
-	    ENV("{" FROM_C ",\"timestamp\":\"99999999999999999\","
-	        "\"message\":{\"mid\":\"bad\",\"text\":\"x\"}}");
-	char  good[16][320];
-	jpost p[17];
+	const char *poison = POISON;
+	char        good[16][320];
+	jpost       p[17];
 
 	start(&s, "mi_poison", t, k);
 	channel(&s, t, "messenger", PAGE);
@@ -777,6 +780,37 @@ ASH_TEST(f6_a_poison_post_is_kept_raw_alone_and_others_in_its_batch_stored)
 	    "2");
 	hits_counted(&s, "unstorable", 2);
 	hits_counted(&s, "stored", 16);
+	it_stack_fini(&s);
+}
+
+/* An unstorable POST is acknowledged only once its bytes are committed:
+ * while its journal line cannot be written (a trigger refuses it here),
+ * it gets 503 and nothing is counted delivered; sent again once the line
+ * can be written, it gets 200 and its line. */
+ASH_TEST(f6_an_unstorable_post_is_acknowledged_only_with_its_journal_line)
+{
+	it_stack    s;
+	char        t[64], k[128];
+	const char *poison = POISON;
+
+	start(&s, "mi_unstorable", t, k);
+	channel(&s, t, "messenger", PAGE);
+	it_pg_exec(s.dsn,
+	    "CREATE FUNCTION meta_ingest.refuse() RETURNS trigger LANGUAGE "
+	    "plpgsql AS $$BEGIN RAISE EXCEPTION 'refused'; END$$; "
+	    "CREATE TRIGGER refuse BEFORE INSERT ON meta_ingest.journal FOR "
+	    "EACH ROW WHEN (NEW.outcome = 'unstorable') EXECUTE FUNCTION "
+	    "meta_ingest.refuse()");
+	ASH_T_EQ_INT(post_json(&s, poison), 503);
+	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.journal"), "0");
+	hits_counted(&s, "unavailable", 1);
+	it_pg_exec(s.dsn, "DROP TRIGGER refuse ON meta_ingest.journal");
+	ASH_T_EQ_INT(post_json(&s, poison), 200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT outcome || ' ' || (raw IS NOT NULL) FROM "
+	                 "meta_ingest.journal"),
+	    "unstorable true");
+	hits_counted(&s, "unstorable", 1);
 	it_stack_fini(&s);
 }
 
@@ -2269,6 +2303,8 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(f6_signed_unparseable_body_is_kept_raw_and_acknowledged),
     ASH_TEST_ENTRY(
         f6_a_poison_post_is_kept_raw_alone_and_others_in_its_batch_stored),
+    ASH_TEST_ENTRY(
+        f6_an_unstorable_post_is_acknowledged_only_with_its_journal_line),
     ASH_TEST_ENTRY(f6_every_fuzzed_signed_body_is_acknowledged_and_journaled),
     ASH_TEST_ENTRY(f6_journal_answers_did_meta_call_per_tenant),
     ASH_TEST_ENTRY(
