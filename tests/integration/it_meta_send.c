@@ -188,10 +188,11 @@ wait_state(world *w, const char *id, const char *want, int ms)
 	ASH_T_FAILF("message %s: state %s, want %s", id, got, want);
 }
 
-/* One request straight to meta-ingest's bus for this world's tenant (for
- * ops without an HTTP route). Returns the reply envelope. */
+/* One request straight to meta-ingest's bus for this world's tenant from
+ * a principal of role (for ops without an HTTP route). Returns the reply
+ * envelope. */
 static cJSON *
-bus_call(world *w, const char *op, const char *body)
+bus_call_as(world *w, const char *role, const char *op, const char *body)
 {
 	nng_socket sock;
 	char       url[64], env[1024], *buf = NULL;
@@ -202,9 +203,9 @@ bus_call(world *w, const char *op, const char *body)
 	    w->s.bus_port[ASH_SVC_META_INGEST]);
 	snprintf(env, sizeof(env),
 	    "{\"v\":1,\"op\":\"%s\",\"id\":\"r-it-send\",\"tenant\":\"%s\","
-	    "\"principal\":{\"user\":\"u-1\",\"role\":\"agent\"},"
+	    "\"principal\":{\"user\":\"u-1\",\"role\":\"%s\"},"
 	    "\"deadline_ms\":%lld,\"body\":%s}",
-	    op, w->tenant, (long long) ash_wall_ms() + 5000, body);
+	    op, w->tenant, role, (long long) ash_wall_ms() + 5000, body);
 	ASH_T_EQ_INT(nng_req0_open(&sock), 0);
 	nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 5000);
 	ASH_T_EQ_INT(nng_dial(sock, url, NULL, 0), 0);
@@ -214,6 +215,13 @@ bus_call(world *w, const char *op, const char *body)
 	nng_free(buf, n);
 	nng_close(sock);
 	return rep;
+}
+
+/* bus_call_as an agent. */
+static cJSON *
+bus_call(world *w, const char *op, const char *body)
+{
+	return bus_call_as(w, "agent", op, body);
 }
 
 /* The recorded calls ending with suffix; *n gets their count. */
@@ -721,6 +729,44 @@ ASH_TEST(f6_instagram_login_webhooks_verify_with_the_channels_own_secret)
 	world_stop(&w);
 }
 
+/* A person who opens a conversation marks the customer's messages seen
+ * on Meta: mark_seen, sent alone. A service reading it (the AI) does not. */
+ASH_TEST(mark_seen_when_an_agent_opens_the_conversation)
+{
+	world  w;
+	cJSON *rep, *cs = NULL, *b;
+	char   req[128];
+	int    n = 0;
+
+	messenger_world(&w, "send_seen", "1 hour", NULL);
+	snprintf(req, sizeof(req), "{\"id\":\"%s\"}", w.conv);
+	rep = bus_call(&w, "conv.get", req);
+	ASH_T_EQ_INT(cJSON_GetObjectItem(rep, "status")->valueint, 200);
+	cJSON_Delete(rep);
+	for (int t = 0; t < 100 && n == 0; t++) {
+		cJSON_Delete(cs);
+		usleep(50 * 1000);
+		cs = calls(&w, "/messages", &n);
+	}
+	ASH_T_EQ_INT(n, 1);
+	check_page_auth(cs, 0);
+	b = call_body(cs, 0);
+	ASH_T_EQ_STR(
+	    ash_json_str(cJSON_GetObjectItem(b, "recipient"), "id"), PSID);
+	ASH_T_EQ_STR(ash_json_str(b, "sender_action"), "mark_seen");
+	ASH_T_EQ_INT(cJSON_GetArraySize(b), 2);
+	cJSON_Delete(b);
+	cJSON_Delete(cs);
+	/* The same read by a service: no second call. */
+	rep = bus_call_as(&w, "service", "conv.get", req);
+	ASH_T_EQ_INT(cJSON_GetObjectItem(rep, "status")->valueint, 200);
+	cJSON_Delete(rep);
+	usleep(500 * 1000);
+	cJSON_Delete(calls(&w, "/messages", &n));
+	ASH_T_EQ_INT(n, 1);
+	world_stop(&w);
+}
+
 /* --- typing and handover ------------------------------------------------ */
 
 ASH_TEST(typing_sends_sender_action_alone)
@@ -1006,6 +1052,7 @@ ASH_TEST_MAIN(
     ASH_TEST_ENTRY(instagram_login_sends_with_bearer_and_byte_limit),
     ASH_TEST_ENTRY(
         f6_instagram_login_webhooks_verify_with_the_channels_own_secret),
+    ASH_TEST_ENTRY(mark_seen_when_an_agent_opens_the_conversation),
     ASH_TEST_ENTRY(typing_sends_sender_action_alone),
     ASH_TEST_ENTRY(handover_passes_thread_to_page_inbox_and_takes_it_back),
     ASH_TEST_ENTRY(sigterm_during_a_send_waits_until_it_is_recorded),
