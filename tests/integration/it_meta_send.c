@@ -430,6 +430,44 @@ ASH_TEST(human_reply_after_8_days_is_refused_and_stored)
 
 /* --- failures and retries ----------------------------------------------- */
 
+/* Waits up to 10 s for the world's channel to have status want. */
+static void
+wait_channel_status(world *w, const char *want)
+{
+	const char *got = "";
+
+	for (int t = 0; t < 100; t++) {
+		got = q(w,
+		    "SELECT status FROM meta_ingest.channels WHERE id = '%s'",
+		    w->channel);
+		if (strcmp(got, want) == 0)
+			return;
+		usleep(100 * 1000);
+	}
+	ASH_T_FAILF("channel status %s, want %s", got, want);
+}
+
+/* Waits up to 10 s for meta-ingest's /metrics to contain line. */
+static void
+wait_metric(world *w, const char *line)
+{
+	for (int t = 0; t < 100; t++) {
+		it_resp r;
+		char    url[96];
+		bool    found;
+
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics",
+		    w->s.metrics_port[ASH_SVC_META_INGEST]);
+		it_http(&r, "GET", url, NULL, NULL, 0);
+		found = r.body != NULL && strstr(r.body, line) != NULL;
+		it_resp_fini(&r);
+		if (found)
+			return;
+		usleep(100 * 1000);
+	}
+	check_metric(w, line); /* fails, showing what it is */
+}
+
 ASH_TEST(throttled_613_is_retried_then_sent)
 {
 	world  w;
@@ -466,20 +504,46 @@ ASH_TEST(throttled_613_is_retried_then_sent)
 	                 "meta_ingest.messages WHERE id = '%s'",
 	                 id),
 	    "none");
-	for (int t = 0; t < 50 &&
-	     strcmp(q(&w,
-	                "SELECT status FROM "
-	                "meta_ingest.channels WHERE id = "
-	                "'%s'",
-	                w.channel),
-	         "ok") != 0;
-	     t++)
-		usleep(100 * 1000);
+	wait_channel_status(&w, "ok");
+	world_stop(&w);
+}
+
+/* Throttled by error code with a usage header asking for 30 minutes:
+ * the channel shows rate_limited, with its code, in the API and the
+ * metric, and the message waits queued (not failed) for that long. */
+ASH_TEST(throttled_with_a_long_wait_shows_the_channel_rate_limited)
+{
+	world        w;
+	it_resp      r;
+	const cJSON *ch;
+	char         id[64];
+
+	messenger_world(&w, "send_throttled", "1 hour", NULL);
+	it_fake_script(&w.f,
+	    "{\"method\":\"POST\",\"path_suffix\":\"/messages\","
+	    "\"status\":400,\"times\":1,\"headers\":{"
+	    "\"X-Business-Use-Case-Usage\":{\"" PAGE "\":[{\"type\":"
+	    "\"messenger\",\"call_count\":100,\"total_cputime\":30,"
+	    "\"total_time\":40,\"estimated_time_to_regain_access\":30}]}},"
+	    "\"body\":{\"error\":{\"message\":\"Limit reached\",\"type\":"
+	    "\"OAuthException\",\"code\":80006,\"fbtrace_id\":\"T8x\"}}}");
+	send_ok(&w, "{\"text\":\"One moment please\"}", id);
+	wait_channel_status(&w, "rate_limited");
+	it_call(&w.s, &r, "GET", "/api/v1/channels/meta", w.key, NULL);
+	ASH_T_EQ_INT(r.status, 200);
+	ch = cJSON_GetArrayItem(cJSON_GetObjectItem(r.json, "channels"), 0);
+	ASH_T_EQ_STR(ash_json_str(ch, "status"), "rate_limited");
+	ASH_T_EQ_INT(cJSON_GetObjectItem(ch, "status_code")->valueint, 80006);
+	it_resp_fini(&r);
+	/* Queued for the 30 minutes Meta asked for, not failed. */
 	ASH_T_EQ_STR(q(&w,
-	                 "SELECT status FROM meta_ingest.channels WHERE id = "
-	                 "'%s'",
-	                 w.channel),
-	    "ok");
+	                 "SELECT state || ' ' || (next_attempt_at > now() + "
+	                 "interval '25 minutes') FROM meta_ingest.messages "
+	                 "WHERE id = '%s'",
+	                 id),
+	    "queued true");
+	/* The gauge is counted every few seconds. */
+	wait_metric(&w, "ashoon_meta_channels{status=\"rate_limited\"} 1\n");
 	world_stop(&w);
 }
 
@@ -1045,6 +1109,7 @@ ASH_TEST_MAIN(
     ASH_TEST_ENTRY(ai_reply_after_30h_is_refused_and_stored),
     ASH_TEST_ENTRY(human_reply_after_8_days_is_refused_and_stored),
     ASH_TEST_ENTRY(throttled_613_is_retried_then_sent),
+    ASH_TEST_ENTRY(throttled_with_a_long_wait_shows_the_channel_rate_limited),
     ASH_TEST_ENTRY(revoked_token_190_fails_at_once_and_marks_channel),
     ASH_TEST_ENTRY(permanent_failure_then_resend_is_sent),
     ASH_TEST_ENTRY(same_client_id_gives_one_row_and_one_send),
