@@ -1,6 +1,6 @@
 /*
  * pgrec.c - rows of JSON objects as the text of a Postgres array of
- * composite values (ashoon/pgrec.h).
+ * composite values, and JSON arrays as plain arrays (ashoon/pgrec.h).
  *
  * A field's bytes pass two quotings: the record's ("..." around the field,
  * '"' and '\' escaped) and then the array's around the whole record (the
@@ -63,8 +63,10 @@ value_text(const cJSON *v, ash_pgrec_type type, ash__out *scratch, size_t *n)
 			double d   = v->valuedouble;
 			char  *buf = ash__out_room(scratch, 32);
 
-			/* 2^63 exactly is out of int64's range; below it,
-			 * integral doubles convert exactly. */
+			/* Not ash__json_put's form, which writes 1e+15 for an
+			 * integral 10^15: a bigint column refuses that. 2^63
+			 * exactly is out of int64's range; below it, integral
+			 * doubles convert exactly. */
 			if (d == floor(d) && fabs(d) < 9223372036854775808.0)
 				*n = ash__int_digits(buf, (int64_t) d);
 			else

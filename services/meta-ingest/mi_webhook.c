@@ -515,20 +515,17 @@ on_batch_done(void *arg, ash_err rv, const PGresult *res)
 
 	free(f);
 	b->flying--;
-	/* The next call starts before these POSTs are answered: otherwise
-	 * Postgres sat idle while they were, 1.1-1.5 ms a call at full load
-	 * (docs/PERFORMANCE.md). A failed batch first queues its hits again,
-	 * to be tried alone. */
-	if (rv == ASH_OK && !b->closing)
+	/* A failed batch first queues its hits again, to be tried alone.
+	 * The next call starts before a committed batch's POSTs are
+	 * answered: otherwise Postgres sat idle while they were, 1.1-1.5 ms
+	 * a call at full load (docs/PERFORMANCE.md). */
+	if (rv != ASH_OK)
+		batch_failed(b, list, rv);
+	if (!b->closing)
 		batch_flush(b);
 	if (rv == ASH_OK)
 		batch_committed(b, list, count, res);
-	else
-		batch_failed(b, list, rv);
-	if (b->closing)
-		batch_release(b);
-	else
-		batch_flush(b);
+	batch_release(b);
 }
 
 static void
@@ -866,8 +863,9 @@ mi_webhook_fini(mi_ctx *mi)
 	if (b == NULL)
 		return;
 	mi->batch = NULL;
-	/* A commit still running answers and frees when it returns (the db
-	 * pool closes after us and cancels it). */
+	/* A commit or an unstorable hit's journal line still running answers
+	 * and frees when it returns (the db pool closes after us and cancels
+	 * it). */
 	b->closing = true;
 	batch_release(b);
 }
