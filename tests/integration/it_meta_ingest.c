@@ -50,21 +50,13 @@ vector(const char *name, size_t *len)
 	return source_file(rel, len);
 }
 
-/* POSTs body to /webhooks/meta signed with secret (NULL: no header). */
-static long
-post_signed(
-    it_stack *s, const char *body, size_t len, const char *secret, it_resp *r)
-{
-	return it_post_webhook(s, body, len, secret, r);
-}
-
 static long
 post_vector(it_stack *s, const char *name)
 {
 	size_t  len;
 	char   *body = vector(name, &len);
 	it_resp r;
-	long    st = post_signed(s, body, len, SECRET, &r);
+	long    st = it_post_webhook(s, body, len, SECRET, &r);
 
 	it_resp_fini(&r);
 	free(body);
@@ -199,10 +191,10 @@ ASH_TEST(f6_signature_missing_wrong_or_other_secret_stores_only_a_journal_line)
 
 	start(&s, "mi_sig", t, k);
 	channel(&s, t, "messenger", PAGE);
-	ASH_T_EQ_INT(post_signed(&s, body, len, NULL, &r), 401);
+	ASH_T_EQ_INT(it_post_webhook(&s, body, len, NULL, &r), 401);
 	ASH_T_EQ_STR(it_resp_code(&r), "unauthenticated");
 	it_resp_fini(&r);
-	ASH_T_EQ_INT(post_signed(&s, body, len, "wrong_secret", &r), 403);
+	ASH_T_EQ_INT(it_post_webhook(&s, body, len, "wrong_secret", &r), 403);
 	it_resp_fini(&r);
 	/* Correct signature over different bytes. */
 	body[len - 3] = body[len - 3] == '}' ? ']' : '}';
@@ -347,7 +339,8 @@ ASH_TEST(f6_text_full_of_delimiters_is_stored_exactly)
 
 	start(&s, "mi_delims", t, k);
 	channel(&s, t, "messenger", PAGE);
-	ASH_T_EQ_INT(post_signed(&s, body, sizeof(body) - 1, SECRET, &r), 200);
+	ASH_T_EQ_INT(
+	    it_post_webhook(&s, body, sizeof(body) - 1, SECRET, &r), 200);
 	it_resp_fini(&r);
 	ASH_T_EQ_STR(q(&s,
 	                 "SELECT '[' || text || ']' FROM meta_ingest.messages "
@@ -384,7 +377,7 @@ poster_run(void *arg)
 	poster *p = arg;
 	it_resp r;
 
-	p->status = post_signed(p->s, p->body, p->len, SECRET, &r);
+	p->status = it_post_webhook(p->s, p->body, p->len, SECRET, &r);
 	it_resp_fini(&r);
 	return NULL;
 }
@@ -432,7 +425,7 @@ static long
 post_json(it_stack *s, const char *json)
 {
 	it_resp r;
-	long    st = post_signed(s, json, strlen(json), SECRET, &r);
+	long    st = it_post_webhook(s, json, strlen(json), SECRET, &r);
 
 	it_resp_fini(&r);
 	return st;
@@ -667,7 +660,7 @@ corpus_post_one(const char *file, const char *data, size_t len, void *arg)
 	size_t       n    = strlen(c->failed);
 	it_resp      r;
 
-	if (post_signed(
+	if (it_post_webhook(
 	        c->s, body, len - (size_t) (body - data), SECRET, &r) != 200 &&
 	    c->bad++ < 8)
 		snprintf(c->failed + n, sizeof(c->failed) - n, " %s:%ld", file,
@@ -829,7 +822,7 @@ ASH_TEST(f6_journal_answers_did_meta_call_per_tenant)
 	channel(&s, t, "messenger", PAGE);
 	channel(&s, t2, "instagram", IG);
 	ASH_T_EQ_INT(post_vector(&s, "meta-messenger-text.json"), 200);
-	ASH_T_EQ_INT(post_signed(&s, body, len, "forged", &r), 403);
+	ASH_T_EQ_INT(it_post_webhook(&s, body, len, "forged", &r), 403);
 	it_resp_fini(&r);
 	ASH_T_EQ_INT(post_vector(&s, "meta-instagram-text.json"), 200);
 	/* A rejected POST is answered at once; its journal line goes with
@@ -977,11 +970,11 @@ ASH_TEST(f6_journal_pages_back_and_is_purged_with_its_listing_after_its_days)
 		ASH_T_EQ_INT(post_vector(&s, "meta-messenger-text.json"), 200);
 	/* Unverified hits name the page: listed for the tenant that has it,
 	 * and still after it is disconnected. */
-	ASH_T_EQ_INT(post_signed(&s, body, len, "forged", &r), 403);
+	ASH_T_EQ_INT(it_post_webhook(&s, body, len, "forged", &r), 403);
 	it_resp_fini(&r);
 	q_wait(&s, "SELECT count(*) FROM meta_ingest.journal", "4");
 	q(&s, "UPDATE meta_ingest.channels SET disconnected_at = now()");
-	ASH_T_EQ_INT(post_signed(&s, body, len, NULL, &r), 401);
+	ASH_T_EQ_INT(it_post_webhook(&s, body, len, NULL, &r), 401);
 	it_resp_fini(&r);
 	q_wait(&s, "SELECT count(*) FROM meta_ingest.journal", "5");
 
