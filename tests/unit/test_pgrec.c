@@ -70,6 +70,9 @@ ASH_TEST(quotes_and_backslashes_are_escaped_twice)
 ASH_TEST(numbers_are_integers_when_integral)
 {
 	expect("[{\"n\": 1796000000000}]", "{\"(\\\"1796000000000\\\",,)\"}");
+	/* Where ash_json_render would write 1e+15, which bigint refuses. */
+	expect("[{\"n\": 1000000000000000}]",
+	    "{\"(\\\"1000000000000000\\\",,)\"}");
 	expect("[{\"n\": 1.5}]", "{\"(\\\"1.5\\\",,)\"}");
 	expect(
 	    "[{\"n\": 1e300}]", "{\"(\\\"1.0000000000000001e+300\\\",,)\"}");
