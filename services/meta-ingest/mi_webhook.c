@@ -61,6 +61,7 @@ struct mi_batch {
 	ash_gauge    *waiting;    /* queued, as a metric */
 	int           flying;     /* ingest_batch() calls running */
 	int           journaling; /* unstorable hits' journal lines */
+	int           checking;   /* POSTs waiting for channels' secrets */
 	bool          closing;    /* free when the last query returns */
 	struct event *kick;       /* end of turn: start a commit when idle */
 	ash_hmac_key *app_key; /* META_APP_SECRET's, NULL when it is empty */
@@ -391,7 +392,8 @@ static void batch_free(mi_batch *b);
 static void
 batch_release(mi_batch *b)
 {
-	if (b->closing && b->flying == 0 && b->journaling == 0)
+	if (b->closing && b->flying == 0 && b->journaling == 0 &&
+	    b->checking == 0)
 		batch_free(b);
 }
 
@@ -583,16 +585,61 @@ batch_free(mi_batch *b)
 
 /* --- POST --- */
 
-/* Fills the hit from a body whose signature checked out. */
-static void
-hit_parse(hit *h, const uint8_t *raw, size_t len, const char *b64)
+/* Whether ids (an array of strings) has id. */
+static bool
+ids_have(const cJSON *ids, const char *id)
 {
-	mi_parse_stats st  = {0};
-	cJSON         *doc = NULL;
+	const cJSON *v;
+
+	cJSON_ArrayForEach(v, ids)
+	{
+		if (id != NULL && cJSON_IsString(v) &&
+		    strcmp(v->valuestring, id) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Takes out of doc the entries whose id is not in only; returns how many.
+ * A channel's own app secret vouches for that channel's account alone:
+ * whoever knows it (the tenant who connected the channel) must not get
+ * events stored for another account, of their own or another tenant. */
+static int
+drop_entries(cJSON *doc, const cJSON *only)
+{
+	cJSON *entries = cJSON_GetObjectItemCaseSensitive(doc, "entry");
+	cJSON *e       = cJSON_IsArray(entries) ? entries->child : NULL;
+	int    dropped = 0;
+
+	for (cJSON *next; e != NULL; e = next) {
+		next = e->next;
+		if (!ids_have(only, ash_json_str(e, "id"))) {
+			cJSON_Delete(cJSON_DetachItemViaPointer(entries, e));
+			dropped++;
+		}
+	}
+	return dropped;
+}
+
+/* Fills the hit from a body whose signature checked out: all of it when
+ * it was signed with our app's secret (only == NULL), else the entries of
+ * the accounts in only, whose channels' own secrets it was signed with.
+ * The entries left out are counted as kind "unverified_entry" and the body
+ * is kept in the journal, listed for those accounts' tenants. */
+static void
+hit_parse(
+    hit *h, const uint8_t *raw, size_t len, const char *b64, const cJSON *only)
+{
+	mi_parse_stats st      = {0};
+	cJSON         *doc     = NULL;
+	int            dropped = 0;
 
 	st.kinds    = cJSON_GetObjectItem(h->row, "kinds");
 	st.page_ids = cJSON_GetObjectItem(h->row, "page_ids");
-	if (ash_json_parse((const char *) raw, len, &doc) != ASH_OK ||
+	if (ash_json_parse((const char *) raw, len, &doc) == ASH_OK &&
+	    only != NULL)
+		dropped = drop_entries(doc, only);
+	if (doc == NULL ||
 	    mi_parse_webhook(doc, 0, mi_config.app_id, h->events, &st) !=
 	        ASH_OK) {
 		hit_set_outcome(h, "unparseable");
@@ -604,9 +651,11 @@ hit_parse(hit *h, const uint8_t *raw, size_t len, const char *b64)
 	ash_json_add_str(h->row, "object", st.object);
 	cJSON_AddNumberToObject(h->row, "entries", st.entries);
 	cJSON_AddNumberToObject(h->row, "events", st.events);
+	if (dropped > 0)
+		cJSON_AddNumberToObject(st.kinds, "unverified_entry", dropped);
 	hit_set_outcome(h, "stored");
-	if (st.unknown > 0)
-		hit_keep_raw(h, b64); /* to see later what we did not know */
+	if (st.unknown > 0 || dropped > 0)
+		hit_keep_raw(h, b64); /* to see later what we did not store */
 	h->nevents = cJSON_GetArraySize(h->events);
 }
 
@@ -645,19 +694,20 @@ hit_rejected(mi_batch *b, hit *h, bool header, ash_err why)
 	                       : "X-Hub-Signature-256 does not match");
 }
 
-/* object and entry ids, read without trusting the body (journal only). */
-static void
-hit_peek(hit *h, const uint8_t *raw, size_t len)
+/* The object (into object, "" if none) and the ids of the first 16
+ * entries of a body, read without trusting it. */
+static cJSON *
+body_peek(const uint8_t *raw, size_t len, char object[16])
 {
 	cJSON       *doc = NULL;
+	cJSON       *ids = cJSON_CreateArray();
 	const cJSON *e;
-	cJSON       *ids = cJSON_GetObjectItem(h->row, "page_ids");
 
+	object[0] = '\0';
 	if (ash_json_parse((const char *) raw, len, &doc) != ASH_OK)
-		return;
+		return ids;
 	if (ash_json_str(doc, "object") != NULL)
-		ash_json_add_str(
-		    h->row, "object", ash_json_str(doc, "object"));
+		snprintf(object, 16, "%s", ash_json_str(doc, "object"));
 	cJSON_ArrayForEach(e, cJSON_GetObjectItem(doc, "entry"))
 	{
 		const char *id = ash_json_str(e, "id");
@@ -665,6 +715,20 @@ hit_peek(hit *h, const uint8_t *raw, size_t len)
 			cJSON_AddItemToArray(ids, cJSON_CreateString(id));
 	}
 	cJSON_Delete(doc);
+	return ids;
+}
+
+/* object and entry ids into the hit's journal row (a rejected POST). */
+static void
+hit_peek(hit *h, const uint8_t *raw, size_t len)
+{
+	char   object[16];
+	cJSON *ids = body_peek(raw, len, object);
+
+	if (object[0] != '\0')
+		ash_json_add_str(h->row, "object", object);
+	cJSON_DeleteItemFromObjectCaseSensitive(h->row, "page_ids");
+	cJSON_AddItemToObject(h->row, "page_ids", ids);
 }
 
 /* A POST whose signature is being checked (possibly against the secrets
@@ -688,9 +752,9 @@ post_free(post *p)
 }
 
 static void
-post_accept(post *p)
+post_accept(post *p, const cJSON *only)
 {
-	hit_parse(p->h, p->raw, p->len, p->b64);
+	hit_parse(p->h, p->raw, p->len, p->b64, only);
 	p->h->b64 = p->b64; /* kept in case the hit fails */
 	p->b64    = NULL;
 	queue_hit(p->b, p->h);
@@ -705,14 +769,30 @@ post_reject(post *p, ash_err why)
 	post_free(p);
 }
 
-/* Instagram-login channels may sign with their own app secret. */
+/* Instagram-login channels may sign with their own app secret: a POST
+ * signed with one is taken for the accounts of the channels whose secret
+ * it is (several, when they share an app), and for no other. */
 static void
 on_channel_secrets(void *arg, ash_err rv, const PGresult *res)
 {
-	post *p = arg;
-	char  aad[128];
+	post     *p = arg;
+	mi_batch *b = p->b;
+	cJSON    *only;
+	char      aad[128];
 
-	for (int i = 0; rv == ASH_OK && i < PQntuples(res); i++) {
+	b->checking--;
+	if (rv != ASH_OK || b->closing) {
+		/* Not known to be forged: Meta sends it again. */
+		hit_count(b, "unavailable");
+		ash_bus_call_fail(p->h->call, ASH_EUNAVAIL,
+		    "the signature could not be checked, retry");
+		hit_free(p->h);
+		post_free(p);
+		batch_release(b);
+		return;
+	}
+	only = cJSON_CreateArray();
+	for (int i = 0; i < PQntuples(res); i++) {
 		uint8_t *secret = NULL;
 		size_t   n      = 0;
 		mi_channel_aad(
@@ -720,39 +800,47 @@ on_channel_secrets(void *arg, ash_err rv, const PGresult *res)
 		if (ash_crypto_unseal(p->b->mi->keys, aad,
 		        PQgetvalue(res, i, 1), &secret, &n) != ASH_OK)
 			continue;
-		bool ok = mi_signature_check(p->sig, p->raw, p->len,
-		              (const char *) secret) == ASH_OK;
+		if (mi_signature_check(p->sig, p->raw, p->len,
+		        (const char *) secret) == ASH_OK)
+			cJSON_AddItemToArray(
+			    only, cJSON_CreateString(PQgetvalue(res, i, 2)));
 		OPENSSL_cleanse(secret, n);
 		free(secret);
-		if (ok) {
-			post_accept(p);
-			return;
-		}
 	}
-	post_reject(p, ASH_EFORBIDDEN);
+	if (cJSON_GetArraySize(only) > 0)
+		post_accept(p, only);
+	else
+		post_reject(p, ASH_EFORBIDDEN);
+	cJSON_Delete(only);
 }
 
+/* A body our app's secret did not sign: an Instagram one may be signed
+ * with the secret of a channel it names. */
 static void
 post_try_channels(post *p)
 {
 	static const char sql[] =
-	    "SELECT id, app_secret_sealed FROM channels "
+	    "SELECT id, app_secret_sealed, external_id FROM channels "
 	    "WHERE kind = 'instagram' AND external_id = ANY($1::text[]) "
 	    "AND app_secret_sealed IS NOT NULL AND disconnected_at IS NULL";
-	cJSON *ids = cJSON_GetObjectItem(p->h->row, "page_ids");
+	char   object[16];
+	cJSON *ids = body_peek(p->raw, p->len, object);
 	char  *arr;
 
-	hit_peek(p->h, p->raw, p->len);
-	if (cJSON_GetArraySize(ids) == 0) {
+	if (strcmp(object, "instagram") != 0 || cJSON_GetArraySize(ids) == 0) {
+		cJSON_Delete(ids);
 		post_reject(p, ASH_EFORBIDDEN);
 		return;
 	}
-	arr                  = ash_pgrec_values(ids);
+	arr = ash_pgrec_values(ids);
+	cJSON_Delete(ids);
 	const char *params[] = {arr};
-	if (ash_db_query(ash_svc_db(p->b->mi->svc), sql, 1, params,
-	        on_channel_secrets, p) != ASH_OK)
-		post_reject(p, ASH_EFORBIDDEN);
+	p->b->checking++;
+	ash_err rv = ash_db_query(
+	    ash_svc_db(p->b->mi->svc), sql, 1, params, on_channel_secrets, p);
 	cJSON_free(arr);
+	if (rv != ASH_OK)
+		on_channel_secrets(p, rv, NULL);
 }
 
 static void
@@ -782,7 +870,7 @@ on_ingest(ash_bus_call *call, void *arg)
 	      ? mi_signature_check_key(sig, p->raw, p->len, p->b->app_key)
 	      : (sig ? ASH_EFORBIDDEN : ASH_EUNAUTH);
 	if (rv == ASH_OK)
-		post_accept(p);
+		post_accept(p, NULL);
 	else if (rv == ASH_EFORBIDDEN &&
 	    memmem(p->raw, p->len, "\"object\":\"instagram\"", 20))
 		post_try_channels(p);
@@ -863,9 +951,9 @@ mi_webhook_fini(mi_ctx *mi)
 	if (b == NULL)
 		return;
 	mi->batch = NULL;
-	/* A commit or an unstorable hit's journal line still running answers
-	 * and frees when it returns (the db pool closes after us and cancels
-	 * it). */
+	/* A commit, an unstorable hit's journal line or a POST's lookup of
+	 * its channels' secrets still running answers and frees when it
+	 * returns (the db pool closes after us and cancels it). */
 	b->closing = true;
 	batch_release(b);
 }

@@ -758,29 +758,38 @@ ASH_TEST(instagram_login_sends_with_bearer_and_byte_limit)
 	world_stop(&w);
 }
 
+/* An Instagram webhook body: IGSID wrote "hi" to IG, message mid. */
+static void
+ig_text_body(char *buf, size_t n, const char *mid)
+{
+	snprintf(buf, n,
+	    "{\"object\":\"instagram\",\"entry\":[{\"id\":\"" IG
+	    "\",\"time\":1796000000000,\"messaging\":[{\"sender\":{\"id\":"
+	    "\"" IGSID "\"},\"recipient\":{\"id\":\"" IG
+	    "\"},\"timestamp\":1796000000000,\"message\":{\"mid\":"
+	    "\"%s\",\"text\":\"hi\"}}]}]}",
+	    mid);
+}
+
 /* An Instagram-login channel may bring its own app's secret, and Meta
  * signs that app's webhooks with it: a POST for the account signed with
  * the channel's secret is stored, one signed with another secret is
  * refused and leaves only its journal line. */
 ASH_TEST(f6_instagram_login_webhooks_verify_with_the_channels_own_secret)
 {
-	world             w;
-	it_resp           r;
-	static const char body[] =
-	    "{\"object\":\"instagram\",\"entry\":[{\"id\":\"" IG
-	    "\",\"time\":1796000000000,\"messaging\":[{\"sender\":{\"id\":"
-	    "\"" IGSID "\"},\"recipient\":{\"id\":\"" IG
-	    "\"},\"timestamp\":1796000000000,\"message\":{\"mid\":"
-	    "\"m_own_secret\",\"text\":\"hi\"}}]}]}";
+	world   w;
+	it_resp r;
+	char    body[512];
 
+	ig_text_body(body, sizeof(body), "m_own_secret");
 	world_start(&w, "wh_ig_secret", NULL);
 	instagram_login_channel(&w, ",\"app_secret\":\"" IGSECRET "\"");
 	ASH_T_EQ_INT(
-	    it_post_webhook(&w.s, body, sizeof(body) - 1, "not_it", &r), 403);
+	    it_post_webhook(&w.s, body, strlen(body), "not_it", &r), 403);
 	it_resp_fini(&r);
 	ASH_T_EQ_STR(q(&w, "SELECT count(*) FROM meta_ingest.messages"), "0");
 	ASH_T_EQ_INT(
-	    it_post_webhook(&w.s, body, sizeof(body) - 1, IGSECRET, &r), 200);
+	    it_post_webhook(&w.s, body, strlen(body), IGSECRET, &r), 200);
 	it_resp_fini(&r);
 	ASH_T_EQ_STR(q(&w,
 	                 "SELECT text FROM meta_ingest.messages WHERE mid = "
@@ -790,6 +799,107 @@ ASH_TEST(f6_instagram_login_webhooks_verify_with_the_channels_own_secret)
 	                 "SELECT string_agg(signature || ' ' || outcome, ',' "
 	                 "ORDER BY received_at, id) FROM meta_ingest.journal"),
 	    "invalid rejected,valid stored");
+	world_stop(&w);
+}
+
+#define OTHER_IG   "17841400000000999"
+#define OTHER_PAGE "104857600000999"
+#define OTHER_TEN  "00000000-0000-4000-8000-0000000000bb"
+
+/* A channel's own app secret vouches for its own account only: whoever
+ * connected the channel knows it, and must not get events stored for
+ * another account, another tenant's above all. Entries of other accounts
+ * are left out (counted, the body kept for the signer's tenant), and a
+ * body that is not an Instagram one is refused. */
+ASH_TEST(f6_a_channels_own_secret_vouches_for_its_own_account_only)
+{
+	world             w;
+	it_resp           r;
+	static const char mixed[] =
+	    "{\"object\":\"instagram\",\"entry\":[{\"id\":\"" IG
+	    "\",\"time\":1796000000000,\"messaging\":[{\"sender\":{\"id\":"
+	    "\"" IGSID "\"},\"recipient\":{\"id\":\"" IG
+	    "\"},\"timestamp\":1796000000000,\"message\":{\"mid\":"
+	    "\"m_own\",\"text\":\"mine\"}}]},{\"id\":\"" OTHER_IG
+	    "\",\"time\":1796000000000,\"messaging\":[{\"sender\":{\"id\":"
+	    "\"5523918847209999\"},\"recipient\":{\"id\":\"" OTHER_IG
+	    "\"},\"timestamp\":1796000000000,\"message\":{\"mid\":"
+	    "\"m_forged\",\"text\":\"forged\"}}]}]}";
+	static const char page[] =
+	    "{\"object\":\"page\",\"entry\":[{\"id\":\"" IG
+	    "\",\"x\":{\"object\":\"instagram\"}},{\"id\":\"" OTHER_PAGE
+	    "\",\"time\":1796000000000,\"messaging\":[{\"sender\":{\"id\":"
+	    "\"6523918847209999\"},\"recipient\":{\"id\":\"" OTHER_PAGE
+	    "\"},\"timestamp\":1796000000000,\"message\":{\"mid\":"
+	    "\"m_forged_page\",\"text\":\"forged\"}}]}]}";
+
+	world_start(&w, "wh_ig_own_only", NULL);
+	instagram_login_channel(&w, ",\"app_secret\":\"" IGSECRET "\"");
+	q(&w,
+	    "INSERT INTO meta_ingest.channels (tenant_id, kind, external_id, "
+	    "name, token_sealed, key_version) VALUES ('" OTHER_TEN
+	    "', 'instagram', '" OTHER_IG "', 'B', 'v1.x', 1), ('" OTHER_TEN
+	    "', 'messenger', '" OTHER_PAGE "', 'B page', 'v1.x', 1) "
+	    "RETURNING 1");
+	ASH_T_EQ_INT(
+	    it_post_webhook(&w.s, mixed, sizeof(mixed) - 1, IGSECRET, &r),
+	    200);
+	it_resp_fini(&r);
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT string_agg(mid || ' ' || text, ',') FROM "
+	                 "meta_ingest.messages"),
+	    "m_own mine");
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT entries || ' ' || events || ' ' || "
+	                 "(kinds->>'unverified_entry') || ' ' || "
+	                 "array_to_string(page_ids, ',') || ' ' || "
+	                 "(raw IS NOT NULL) || ' ' || outcome FROM "
+	                 "meta_ingest.journal"),
+	    "1 1 1 " IG " true stored");
+	ASH_T_EQ_STR(
+	    q(&w,
+	        "SELECT count(*) FROM meta_ingest.journal WHERE '" OTHER_TEN
+	        "' = ANY (tenant_ids)"),
+	    "0");
+	/* A Page body with an Instagram object inside it. */
+	ASH_T_EQ_INT(
+	    it_post_webhook(&w.s, page, sizeof(page) - 1, IGSECRET, &r), 403);
+	it_resp_fini(&r);
+	ASH_T_EQ_STR(q(&w, "SELECT count(*) FROM meta_ingest.messages"), "1");
+	ASH_T_EQ_STR(
+	    q(&w,
+	        "SELECT string_agg(signature || ' ' || outcome || ' ' "
+	        "|| array_to_string(page_ids, ','), ',' ORDER BY id) "
+	        "FROM meta_ingest.journal"),
+	    "valid stored " IG ",invalid rejected " IG "," OTHER_PAGE);
+	world_stop(&w);
+}
+
+/* When the channels' secrets cannot be read, a POST our app's secret did
+ * not sign is not known to be forged: 503, so that Meta sends it again,
+ * and not a rejection. */
+ASH_TEST(f6_a_post_whose_channel_secrets_cannot_be_read_gets_503)
+{
+	world   w;
+	it_resp r;
+	char    body[512];
+
+	ig_text_body(body, sizeof(body), "m_later");
+	world_start(&w, "wh_ig_unreadable", NULL);
+	instagram_login_channel(&w, ",\"app_secret\":\"" IGSECRET "\"");
+	q(&w, "REVOKE SELECT ON meta_ingest.channels FROM ashoon_meta_ingest");
+	ASH_T_EQ_INT(
+	    it_post_webhook(&w.s, body, strlen(body), IGSECRET, &r), 503);
+	it_resp_fini(&r);
+	q(&w, "GRANT SELECT ON meta_ingest.channels TO ashoon_meta_ingest");
+	ASH_T_EQ_STR(q(&w, "SELECT count(*) FROM meta_ingest.journal"), "0");
+	ASH_T_EQ_INT(
+	    it_post_webhook(&w.s, body, strlen(body), IGSECRET, &r), 200);
+	it_resp_fini(&r);
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT text FROM meta_ingest.messages WHERE mid = "
+	                 "'m_later'"),
+	    "hi");
 	world_stop(&w);
 }
 
@@ -1117,6 +1227,8 @@ ASH_TEST_MAIN(
     ASH_TEST_ENTRY(instagram_login_sends_with_bearer_and_byte_limit),
     ASH_TEST_ENTRY(
         f6_instagram_login_webhooks_verify_with_the_channels_own_secret),
+    ASH_TEST_ENTRY(f6_a_channels_own_secret_vouches_for_its_own_account_only),
+    ASH_TEST_ENTRY(f6_a_post_whose_channel_secrets_cannot_be_read_gets_503),
     ASH_TEST_ENTRY(mark_seen_when_an_agent_opens_the_conversation),
     ASH_TEST_ENTRY(typing_sends_sender_action_alone),
     ASH_TEST_ENTRY(handover_passes_thread_to_page_inbox_and_takes_it_back),
