@@ -270,9 +270,19 @@ on_conv_update(ash_bus_call *call, void *arg)
 	    "JOIN pu p ON p.id = v.participant_id";
 	const ash_request *req = ash_bus_call_req(call);
 	const char        *st  = ash_json_str(req->body, "status");
-	const cJSON *ldu = cJSON_GetObjectItem(req->body, "limited_data_use");
-	conv_call   *cc;
+	const cJSON       *ldu =
+	    cJSON_GetObjectItemCaseSensitive(req->body, "limited_data_use");
+	conv_call *cc;
 
+	/* null, as clients send a field they leave unchanged, is not false:
+	 * it must not lift a person's Limited Data Use flag. */
+	if (cJSON_IsNull(ldu))
+		ldu = NULL;
+	if (ldu != NULL && !cJSON_IsBool(ldu)) {
+		ash_bus_call_fail(call, ASH_EINVAL,
+		    "limited_data_use must be true or false");
+		return;
+	}
 	if (st == NULL && ldu == NULL) {
 		ash_bus_call_fail(
 		    call, ASH_EINVAL, "give status, limited_data_use or both");

@@ -1813,6 +1813,22 @@ ASH_TEST(p29_limited_data_use_flag_is_kept_shown_and_handed_to_claimers)
 	    cJSON_GetObjectItem(r.json, "conversation"), "participant");
 	ASH_T_TRUE(ash_json_bool(pa, "limited_data_use", false));
 	it_resp_fini(&r);
+	/* Nor does null (a field sent unchanged), or the key in other case. */
+	it_call(&s, &r, "PATCH", path, k,
+	    "{\"status\":\"closed\",\"limited_data_use\":null}");
+	ASH_T_EQ_INT(r.status, 200);
+	pa = cJSON_GetObjectItem(
+	    cJSON_GetObjectItem(r.json, "conversation"), "participant");
+	ASH_T_TRUE(ash_json_bool(pa, "limited_data_use", false));
+	it_resp_fini(&r);
+	it_call(&s, &r, "PATCH", path, k,
+	    "{\"status\":\"pending\",\"Limited_Data_Use\":false}");
+	it_resp_fini(&r);
+	ASH_T_EQ_STR(
+	    q(&s,
+	        "SELECT limited_data_use FROM meta_ingest.participants "
+	        "WHERE external_id = '1000'"),
+	    "t");
 	/* Only that person: the other conversation is not flagged. */
 	ASH_T_EQ_STR(q(&s,
 	                 "SELECT string_agg(external_id || '=' || "
