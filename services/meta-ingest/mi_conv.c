@@ -372,18 +372,27 @@ on_deleted(void *arg, ash_err rv, const PGresult *res)
 
 /* Deletes the conversation, every message, reaction and reply job of it,
  * and the person's profile (one conversation per person per channel):
- * nothing of it is left in this schema. One statement, so all or nothing.
- */
+ * nothing of it is left in this schema. The person's reactions go too,
+ * also those to messages that were never stored, and the webhook bodies
+ * the journal kept that name them (the rows stay, without the body:
+ * migrations/0013_journal_kept_bodies.sql). One statement, so all or
+ * nothing. */
 static void
 on_conv_delete(ash_bus_call *call, void *arg)
 {
 	static const char sql[] =
-	    "WITH v AS (SELECT id, channel_id, participant_id FROM "
-	    "conversations "
-	    "WHERE id = $1::uuid AND tenant_id = $2::uuid FOR UPDATE), "
-	    "r AS (DELETE FROM reactions x USING v, messages m "
-	    "WHERE m.conversation_id = v.id AND x.channel_id = v.channel_id "
-	    "AND x.mid = m.mid), "
+	    "WITH v AS (SELECT v.id, v.channel_id, v.participant_id, "
+	    "p.external_id FROM conversations v JOIN participants p ON p.id = "
+	    "v.participant_id "
+	    "WHERE v.id = $1::uuid AND v.tenant_id = $2::uuid FOR UPDATE OF "
+	    "v), "
+	    "r AS (DELETE FROM reactions x USING v "
+	    "WHERE x.channel_id = v.channel_id AND (x.participant = "
+	    "v.external_id OR x.mid IN (SELECT m.mid FROM messages m WHERE "
+	    "m.conversation_id = v.id))), "
+	    "j AS (UPDATE journal x SET raw = NULL FROM v "
+	    "WHERE x.raw IS NOT NULL AND position(convert_to('\"' || "
+	    "v.external_id || '\"', 'UTF8') IN x.raw) > 0), "
 	    "p AS (DELETE FROM participants x USING v "
 	    "WHERE x.id = v.participant_id) "
 	    "DELETE FROM conversations x USING v WHERE x.id = v.id "

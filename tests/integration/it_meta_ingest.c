@@ -1635,6 +1635,33 @@ ASH_TEST(p16_deleting_a_conversation_removes_all_of_it)
 	                     "\"m0\",\"action\":\"react\",\"reaction\":"
 	                     "\"love\"}}")),
 	    200);
+	/* A reaction to a message never stored, and bodies the journal keeps
+	 * (an event of a kind we do not know), one from each person. */
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{\"sender\":{\"id\":\"1000\"},"
+	                     "\"recipient\":{\"id\":\"" PAGE "\"},"
+	                     "\"timestamp\":20001,\"reaction\":{\"mid\":"
+	                     "\"m_never\",\"action\":\"react\","
+	                     "\"reaction\":\"wow\"}}")),
+	    200);
+	for (int i = 0; i < 2; i++) {
+		char item[256];
+		snprintf(item, sizeof(item),
+		    "{\"sender\":{\"id\":\"100%d\"},\"recipient\":{\"id\":"
+		    "\"" PAGE "\"},\"timestamp\":20002,\"game_play\":{"
+		    "\"game_id\":\"g%d\"}}",
+		    i, i);
+		char body[512];
+		snprintf(body, sizeof(body),
+		    "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE
+		    "\",\"time\":20002,\"messaging\":[%s]}]}",
+		    item);
+		ASH_T_EQ_INT(post_json(&s, body), 200);
+	}
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT count(*) FROM meta_ingest.journal WHERE raw "
+	                 "IS NOT NULL"),
+	    "2");
 	snprintf(path, sizeof(path), "/api/v1/conversations/%s",
 	    q(&s,
 	        "SELECT v.id FROM meta_ingest.conversations v JOIN "
@@ -1655,6 +1682,12 @@ ASH_TEST(p16_deleting_a_conversation_removes_all_of_it)
 	    "0");
 	ASH_T_EQ_STR(
 	    q(&s, "SELECT count(*) FROM meta_ingest.reply_jobs"), "1");
+	/* The journal keeps its rows, but no body that names the person. */
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT string_agg((convert_from(raw, 'UTF8') LIKE "
+	                 "'%\"1001\"%')::text, ',') FROM meta_ingest.journal "
+	                 "WHERE raw IS NOT NULL"),
+	    "true");
 	/* The other conversation is untouched. */
 	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.messages"), "1");
 	it_call(&s, &r, "DELETE", path, k, NULL);

@@ -1,0 +1,12 @@
+-- The journal rows that keep a webhook's body, indexed, so that deleting
+-- a conversation (conv.delete, P16) can find the bodies that name its
+-- person and drop them without reading the whole journal.
+--
+-- raw holds a body only when it could not be fully processed (it did not
+-- parse, or it held events of a kind we do not know, or entries a
+-- channel's own secret did not vouch for): such a body carries the
+-- person's id and what they wrote, and was left behind by the delete for
+-- the 90 days the journal keeps it. Few rows keep one, so the index is
+-- small, and a row without a body costs an insert only the test of the
+-- predicate.
+CREATE INDEX journal_kept_bodies ON journal (id) WHERE raw IS NOT NULL;
