@@ -513,6 +513,50 @@ ASH_TEST(f6_receipts_in_any_order_only_move_forward)
 	it_stack_fini(&s);
 }
 
+/* The echo of our own send, arriving before the sender records the send,
+ * dates the message from the send: a read receipt the customer gave while
+ * it still waited to go out does not cover it. */
+ASH_TEST(f6_our_echo_dates_the_message_from_its_send)
+{
+	it_stack s;
+	char     t[64], k[128], id[40], item[512];
+
+	start(&s, "mi_echo_date", t, k);
+	channel(&s, t, "messenger", PAGE);
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{" FROM_C ",\"timestamp\":1000,"
+	            "\"message\":{\"mid\":\"in1\",\"text\":\"hi\"}}")),
+	    200);
+	/* Queued at 2 s (the sender holds it: leased), read up to 3 s. */
+	snprintf(id, sizeof(id), "%s",
+	    q(&s,
+	        "INSERT INTO meta_ingest.messages (tenant_id, channel_id, "
+	        "conversation_id, direction, kind, text, author, sent_at, "
+	        "state, lease_until) SELECT tenant_id, channel_id, id, 'out', "
+	        "'text', 'late', 'agent', to_timestamp(2), 'sending', now() + "
+	        "interval '1 hour' FROM meta_ingest.conversations RETURNING "
+	        "id"));
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":5000,"
+	                     "\"read\":{\"watermark\":3000}}")),
+	    200);
+	/* It went out at 6.5 s. */
+	snprintf(item, sizeof(item),
+	    "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE
+	    "\",\"time\":1,\"messaging\":[{" TO_C ",\"timestamp\":6500,"
+	    "\"message\":{\"mid\":\"ours1\",\"is_echo\":true,\"app_id\":" APP
+	    ",\"metadata\":\"ashoon:%s\",\"text\":\"late\"}}]}]}",
+	    id);
+	ASH_T_EQ_INT(post_json(&s, item), 200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT mid || ' ' || state || ' ' || (extract(epoch "
+	                 "from sent_at) * 1000)::bigint FROM "
+	                 "meta_ingest.messages WHERE direction = 'out'"),
+	    "ours1 sent 6500");
+	it_stack_fini(&s);
+}
+
 ASH_TEST(f6_edit_unsend_reaction_and_unreact_in_any_order)
 {
 	it_stack s;
@@ -2341,6 +2385,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(f6_text_full_of_delimiters_is_stored_exactly),
     ASH_TEST_ENTRY(f6_redelivered_and_concurrent_duplicates_are_stored_once),
     ASH_TEST_ENTRY(f6_receipts_in_any_order_only_move_forward),
+    ASH_TEST_ENTRY(f6_our_echo_dates_the_message_from_its_send),
     ASH_TEST_ENTRY(f6_edit_unsend_reaction_and_unreact_in_any_order),
     ASH_TEST_ENTRY(f6_signed_unparseable_body_is_kept_raw_and_acknowledged),
     ASH_TEST_ENTRY(

@@ -117,12 +117,19 @@ BEGIN
               USING ERRCODE = 'foreign_key_violation';
     END IF;
 
-    -- Echoes of our own sends complete the row the sender wrote.
+    -- Echoes of our own sends complete the row the sender wrote. One that
+    -- overtakes the sender's own record of the send dates the message
+    -- from the send, as that record would (mi_sender.c): from when it
+    -- was queued, a read receipt the customer gave before it went out
+    -- would cover it below.
     IF 'echo' = ANY (types) THEN
         UPDATE messages m
            SET mid = coalesce(m.mid, e.mid),
                state = CASE WHEN m.state IN ('queued', 'sending', 'failed')
                             THEN 'sent' ELSE m.state END,
+               sent_at = CASE WHEN m.state IN ('queued', 'sending', 'failed')
+                              THEN greatest(m.sent_at, e.ts)
+                              ELSE m.sent_at END,
                is_echo = true
           FROM unnest(ev) e
          WHERE e.type = 'echo'
