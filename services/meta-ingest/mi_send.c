@@ -235,8 +235,15 @@ send_parse(scall *c, const cJSON *b)
 	if (author != NULL && strcmp(author, "ai") != 0 &&
 	    strcmp(author, "agent") != 0)
 		return "author must be \"agent\" or \"ai\"";
-	c->author = author && strcmp(author, "ai") == 0 ? MI_AUTHOR_AI
-	                                                : MI_AUTHOR_AGENT;
+	/* Without an author a person sends, unless the caller is a service
+	 * (ai-router): automation never gets the human agent's tag. */
+	if (author == NULL) {
+		const char *role = ash_bus_call_req(c->call)->role;
+		author           = role != NULL && strcmp(role, "service") == 0
+		              ? "ai"
+		              : "agent";
+	}
+	c->author = strcmp(author, "ai") == 0 ? MI_AUTHOR_AI : MI_AUTHOR_AGENT;
 	if ((c->text != NULL) == (att != NULL))
 		return "exactly one of text and attachment is required";
 	if (att != NULL && !attachment_ok(c, att, &why))

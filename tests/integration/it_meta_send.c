@@ -409,13 +409,27 @@ check_refused(world *w, const char *body, const char *why)
 
 ASH_TEST(ai_reply_after_30h_is_refused_and_stored)
 {
-	world w;
+	world  w;
+	char   req[256];
+	cJSON *rep;
 
 	messenger_world(&w, "send_ai_30h", "30 hours", NULL);
 	check_refused(&w,
 	    "{\"text\":\"Automated follow-up\",\"author\":\"ai\"}",
 	    "HUMAN_AGENT");
 	check_metric(&w, "ashoon_meta_sends_total{result=\"refused\"} 1");
+	/* A service (ai-router) that leaves the author out sends as the AI,
+	 * not as a person: refused too. */
+	snprintf(req, sizeof(req),
+	    "{\"conversation_id\":\"%s\",\"text\":\"Automated\"}", w.conv);
+	rep = bus_call_as(&w, "service", "conv.send", req);
+	ASH_T_EQ_INT(cJSON_GetObjectItem(rep, "status")->valueint, 409);
+	cJSON_Delete(rep);
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT string_agg(author || ' ' || state, ',') FROM "
+	                 "meta_ingest.messages WHERE conversation_id = '%s'",
+	                 w.conv),
+	    "ai refused,ai refused");
 	world_stop(&w);
 }
 
