@@ -134,7 +134,9 @@ handover_store(tcall *t)
 {
 	static const char sql[] =
 	    "UPDATE conversations SET thread_owner = coalesce($3, "
-	    "thread_owner), updated_at = now() WHERE id = $1 AND "
+	    "thread_owner), thread_owner_at = CASE WHEN $3::text IS NULL "
+	    "THEN thread_owner_at ELSE now() END, updated_at = now() "
+	    "WHERE id = $1 AND "
 	    "tenant_id = $2 RETURNING id, channel_id, status, thread_owner";
 	const char *owner = strcmp(t->action, "pass") == 0 ? "other"
 	    : strcmp(t->action, "take") == 0               ? "us"

@@ -557,6 +557,53 @@ ASH_TEST(f6_our_echo_dates_the_message_from_its_send)
 	it_stack_fini(&s);
 }
 
+/* Handover events decide the thread's owner in the order of their times,
+ * not of their arrival: a standby message Meta delivers again after a
+ * pass_thread_control gave the thread back to us does not take it away,
+ * and the customer's next message still gets a reply job. */
+ASH_TEST(f6_thread_owner_follows_the_newest_handover_event)
+{
+	it_stack s;
+	char     t[64], k[128];
+
+#define STANDBY(ts, mid)                                                   \
+	"{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE "\",\"time\":1," \
+	"\"standby\":[{" FROM_C ",\"timestamp\":" ts ",\"message\":{"      \
+	"\"mid\":\"" mid "\",\"text\":\"to the other app\"}}]}]}"
+#define OWNER "SELECT thread_owner FROM meta_ingest.conversations"
+
+	start(&s, "mi_owner", t, k);
+	channel(&s, t, "messenger", PAGE);
+	ASH_T_EQ_INT(post_json(&s, STANDBY("3000", "sb1")), 200);
+	ASH_T_EQ_STR(q(&s, OWNER), "other");
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{" FROM_C ",\"timestamp\":4000,"
+	            "\"pass_thread_control\":{\"new_owner_app_id\":" APP
+	            ",\"metadata\":\"back to you\"}}")),
+	    200);
+	ASH_T_EQ_STR(q(&s, OWNER), "us");
+	/* An older standby event, delivered again late. */
+	ASH_T_EQ_INT(post_json(&s, STANDBY("3500", "sb0")), 200);
+	ASH_T_EQ_STR(q(&s, OWNER), "us");
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{" FROM_C ",\"timestamp\":5000,"
+	            "\"message\":{\"mid\":\"m5\",\"text\":\"anyone?\"}}")),
+	    200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT count(*) FROM meta_ingest.reply_jobs j JOIN "
+	                 "meta_ingest.messages m ON m.id = j.message_id "
+	                 "WHERE m.mid = 'm5'"),
+	    "1");
+	/* A newer one does. */
+	ASH_T_EQ_INT(post_json(&s, STANDBY("6000", "sb2")), 200);
+	ASH_T_EQ_STR(q(&s, OWNER), "other");
+#undef STANDBY
+#undef OWNER
+	it_stack_fini(&s);
+}
+
 ASH_TEST(f6_edit_unsend_reaction_and_unreact_in_any_order)
 {
 	it_stack s;
@@ -2386,6 +2433,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(f6_redelivered_and_concurrent_duplicates_are_stored_once),
     ASH_TEST_ENTRY(f6_receipts_in_any_order_only_move_forward),
     ASH_TEST_ENTRY(f6_our_echo_dates_the_message_from_its_send),
+    ASH_TEST_ENTRY(f6_thread_owner_follows_the_newest_handover_event),
     ASH_TEST_ENTRY(f6_edit_unsend_reaction_and_unreact_in_any_order),
     ASH_TEST_ENTRY(f6_signed_unparseable_body_is_kept_raw_and_acknowledged),
     ASH_TEST_ENTRY(

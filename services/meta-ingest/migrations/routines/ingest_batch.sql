@@ -23,7 +23,7 @@
 -- applied again when it changes. A change it cannot make alone (a new
 -- return type, a new type it uses) goes in a migration, which runs first.
 -- Why each part is the way it is: the migrations that changed it, 0002,
--- 0005, 0006, 0008, 0009, 0010, 0011 and 0012.
+-- 0005, 0006, 0008, 0009, 0010, 0011, 0012 and 0014.
 
 -- Generic plans only: each call re-planned several of its statements (in
 -- auto mode, a statement whose generic plan is estimated dearer than its
@@ -341,14 +341,18 @@ BEGIN
        FOR NO KEY UPDATE;
 
     -- Thread state: windows, activity, receipts (watermarks only move
-    -- forward), referral context and thread ownership.
+    -- forward), referral context and thread ownership (decided by the
+    -- newest event that decides it: 0014_thread_owner_at.sql).
     UPDATE conversations v
        SET last_customer_msg_at = greatest(v.last_customer_msg_at, a.customer_at),
            last_message_at = greatest(v.last_message_at, a.message_at),
            delivered_watermark = greatest(v.delivered_watermark, a.delivered),
            read_watermark = greatest(v.read_watermark, a.read),
            last_referral = coalesce(a.referral, v.last_referral),
-           thread_owner = coalesce(a.owner, v.thread_owner),
+           thread_owner = CASE WHEN a.owner_at >= coalesce(
+                                   v.thread_owner_at, '-infinity')
+                               THEN a.owner ELSE v.thread_owner END,
+           thread_owner_at = greatest(v.thread_owner_at, a.owner_at),
            updated_at = now()
       FROM (
         SELECT t.conversation_id,
@@ -363,7 +367,8 @@ BEGIN
                (array_agg(e.referral ORDER BY e.ts DESC)
                    FILTER (WHERE e.referral IS NOT NULL))[1] AS referral,
                (array_agg(e.owner ORDER BY e.ts DESC)
-                   FILTER (WHERE e.owner IS NOT NULL))[1] AS owner
+                   FILTER (WHERE e.owner IS NOT NULL))[1] AS owner,
+               max(e.ts) FILTER (WHERE e.owner IS NOT NULL) AS owner_at
         FROM unnest(ev) e
         JOIN unnest(th) t ON t.channel_id = e.channel_id
                          AND t.customer = e.customer

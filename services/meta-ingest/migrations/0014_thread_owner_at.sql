@@ -1,0 +1,11 @@
+-- When the thread's owner was last decided, so that the events that decide
+-- it (standby, pass and take thread control) apply in the order of their
+-- timestamps, not of their arrival.
+--
+-- Before, the last batch to commit decided: a standby event Meta delivered
+-- again after a failed POST, arriving after a pass_thread_control that
+-- gave the thread back to us, set the owner to 'other' for good, and no
+-- customer message got a reply job again. ingest_batch() now sets the owner
+-- only from an event no older than this time, and a handover made through
+-- the API (mi_thread.c) sets it to its own time.
+ALTER TABLE conversations ADD COLUMN thread_owner_at timestamptz;
