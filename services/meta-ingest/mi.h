@@ -276,6 +276,12 @@ typedef struct mi_policy {
  * means the customer never wrote. */
 mi_policy mi_policy_decide(
     mi_author author, int64_t now_ms, int64_t last_customer_ms);
+/* The same for a message Meta refused as outside the 24-hour window
+ * (MI_GRAPH_WINDOW): Meta's answer wins over our clock (meta-send-api.md
+ * §5), so the standard window counts as closed whatever the customer's
+ * last message says here; a person may still send with HUMAN_AGENT. */
+mi_policy mi_policy_after_window(
+    mi_author author, int64_t now_ms, int64_t last_customer_ms);
 
 /* The pieces of the sender below are pure and unit-tested. */
 

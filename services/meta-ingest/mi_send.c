@@ -371,8 +371,15 @@ on_resend_context(void *arg, ash_err rv, const PGresult *res)
 	snprintf(c->state, sizeof(c->state), "%s", PQgetvalue(res, 0, 2));
 	c->author = strcmp(PQgetvalue(res, 0, 1), "ai") == 0 ? MI_AUTHOR_AI
 	                                                     : MI_AUTHOR_AGENT;
-	c->pol    = mi_policy_decide(
-	       c->author, mi_col_ms(res, 0, 4), mi_col_ms(res, 0, 3));
+	/* Refused by Meta as outside the window: not RESPONSE again. */
+	if (strcmp(c->state, "failed") == 0 &&
+	    mi_graph_classify(400, atoi(PQgetvalue(res, 0, 6)),
+	        atoi(PQgetvalue(res, 0, 7))) == MI_GRAPH_WINDOW)
+		c->pol = mi_policy_after_window(
+		    c->author, mi_col_ms(res, 0, 4), mi_col_ms(res, 0, 3));
+	else
+		c->pol = mi_policy_decide(
+		    c->author, mi_col_ms(res, 0, 4), mi_col_ms(res, 0, 3));
 	if (why == NULL && !c->pol.allowed) {
 		snprintf(msg, sizeof(msg), "messaging window closed: %s",
 		    c->pol.refusal);
@@ -393,7 +400,8 @@ on_conv_resend(ash_bus_call *call, void *arg)
 	    "SELECT m.direction, m.author, m.state, "
 	    "(extract(epoch from v.last_customer_msg_at) * 1000)::bigint, "
 	    "(extract(epoch from now()) * 1000)::bigint, "
-	    "c.disconnected_at IS NOT NULL "
+	    "c.disconnected_at IS NOT NULL, "
+	    "coalesce(m.failure_code, 0), coalesce(m.failure_subcode, 0) "
 	    "FROM messages m JOIN conversations v ON v.id = m.conversation_id "
 	    "JOIN channels c ON c.id = m.channel_id "
 	    "WHERE m.id = $1 AND m.tenant_id = $2";

@@ -64,6 +64,25 @@ mi_policy_decide(mi_author author, int64_t now_ms, int64_t last_customer_ms)
 	return p;
 }
 
+mi_policy
+mi_policy_after_window(
+    mi_author author, int64_t now_ms, int64_t last_customer_ms)
+{
+	mi_policy p;
+	bool      moved =
+	    last_customer_ms > 0 && now_ms - last_customer_ms < WINDOW_MS;
+
+	if (moved)
+		last_customer_ms = now_ms - WINDOW_MS;
+	p = mi_policy_decide(author, now_ms, last_customer_ms);
+	if (moved && !p.allowed)
+		p.refusal =
+		    "Meta answered that the 24-hour window is closed, "
+		    "and automated replies may not use the HUMAN_AGENT "
+		    "tag";
+	return p;
+}
+
 /* --- other pure pieces -------------------------------------------------- */
 
 ash_err

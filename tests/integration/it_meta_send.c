@@ -649,6 +649,40 @@ ASH_TEST(permanent_failure_then_resend_is_sent)
 	world_stop(&w);
 }
 
+/* Meta refuses a RESPONSE our clock thought inside the window (its answer
+ * wins: meta-send-api.md §5): the resend of a person's message goes with
+ * HUMAN_AGENT, not as RESPONSE again. */
+ASH_TEST(resend_after_meta_closed_the_window_uses_human_agent)
+{
+	world   w;
+	it_resp r;
+	cJSON  *cs;
+	char    id[64], path[128];
+	int     n;
+
+	messenger_world(&w, "send_closed", "2 hours", NULL);
+	it_fake_script(&w.f,
+	    "{\"method\":\"POST\",\"path_suffix\":\"/messages\","
+	    "\"status\":400,\"times\":1,\"body\":{\"error\":{\"message\":"
+	    "\"This message is sent outside of allowed window.\",\"type\":"
+	    "\"OAuthException\",\"code\":10,\"error_subcode\":2018278,"
+	    "\"fbtrace_id\":\"T10\"}}}");
+	send_ok(&w, "{\"text\":\"About your order\"}", id);
+	wait_state(&w, id, "failed", 15000);
+	snprintf(path, sizeof(path), "/api/v1/messages/%s/resend", id);
+	it_call(&w.s, &r, "POST", path, w.key, "{}");
+	ASH_T_EQ_INT(r.status, 200);
+	it_resp_fini(&r);
+	wait_state(&w, id, "sent", 15000);
+	cs = calls(&w, "/messages", &n);
+	ASH_T_EQ_INT(n, 2);
+	check_send(cs, 0, id, "RESPONSE", NULL, "About your order");
+	check_send(
+	    cs, 1, id, "MESSAGE_TAG", "HUMAN_AGENT", "About your order");
+	cJSON_Delete(cs);
+	world_stop(&w);
+}
+
 /* --- idempotency and tenancy -------------------------------------------- */
 
 ASH_TEST(same_client_id_gives_one_row_and_one_send)
@@ -1236,6 +1270,7 @@ ASH_TEST_MAIN(
     ASH_TEST_ENTRY(throttled_with_a_long_wait_shows_the_channel_rate_limited),
     ASH_TEST_ENTRY(revoked_token_190_fails_at_once_and_marks_channel),
     ASH_TEST_ENTRY(permanent_failure_then_resend_is_sent),
+    ASH_TEST_ENTRY(resend_after_meta_closed_the_window_uses_human_agent),
     ASH_TEST_ENTRY(same_client_id_gives_one_row_and_one_send),
     ASH_TEST_ENTRY(another_tenant_cannot_send_resend_or_hand_over),
     ASH_TEST_ENTRY(instagram_login_sends_with_bearer_and_byte_limit),

@@ -88,6 +88,42 @@ ASH_TEST(policy_window_table_ai_and_human)
 		check_case(&tab[i]);
 }
 
+/* After Meta refused a send as outside the window, its answer wins over
+ * our clock: a person's resend goes with HUMAN_AGENT even when the
+ * customer's last message looks recent here, the AI's is refused, and
+ * the 7-day limit still holds. */
+ASH_TEST(policy_after_meta_closed_the_window)
+{
+	static const struct {
+		mi_author   author;
+		int64_t     age_ms;
+		const char *tag; /* NULL: refused */
+	} tab[] = {
+	    {MI_AUTHOR_AGENT, HOUR, "HUMAN_AGENT"},
+	    {MI_AUTHOR_AGENT, 30 * HOUR, "HUMAN_AGENT"},
+	    {MI_AUTHOR_AGENT, 7 * DAY, NULL},
+	    {MI_AUTHOR_AI, HOUR, NULL},
+	    {MI_AUTHOR_AI, 30 * HOUR, NULL},
+	};
+
+	for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++) {
+		mi_policy p = mi_policy_after_window(
+		    tab[i].author, NOW, NOW - tab[i].age_ms);
+		if (tab[i].tag == NULL) {
+			ASH_T_TRUE(!p.allowed);
+			ASH_T_NOT_NULL(p.refusal);
+			continue;
+		}
+		ASH_T_TRUE(p.allowed);
+		ASH_T_EQ_STR(p.messaging_type, "MESSAGE_TAG");
+		ASH_T_EQ_STR(p.tag, tab[i].tag);
+	}
+	ASH_T_CONTAINS(
+	    mi_policy_after_window(MI_AUTHOR_AI, NOW, NOW - HOUR).refusal,
+	    "Meta answered");
+	ASH_T_TRUE(!mi_policy_after_window(MI_AUTHOR_AGENT, NOW, 0).allowed);
+}
+
 ASH_TEST(policy_ai_is_never_tagged_human_agent)
 {
 	/* Whatever the age, an AI reply never carries HUMAN_AGENT. */
@@ -432,6 +468,7 @@ ASH_TEST(send_body_shapes)
 }
 
 ASH_TEST_MAIN(ASH_TEST_ENTRY(policy_window_table_ai_and_human),
+    ASH_TEST_ENTRY(policy_after_meta_closed_the_window),
     ASH_TEST_ENTRY(policy_ai_is_never_tagged_human_agent),
     ASH_TEST_ENTRY(policy_refusals_say_why),
     ASH_TEST_ENTRY(classify_every_code_of_the_spec_table),
