@@ -601,6 +601,21 @@ ASH_TEST(revoked_token_190_fails_at_once_and_marks_channel)
 	world_stop(&w);
 }
 
+/* The fake answers the next send 400 with Graph error code/subcode. */
+static void
+fail_next_send(world *w, int code, int subcode, const char *message)
+{
+	char script[512];
+
+	snprintf(script, sizeof(script),
+	    "{\"method\":\"POST\",\"path_suffix\":\"/messages\","
+	    "\"status\":400,\"times\":1,\"body\":{\"error\":{\"message\":"
+	    "\"%s\",\"type\":\"OAuthException\",\"code\":%d,"
+	    "\"error_subcode\":%d,\"fbtrace_id\":\"T%d\"}}}",
+	    message, code, subcode, code);
+	it_fake_script(&w->f, script);
+}
+
 ASH_TEST(permanent_failure_then_resend_is_sent)
 {
 	world        w;
@@ -611,12 +626,8 @@ ASH_TEST(permanent_failure_then_resend_is_sent)
 	int          n;
 
 	messenger_world(&w, "send_resend", "2 hours", NULL);
-	it_fake_script(&w.f,
-	    "{\"method\":\"POST\",\"path_suffix\":\"/messages\","
-	    "\"status\":400,\"times\":1,\"body\":{\"error\":{\"message\":"
-	    "\"This person isn't available right now.\",\"type\":"
-	    "\"OAuthException\",\"code\":551,\"error_subcode\":1545041,"
-	    "\"fbtrace_id\":\"T551\"}}}");
+	fail_next_send(
+	    &w, 551, 1545041, "This person isn't available right now.");
 	send_ok(&w, "{\"text\":\"Your refund is done\"}", id);
 	wait_state(&w, id, "failed", 15000);
 	ASH_T_EQ_STR(q(&w,
@@ -661,12 +672,8 @@ ASH_TEST(resend_after_meta_closed_the_window_uses_human_agent)
 	int     n;
 
 	messenger_world(&w, "send_closed", "2 hours", NULL);
-	it_fake_script(&w.f,
-	    "{\"method\":\"POST\",\"path_suffix\":\"/messages\","
-	    "\"status\":400,\"times\":1,\"body\":{\"error\":{\"message\":"
-	    "\"This message is sent outside of allowed window.\",\"type\":"
-	    "\"OAuthException\",\"code\":10,\"error_subcode\":2018278,"
-	    "\"fbtrace_id\":\"T10\"}}}");
+	fail_next_send(&w, 10, 2018278,
+	    "This message is sent outside of allowed window.");
 	send_ok(&w, "{\"text\":\"About your order\"}", id);
 	wait_state(&w, id, "failed", 15000);
 	snprintf(path, sizeof(path), "/api/v1/messages/%s/resend", id);
