@@ -373,7 +373,8 @@ on_deleted(void *arg, ash_err rv, const PGresult *res)
 /* Deletes the conversation, every message, reaction and reply job of it,
  * and the person's profile (one conversation per person per channel):
  * nothing of it is left in this schema. The person's reactions go too,
- * also those to messages that were never stored, and the webhook bodies
+ * also those to messages that were never stored, their edits waiting for
+ * a message (0015_early_edits.sql), and the webhook bodies
  * the journal kept that name them (the rows stay, without the body:
  * migrations/0013_journal_kept_bodies.sql). One statement, so all or
  * nothing. */
@@ -390,6 +391,9 @@ on_conv_delete(ash_bus_call *call, void *arg)
 	    "WHERE x.channel_id = v.channel_id AND (x.participant = "
 	    "v.external_id OR x.mid IN (SELECT m.mid FROM messages m WHERE "
 	    "m.conversation_id = v.id))), "
+	    "ee AS (DELETE FROM early_edits x USING v "
+	    "WHERE x.channel_id = v.channel_id AND x.participant = "
+	    "v.external_id), "
 	    "j AS (UPDATE journal x SET raw = NULL FROM v "
 	    "WHERE x.raw IS NOT NULL AND position(convert_to('\"' || "
 	    "v.external_id || '\"', 'UTF8') IN x.raw) > 0), "

@@ -154,7 +154,10 @@ purge_step(mi_ctx *mi)
 	    "AND s.first_id <= (SELECT max(id) FROM d) "
 	    "AND NOT EXISTS (SELECT 1 FROM journal j WHERE j.id BETWEEN "
 	    "s.first_id AND s.last_id AND s.tenant_id = ANY (j.tenant_ids) "
-	    "AND j.id NOT IN (SELECT id FROM d))) "
+	    "AND j.id NOT IN (SELECT id FROM d))), "
+	    /* Edits whose message never came (0015_early_edits.sql). */
+	    "e AS (DELETE FROM early_edits WHERE edited_at < now() - "
+	    "interval '2 days') "
 	    "SELECT count(*) FROM d";
 	char days[16];
 

@@ -646,6 +646,37 @@ ASH_TEST(f6_edit_unsend_reaction_and_unreact_in_any_order)
 	                 "SELECT text || ' ' || edit_count FROM "
 	                 "meta_ingest.messages WHERE mid = 'e'"),
 	    "v2 2");
+	/* Edits before their message (its POST sent again later): the
+	 * highest waits for it and is applied when it is stored. */
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":3300,"
+	                     "\"message_edit\":{\"mid\":\"late\",\"text\":"
+	                     "\"w2\",\"num_edit\":2}},"
+	                     "{" FROM_C ",\"timestamp\":3250,"
+	                     "\"message_edit\":{\"mid\":\"late\",\"text\":"
+	                     "\"w1\",\"num_edit\":1}}")),
+	    200);
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":3240,"
+	                     "\"message_edit\":{\"mid\":\"late\",\"text\":"
+	                     "\"w1\",\"num_edit\":1}}")),
+	    200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT count(*) FROM meta_ingest.messages WHERE "
+	                 "mid = 'late'"),
+	    "0");
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":3230,"
+	                     "\"message\":{\"mid\":\"late\",\"text\":"
+	                     "\"w0\"}}")),
+	    200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT text || ' ' || edit_count || ' ' || "
+	                 "(extract(epoch from edited_at) * 1000)::bigint FROM "
+	                 "meta_ingest.messages WHERE mid = 'late'"),
+	    "w2 2 3300");
+	ASH_T_EQ_STR(
+	    q(&s, "SELECT count(*) FROM meta_ingest.early_edits"), "0");
 	/* React, then a late older unreact: the reaction stays. */
 	ASH_T_EQ_INT(
 	    post_json(&s,
@@ -1753,6 +1784,16 @@ ASH_TEST(p16_deleting_a_conversation_removes_all_of_it)
 	                 "SELECT count(*) FROM meta_ingest.journal WHERE raw "
 	                 "IS NOT NULL"),
 	    "2");
+	/* And an edit still waiting for its message. */
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{\"sender\":{\"id\":\"1000\"},"
+	            "\"recipient\":{\"id\":\"" PAGE "\"},"
+	            "\"timestamp\":20003,\"message_edit\":{\"mid\":"
+	            "\"m_never\",\"text\":\"mine\",\"num_edit\":1}}")),
+	    200);
+	ASH_T_EQ_STR(
+	    q(&s, "SELECT count(*) FROM meta_ingest.early_edits"), "1");
 	snprintf(path, sizeof(path), "/api/v1/conversations/%s",
 	    q(&s,
 	        "SELECT v.id FROM meta_ingest.conversations v JOIN "
@@ -1767,6 +1808,8 @@ ASH_TEST(p16_deleting_a_conversation_removes_all_of_it)
 	                 "mid = 'm0'"),
 	    "0");
 	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.reactions"), "0");
+	ASH_T_EQ_STR(
+	    q(&s, "SELECT count(*) FROM meta_ingest.early_edits"), "0");
 	ASH_T_EQ_STR(q(&s,
 	                 "SELECT count(*) FROM meta_ingest.participants "
 	                 "WHERE external_id = '1000'"),

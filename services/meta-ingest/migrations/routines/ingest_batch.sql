@@ -23,7 +23,7 @@
 -- applied again when it changes. A change it cannot make alone (a new
 -- return type, a new type it uses) goes in a migration, which runs first.
 -- Why each part is the way it is: the migrations that changed it, 0002,
--- 0005, 0006, 0008, 0009, 0010, 0011, 0012 and 0014.
+-- 0005, 0006, 0008, 0009, 0010, 0011, 0012, 0014 and 0015.
 
 -- Generic plans only: each call re-planned several of its statements (in
 -- auto mode, a statement whose generic plan is estimated dearer than its
@@ -216,16 +216,46 @@ BEGIN
            AND m.mid = e.mid;
     END IF;
 
-    -- Edits: the highest edit count wins, whatever the arrival order.
-    IF 'edit' = ANY (types) THEN
+    -- Edits that arrived before these new messages (0015_early_edits.sql).
+    IF new_mid IS NOT NULL AND EXISTS (SELECT 1 FROM early_edits) THEN
+        WITH e AS (
+            DELETE FROM early_edits x
+             USING unnest(new_ch, new_mid) AS n(channel_id, mid)
+             WHERE x.channel_id = n.channel_id AND x.mid = n.mid
+            RETURNING x.*)
         UPDATE messages m
-           SET text = e.text, edited_at = e.ts, edit_count = e.num_edit
-          FROM (SELECT DISTINCT ON (x.channel_id, x.mid) x.*
-                  FROM unnest(ev) x
-                 WHERE x.type = 'edit'
-                 ORDER BY x.channel_id, x.mid, x.num_edit DESC) e
+           SET text = e.text, edited_at = e.edited_at, edit_count = e.num_edit
+          FROM e
          WHERE m.channel_id = e.channel_id AND m.mid = e.mid
            AND m.edit_count < e.num_edit AND m.unsent_at IS NULL;
+    END IF;
+
+    -- Edits: the highest edit count wins, whatever the arrival order; one
+    -- whose message is not stored yet waits for it.
+    IF 'edit' = ANY (types) THEN
+        WITH e AS (
+            SELECT DISTINCT ON (x.channel_id, x.mid) x.*
+              FROM unnest(ev) x
+             WHERE x.type = 'edit' AND x.mid IS NOT NULL
+             ORDER BY x.channel_id, x.mid, x.num_edit DESC
+        ), u AS (
+            UPDATE messages m
+               SET text = e.text, edited_at = e.ts, edit_count = e.num_edit
+              FROM e
+             WHERE m.channel_id = e.channel_id AND m.mid = e.mid
+               AND m.edit_count < e.num_edit AND m.unsent_at IS NULL)
+        INSERT INTO early_edits (channel_id, mid, participant, text,
+                                 edited_at, num_edit)
+        SELECT e.channel_id, e.mid, e.customer, e.text, e.ts, e.num_edit
+          FROM e
+         WHERE e.customer IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM messages m
+                            WHERE m.channel_id = e.channel_id
+                              AND m.mid = e.mid)
+        ON CONFLICT (channel_id, mid) DO UPDATE
+           SET text = EXCLUDED.text, edited_at = EXCLUDED.edited_at,
+               num_edit = EXCLUDED.num_edit
+         WHERE early_edits.num_edit < EXCLUDED.num_edit;
     END IF;
 
     -- Reactions: the newest per (message, person) wins.
