@@ -171,9 +171,13 @@ void mi_channel_aad(
 
 /* Records a Graph failure on the channel's status (needs_reauth for 190,
  * rate_limited until now + wait_s for throttling), with the code and a
- * reason (never the token). Fire and forget. */
+ * reason (never the token). sealed is the token the call was made with,
+ * as stored: the status is recorded only while the channel still has it,
+ * so that the answer to a call made with a replaced token (the channel
+ * was reconnected meanwhile) does not mark the new one. Fire and forget.
+ */
 void mi_channel_set_status(mi_ctx *mi, const char *channel_id,
-    mi_graph_class cls, int code, int subcode, int wait_s);
+    const char *sealed, mi_graph_class cls, int code, int subcode, int wait_s);
 
 /* Asks the profile fetcher (mi_profile.c) to look for pending participants
  * now, e.g. after a commit that created some; a NOTIFY on "mi_profiles"

@@ -28,15 +28,15 @@ on_status_stored(void *arg, ash_err rv, const PGresult *res)
 }
 
 void
-mi_channel_set_status(mi_ctx *mi, const char *channel_id, mi_graph_class cls,
-    int code, int subcode, int wait_s)
+mi_channel_set_status(mi_ctx *mi, const char *channel_id, const char *sealed,
+    mi_graph_class cls, int code, int subcode, int wait_s)
 {
 	static const char sql[] =
 	    "UPDATE channels SET status = $2, status_code = $3::int, "
 	    "status_subcode = $4::int, status_reason = $5, status_at = now(), "
 	    "rate_limited_until = CASE WHEN $2 = 'rate_limited' "
 	    "THEN now() + make_interval(secs => $6::int) END "
-	    "WHERE id = $1";
+	    "WHERE id = $1 AND token_sealed = $7";
 	char        c[16], s[16], w[16];
 	const char *status = "ok", *reason = "ok";
 
@@ -51,8 +51,8 @@ mi_channel_set_status(mi_ctx *mi, const char *channel_id, mi_graph_class cls,
 	snprintf(c, sizeof(c), "%d", code);
 	snprintf(s, sizeof(s), "%d", subcode);
 	snprintf(w, sizeof(w), "%d", wait_s > 0 ? wait_s : 60);
-	const char *p[] = {channel_id, status, c, s, reason, w};
-	if (ash_db_query(ash_svc_db(mi->svc), sql, 6, p, on_status_stored,
+	const char *p[] = {channel_id, status, c, s, reason, w, sealed};
+	if (ash_db_query(ash_svc_db(mi->svc), sql, 7, p, on_status_stored,
 	        NULL) != ASH_OK)
 		ash_log_warn(NULL, "MI-STATUS", "channel status not stored");
 	if (cls == MI_GRAPH_REAUTH || cls == MI_GRAPH_THROTTLED)

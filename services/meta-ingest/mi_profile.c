@@ -71,6 +71,7 @@ typedef struct prof_job {
 	int                attempts; /* before this one */
 	mi_profile_outcome out;
 	int                wait_s; /* THROTTLED: Meta's wait */
+	char              *sealed; /* the token the call was made with */
 } prof_job;
 
 static void profiles_claim(mi_ctx *mi);
@@ -128,6 +129,7 @@ job_end(prof_job *j)
 		ps.again = false;
 		profiles_claim(j->mi);
 	}
+	free(j->sealed);
 	free(j);
 }
 
@@ -232,15 +234,15 @@ on_profile(void *arg, const mi_graph_result *res)
 	if (j->out == MI_PROFILE_REAUTH) {
 		/* Left as claimed: the channel is skipped until reconnected.
 		 */
-		mi_channel_set_status(j->mi, j->channel_id, MI_GRAPH_REAUTH,
-		    res->code, res->subcode, 0);
+		mi_channel_set_status(j->mi, j->channel_id, j->sealed,
+		    MI_GRAPH_REAUTH, res->code, res->subcode, 0);
 		job_end(j);
 		return;
 	}
 	if (j->out == MI_PROFILE_THROTTLED) {
 		j->wait_s = res->retry_after_s > 0 ? res->retry_after_s : 60;
-		mi_channel_set_status(j->mi, j->channel_id, MI_GRAPH_THROTTLED,
-		    res->code, res->subcode, j->wait_s);
+		mi_channel_set_status(j->mi, j->channel_id, j->sealed,
+		    MI_GRAPH_THROTTLED, res->code, res->subcode, j->wait_s);
 	}
 	job_store(j, res->body);
 }
@@ -297,6 +299,7 @@ job_start(mi_ctx *mi, const PGresult *r, int i)
 	    j->channel_id, sizeof(j->channel_id), "%s", PQgetvalue(r, i, 1));
 	j->attempts = atoi(PQgetvalue(r, i, 3));
 	snprintf(j->kind, sizeof(j->kind), "%s", PQgetvalue(r, i, 4));
+	j->sealed = ash_xstrdup(PQgetvalue(r, i, 6));
 	ps.inflight++;
 	ash_loop_hold(ash_svc_loop(mi->svc));
 	if (!digits_only(ext)) { /* not a PSID/IGSID: no path to ask */

@@ -282,16 +282,17 @@ job_channel_status(job *j, const mi_graph_result *res, int wait_s)
 	mi_ctx *mi = j->s->mi;
 
 	if (res->cls == MI_GRAPH_REAUTH)
-		mi_channel_set_status(mi, j->channel, MI_GRAPH_REAUTH,
-		    res->code, res->subcode, 0);
+		mi_channel_set_status(mi, j->channel, j->sealed,
+		    MI_GRAPH_REAUTH, res->code, res->subcode, 0);
 	else if (res->cls == MI_GRAPH_THROTTLED)
-		mi_channel_set_status(mi, j->channel, MI_GRAPH_THROTTLED,
-		    res->code, res->subcode, wait_s);
+		mi_channel_set_status(mi, j->channel, j->sealed,
+		    MI_GRAPH_THROTTLED, res->code, res->subcode, wait_s);
 	else if (res->cls == MI_GRAPH_OK && res->retry_after_s > 0)
-		mi_channel_set_status(mi, j->channel, MI_GRAPH_THROTTLED, 0, 0,
-		    res->retry_after_s);
+		mi_channel_set_status(mi, j->channel, j->sealed,
+		    MI_GRAPH_THROTTLED, 0, 0, res->retry_after_s);
 	else if (res->cls == MI_GRAPH_OK && !j->channel_ok)
-		mi_channel_set_status(mi, j->channel, MI_GRAPH_OK, 0, 0, 0);
+		mi_channel_set_status(
+		    mi, j->channel, j->sealed, MI_GRAPH_OK, 0, 0, 0);
 }
 
 static void

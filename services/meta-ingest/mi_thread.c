@@ -30,6 +30,7 @@ typedef struct tcall {
 	char          action[16]; /* handover: pass | take | request */
 	bool          on;         /* typing */
 	char         *recipient, *app_id, *metadata;
+	char         *sealed; /* the token the call is made with */
 } tcall;
 
 static tcall *
@@ -52,6 +53,7 @@ tcall_free(tcall *t)
 	free(t->recipient);
 	free(t->app_id);
 	free(t->metadata);
+	free(t->sealed);
 	free(t);
 }
 
@@ -155,8 +157,8 @@ on_tcall_reply(void *arg, const mi_graph_result *res)
 	char   why[400];
 
 	if (res->err == ASH_OK && res->cls == MI_GRAPH_REAUTH)
-		mi_channel_set_status(t->mi, t->channel, MI_GRAPH_REAUTH,
-		    res->code, res->subcode, 0);
+		mi_channel_set_status(t->mi, t->channel, t->sealed,
+		    MI_GRAPH_REAUTH, res->code, res->subcode, 0);
 	if (t->kind == T_TYPING) {
 		cJSON *b = cJSON_CreateObject();
 		cJSON_AddBoolToObject(b, "sent", res->cls == MI_GRAPH_OK);
@@ -185,6 +187,7 @@ on_target(void *arg, ash_err rv, const PGresult *res)
 	snprintf(t->channel, sizeof(t->channel), "%s", PQgetvalue(res, 0, 0));
 	snprintf(t->login, sizeof(t->login), "%s", PQgetvalue(res, 0, 1));
 	t->recipient = ash_xstrdup(PQgetvalue(res, 0, 3));
+	t->sealed    = ash_xstrdup(PQgetvalue(res, 0, 2));
 	if ((token = mi_token_unseal(
 	         t->mi, t->channel, PQgetvalue(res, 0, 2))) == NULL) {
 		tcall_fail(t, ASH_EINTERNAL,

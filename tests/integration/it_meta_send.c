@@ -482,6 +482,23 @@ wait_metric(world *w, const char *line)
 	check_metric(w, line); /* fails, showing what it is */
 }
 
+/* The fake answers the next send 400 with Graph error code/subcode (0:
+ * none), after delay_ms. */
+static void
+fail_next_send(
+    world *w, int code, int subcode, const char *message, int delay_ms)
+{
+	char script[512];
+
+	snprintf(script, sizeof(script),
+	    "{\"method\":\"POST\",\"path_suffix\":\"/messages\","
+	    "\"status\":400,\"times\":1,\"delay_ms\":%d,\"body\":{"
+	    "\"error\":{\"message\":\"%s\",\"type\":\"OAuthException\","
+	    "\"code\":%d,\"error_subcode\":%d,\"fbtrace_id\":\"T%dx\"}}}",
+	    delay_ms, message, code, subcode, code);
+	it_fake_script(&w->f, script);
+}
+
 ASH_TEST(throttled_613_is_retried_then_sent)
 {
 	world  w;
@@ -490,11 +507,8 @@ ASH_TEST(throttled_613_is_retried_then_sent)
 	int    n;
 
 	messenger_world(&w, "send_613", "1 hour", NULL);
-	it_fake_script(&w.f,
-	    "{\"method\":\"POST\",\"path_suffix\":\"/messages\","
-	    "\"status\":400,\"times\":1,\"body\":{\"error\":{\"message\":"
-	    "\"Calls to this api have exceeded the rate limit.\",\"type\":"
-	    "\"OAuthException\",\"code\":613,\"fbtrace_id\":\"T613x\"}}}");
+	fail_next_send(
+	    &w, 613, 0, "Calls to this api have exceeded the rate limit.", 0);
 	send_ok(&w, "{\"text\":\"One moment please\"}", id);
 	wait_state(&w, id, "sent", 20000);
 	ASH_T_EQ_STR(
@@ -601,19 +615,39 @@ ASH_TEST(revoked_token_190_fails_at_once_and_marks_channel)
 	world_stop(&w);
 }
 
-/* The fake answers the next send 400 with Graph error code/subcode. */
-static void
-fail_next_send(world *w, int code, int subcode, const char *message)
+/* A 190 that answers a call made with a token since replaced (the
+ * tenant reconnected the channel while the call was out) speaks for the
+ * old token only: the reconnected channel stays ok and keeps sending. */
+ASH_TEST(a_190_for_a_replaced_token_leaves_the_reconnected_channel_ok)
 {
-	char script[512];
+	world   w;
+	it_resp r;
+	char    id[64];
 
-	snprintf(script, sizeof(script),
-	    "{\"method\":\"POST\",\"path_suffix\":\"/messages\","
-	    "\"status\":400,\"times\":1,\"body\":{\"error\":{\"message\":"
-	    "\"%s\",\"type\":\"OAuthException\",\"code\":%d,"
-	    "\"error_subcode\":%d,\"fbtrace_id\":\"T%d\"}}}",
-	    message, code, subcode, code);
-	it_fake_script(&w->f, script);
+	messenger_world(&w, "send_190_late", "1 hour", NULL);
+	fail_next_send(&w, 190, 0, "Error validating access token", 1500);
+	send_ok(&w, "{\"text\":\"Hello?\"}", id);
+	wait_state(&w, id, "sending", 5000);
+	it_fake_token(&w.f, "EAAGnewtokenFORtests0123456789",
+	    "{\"id\":\"" PAGE "\",\"name\":\"Acme\"}");
+	it_call(&w.s, &r, "POST", "/api/v1/channels/meta", w.key,
+	    "{\"kind\":\"messenger\",\"external_id\":\"" PAGE
+	    "\",\"access_token\":\"EAAGnewtokenFORtests0123456789\"}");
+	ASH_T_EQ_INT(r.status, 200);
+	it_resp_fini(&r);
+	wait_state(&w, id, "failed", 15000);
+	usleep(300 * 1000); /* the status is stored after the message */
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT status FROM meta_ingest.channels WHERE id = "
+	                 "'%s'",
+	                 w.channel),
+	    "ok");
+	/* And it sends with the new token. */
+	send_ok(&w, "{\"text\":\"Hello again\"}", id);
+	wait_state(&w, id, "sent", 15000);
+	ASH_T_TRUE(!it_proc_log_has(
+	    w.s.procs[ASH_SVC_META_INGEST], "EAAGnewtokenFORtests0123456789"));
+	world_stop(&w);
 }
 
 ASH_TEST(permanent_failure_then_resend_is_sent)
@@ -627,7 +661,7 @@ ASH_TEST(permanent_failure_then_resend_is_sent)
 
 	messenger_world(&w, "send_resend", "2 hours", NULL);
 	fail_next_send(
-	    &w, 551, 1545041, "This person isn't available right now.");
+	    &w, 551, 1545041, "This person isn't available right now.", 0);
 	send_ok(&w, "{\"text\":\"Your refund is done\"}", id);
 	wait_state(&w, id, "failed", 15000);
 	ASH_T_EQ_STR(q(&w,
@@ -673,7 +707,7 @@ ASH_TEST(resend_after_meta_closed_the_window_uses_human_agent)
 
 	messenger_world(&w, "send_closed", "2 hours", NULL);
 	fail_next_send(&w, 10, 2018278,
-	    "This message is sent outside of allowed window.");
+	    "This message is sent outside of allowed window.", 0);
 	send_ok(&w, "{\"text\":\"About your order\"}", id);
 	wait_state(&w, id, "failed", 15000);
 	snprintf(path, sizeof(path), "/api/v1/messages/%s/resend", id);
@@ -1276,6 +1310,8 @@ ASH_TEST_MAIN(
     ASH_TEST_ENTRY(throttled_613_is_retried_then_sent),
     ASH_TEST_ENTRY(throttled_with_a_long_wait_shows_the_channel_rate_limited),
     ASH_TEST_ENTRY(revoked_token_190_fails_at_once_and_marks_channel),
+    ASH_TEST_ENTRY(
+        a_190_for_a_replaced_token_leaves_the_reconnected_channel_ok),
     ASH_TEST_ENTRY(permanent_failure_then_resend_is_sent),
     ASH_TEST_ENTRY(resend_after_meta_closed_the_window_uses_human_agent),
     ASH_TEST_ENTRY(same_client_id_gives_one_row_and_one_send),
