@@ -431,18 +431,26 @@ post_json(it_stack *s, const char *json)
 	return st;
 }
 
-ASH_TEST(f6_receipts_in_any_order_only_move_forward)
+/* A Messenger channel and customer 42's thread, opened by "hi" at 1 s. */
+static void
+thread_of_42(it_stack *s, const char *tag)
 {
-	it_stack s;
-	char     t[64], k[128];
+	char t[64], k[128];
 
-	start(&s, "mi_order", t, k);
-	channel(&s, t, "messenger", PAGE);
+	start(s, tag, t, k);
+	channel(s, t, "messenger", PAGE);
 	ASH_T_EQ_INT(
-	    post_json(&s,
+	    post_json(s,
 	        ENV("{" FROM_C ",\"timestamp\":1000,"
 	            "\"message\":{\"mid\":\"in1\",\"text\":\"hi\"}}")),
 	    200);
+}
+
+ASH_TEST(f6_receipts_in_any_order_only_move_forward)
+{
+	it_stack s;
+
+	thread_of_42(&s, "mi_order");
 	/* The read receipt overtakes the echo of the message it covers. */
 	ASH_T_EQ_INT(post_json(&s,
 	                 ENV("{" FROM_C ",\"timestamp\":5000,"
@@ -519,15 +527,9 @@ ASH_TEST(f6_receipts_in_any_order_only_move_forward)
 ASH_TEST(f6_our_echo_dates_the_message_from_its_send)
 {
 	it_stack s;
-	char     t[64], k[128], id[40], item[512];
+	char     id[40], item[512];
 
-	start(&s, "mi_echo_date", t, k);
-	channel(&s, t, "messenger", PAGE);
-	ASH_T_EQ_INT(
-	    post_json(&s,
-	        ENV("{" FROM_C ",\"timestamp\":1000,"
-	            "\"message\":{\"mid\":\"in1\",\"text\":\"hi\"}}")),
-	    200);
+	thread_of_42(&s, "mi_echo_date");
 	/* Queued at 2 s (the sender holds it: leased), read up to 3 s. */
 	snprintf(id, sizeof(id), "%s",
 	    q(&s,
