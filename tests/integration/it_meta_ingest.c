@@ -629,6 +629,24 @@ ASH_TEST(f6_edit_unsend_reaction_and_unreact_in_any_order)
 	                 "(unsent_at IS NOT NULL) FROM meta_ingest.messages "
 	                 "WHERE mid = 'gone'"),
 	    "(erased) true");
+	/* Unsent after it was stored: its reply job is cancelled too. */
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{" FROM_C ",\"timestamp\":2100,"
+	            "\"message\":{\"mid\":\"oops\",\"text\":\"typo\"}}")),
+	    200);
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{" FROM_C ",\"timestamp\":2200,"
+	            "\"message\":{\"mid\":\"oops\",\"is_deleted\":true}}")),
+	    200);
+	ASH_T_EQ_STR(
+	    q(&s,
+	        "SELECT coalesce(m.text, '(erased)') || ' ' || j.state "
+	        "FROM meta_ingest.messages m JOIN "
+	        "meta_ingest.reply_jobs j ON j.message_id = m.id "
+	        "WHERE m.mid = 'oops'"),
+	    "(erased) cancelled");
 	/* Edits: the highest edit count wins. */
 	ASH_T_EQ_INT(post_json(&s,
 	                 ENV("{" FROM_C ",\"timestamp\":3000,"

@@ -207,13 +207,20 @@ BEGIN
       JOIN unnest(th) k ON k.conversation_id = i.conversation_id;
 
     -- Unsends of messages we had: erase the content, keep the fact.
+    -- Nothing is left to answer: the message's reply job, if not done
+    -- yet, is cancelled (a claimer completing it learns it was not).
     IF 'unsend' = ANY (types) THEN
-        UPDATE messages m
-           SET text = NULL, attachments = '[]', payload = NULL,
-               unsent_at = coalesce(m.unsent_at, e.ts)
-          FROM unnest(ev) e
-         WHERE e.type = 'unsend' AND m.channel_id = e.channel_id
-           AND m.mid = e.mid;
+        WITH u AS (
+            UPDATE messages m
+               SET text = NULL, attachments = '[]', payload = NULL,
+                   unsent_at = coalesce(m.unsent_at, e.ts)
+              FROM unnest(ev) e
+             WHERE e.type = 'unsend' AND m.channel_id = e.channel_id
+               AND m.mid = e.mid
+            RETURNING m.id)
+        UPDATE reply_jobs j SET state = 'cancelled', lease_until = NULL
+          FROM u
+         WHERE j.message_id = u.id AND j.state IN ('pending', 'claimed');
     END IF;
 
     -- Edits that arrived before these new messages (0015_early_edits.sql).
