@@ -556,6 +556,37 @@ ASH_TEST(f6_our_echo_dates_the_message_from_its_send)
 	                 "from sent_at) * 1000)::bigint FROM "
 	                 "meta_ingest.messages WHERE direction = 'out'"),
 	    "ours1 sent 6500");
+	/* Our own reply leaves the customer's reply job alone. */
+	ASH_T_EQ_STR(
+	    q(&s, "SELECT state FROM meta_ingest.reply_jobs"), "pending");
+	it_stack_fini(&s);
+}
+
+/* A person replying from Meta's inbox (an echo of no app of ours:
+ * meta-webhooks.md §6.3) has answered what the customer wrote before: the
+ * reply jobs of those messages are cancelled; a later message gets one. */
+ASH_TEST(f6_a_reply_from_metas_inbox_cancels_the_jobs_it_answers)
+{
+	it_stack s;
+
+	thread_of_42(&s, "mi_inbox_reply");
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{" TO_C ",\"timestamp\":2000,"
+	            "\"message\":{\"mid\":\"human1\",\"is_echo\":true,"
+	            "\"text\":\"I'll check for you\"}}")),
+	    200);
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{" FROM_C ",\"timestamp\":3000,"
+	            "\"message\":{\"mid\":\"in2\",\"text\":\"thanks\"}}")),
+	    200);
+	ASH_T_EQ_STR(
+	    q(&s,
+	        "SELECT string_agg(m.mid || ' ' || j.state, ',' ORDER "
+	        "BY m.mid) FROM meta_ingest.reply_jobs j JOIN "
+	        "meta_ingest.messages m ON m.id = j.message_id"),
+	    "in1 cancelled,in2 pending");
 	it_stack_fini(&s);
 }
 
@@ -2497,6 +2528,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(f6_receipts_in_any_order_only_move_forward),
     ASH_TEST_ENTRY(f6_our_echo_dates_the_message_from_its_send),
     ASH_TEST_ENTRY(f6_thread_owner_follows_the_newest_handover_event),
+    ASH_TEST_ENTRY(f6_a_reply_from_metas_inbox_cancels_the_jobs_it_answers),
     ASH_TEST_ENTRY(f6_edit_unsend_reaction_and_unreact_in_any_order),
     ASH_TEST_ENTRY(f6_signed_unparseable_body_is_kept_raw_and_acknowledged),
     ASH_TEST_ENTRY(

@@ -206,6 +206,27 @@ BEGIN
       FROM ins i
       JOIN unnest(th) k ON k.conversation_id = i.conversation_id;
 
+    -- A reply from someone else (a person in Meta's inbox, or another
+    -- app: meta-webhooks.md §6.3) answers what the customer wrote before
+    -- it: the reply jobs of those messages not done yet are cancelled, so
+    -- the AI does not answer them again. Only the day before the reply is
+    -- looked at: an AI reply cannot go later than that anyway.
+    IF 'echo' = ANY (types) THEN
+        UPDATE reply_jobs j SET state = 'cancelled', lease_until = NULL
+          FROM (SELECT t.conversation_id, max(e.ts) AS at
+                  FROM unnest(ev) e
+                  JOIN unnest(th) t ON t.channel_id = e.channel_id
+                                   AND t.customer = e.customer
+                 WHERE e.type = 'echo'
+                   AND our_message_id(e.app_id, our_app, e.metadata) IS NULL
+                 GROUP BY t.conversation_id) x,
+               messages m
+         WHERE m.conversation_id = x.conversation_id
+           AND m.sent_at <= x.at AND m.sent_at > x.at - interval '1 day'
+           AND m.direction = 'in'
+           AND j.message_id = m.id AND j.state IN ('pending', 'claimed');
+    END IF;
+
     -- Unsends of messages we had: erase the content, keep the fact.
     -- Nothing is left to answer: the message's reply job, if not done
     -- yet, is cancelled (a claimer completing it learns it was not).
