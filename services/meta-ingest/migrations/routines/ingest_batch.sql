@@ -244,39 +244,40 @@ BEGIN
          WHERE j.message_id = u.id AND j.state IN ('pending', 'claimed');
     END IF;
 
-    -- Edits that arrived before these new messages (0015_early_edits.sql).
-    IF new_mid IS NOT NULL AND EXISTS (SELECT 1 FROM early_edits) THEN
-        WITH e AS (
+    -- Edits: the highest edit count wins, whatever the arrival order. One
+    -- whose message is not stored yet waits for it in early_edits, and is
+    -- taken from there with the batch that stores the message
+    -- (0015_early_edits.sql).
+    IF 'edit' = ANY (types)
+       OR (new_mid IS NOT NULL AND EXISTS (SELECT 1 FROM early_edits)) THEN
+        WITH w AS (
             DELETE FROM early_edits x
              USING unnest(new_ch, new_mid) AS n(channel_id, mid)
              WHERE x.channel_id = n.channel_id AND x.mid = n.mid
-            RETURNING x.*)
-        UPDATE messages m
-           SET text = e.text, edited_at = e.edited_at, edit_count = e.num_edit
-          FROM e
-         WHERE m.channel_id = e.channel_id AND m.mid = e.mid
-           AND m.edit_count < e.num_edit AND m.unsent_at IS NULL;
-    END IF;
-
-    -- Edits: the highest edit count wins, whatever the arrival order; one
-    -- whose message is not stored yet waits for it.
-    IF 'edit' = ANY (types) THEN
-        WITH e AS (
-            SELECT DISTINCT ON (x.channel_id, x.mid) x.*
-              FROM unnest(ev) x
-             WHERE x.type = 'edit' AND x.mid IS NOT NULL
-             ORDER BY x.channel_id, x.mid, x.num_edit DESC
+            RETURNING x.channel_id, x.mid, x.participant, x.text,
+                      x.edited_at, x.num_edit
+        ), e AS (
+            SELECT DISTINCT ON (a.channel_id, a.mid) a.*
+              FROM (SELECT x.channel_id, x.mid, x.customer AS participant,
+                           x.text, x.ts AS edited_at, x.num_edit
+                      FROM unnest(ev) x
+                     WHERE x.type = 'edit' AND x.mid IS NOT NULL
+                    UNION ALL
+                    SELECT * FROM w) a
+             ORDER BY a.channel_id, a.mid, a.num_edit DESC
         ), u AS (
             UPDATE messages m
-               SET text = e.text, edited_at = e.ts, edit_count = e.num_edit
+               SET text = e.text, edited_at = e.edited_at,
+                   edit_count = e.num_edit
               FROM e
              WHERE m.channel_id = e.channel_id AND m.mid = e.mid
                AND m.edit_count < e.num_edit AND m.unsent_at IS NULL)
         INSERT INTO early_edits (channel_id, mid, participant, text,
                                  edited_at, num_edit)
-        SELECT e.channel_id, e.mid, e.customer, e.text, e.ts, e.num_edit
+        SELECT e.channel_id, e.mid, e.participant, e.text, e.edited_at,
+               e.num_edit
           FROM e
-         WHERE e.customer IS NOT NULL
+         WHERE e.participant IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM messages m
                             WHERE m.channel_id = e.channel_id
                               AND m.mid = e.mid)
