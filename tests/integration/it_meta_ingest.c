@@ -1976,6 +1976,17 @@ ASH_TEST(f2_reply_jobs_are_claimed_once_and_completed)
 	it_stack_fini(&s);
 }
 
+/* The Limited Data Use flag a conversation reply shows for its person
+ * (dflt when it shows none). */
+static bool
+flag_shown(const it_resp *r, bool dflt)
+{
+	const cJSON *pa = cJSON_GetObjectItem(
+	    cJSON_GetObjectItem(r->json, "conversation"), "participant");
+
+	return ash_json_bool(pa, "limited_data_use", dflt);
+}
+
 /* P29: the business flags a person Limited Data Use; every read of their
  * conversation and every reply job says so, a status change keeps it, and
  * only the owning tenant can set it. */
@@ -1985,7 +1996,7 @@ ASH_TEST(p29_limited_data_use_flag_is_kept_shown_and_handed_to_claimers)
 	it_resp      r;
 	char         t[64], k[128], t2[64], k2[128], path[160], id[40];
 	cJSON       *rep;
-	const cJSON *pa, *jobs;
+	const cJSON *jobs;
 
 	start(&s, "mi_ldu", t, k);
 	it_tenant_create(&s, "Other", t2, k2);
@@ -2012,9 +2023,7 @@ ASH_TEST(p29_limited_data_use_flag_is_kept_shown_and_handed_to_claimers)
 	    "0");
 	it_call(&s, &r, "PATCH", path, k, "{\"limited_data_use\":true}");
 	ASH_T_EQ_INT(r.status, 200);
-	pa = cJSON_GetObjectItem(
-	    cJSON_GetObjectItem(r.json, "conversation"), "participant");
-	ASH_T_TRUE(ash_json_bool(pa, "limited_data_use", false));
+	ASH_T_TRUE(flag_shown(&r, false));
 	it_resp_fini(&r);
 	/* A status change leaves the flag alone. */
 	it_call(&s, &r, "PATCH", path, k, "{\"status\":\"pending\"}");
@@ -2022,22 +2031,16 @@ ASH_TEST(p29_limited_data_use_flag_is_kept_shown_and_handed_to_claimers)
 	ASH_T_EQ_STR(ash_json_str(cJSON_GetObjectItem(r.json, "conversation"),
 	                 "status"),
 	    "pending");
-	pa = cJSON_GetObjectItem(
-	    cJSON_GetObjectItem(r.json, "conversation"), "participant");
-	ASH_T_TRUE(ash_json_bool(pa, "limited_data_use", false));
+	ASH_T_TRUE(flag_shown(&r, false));
 	it_resp_fini(&r);
 	it_call(&s, &r, "GET", path, k, NULL);
-	pa = cJSON_GetObjectItem(
-	    cJSON_GetObjectItem(r.json, "conversation"), "participant");
-	ASH_T_TRUE(ash_json_bool(pa, "limited_data_use", false));
+	ASH_T_TRUE(flag_shown(&r, false));
 	it_resp_fini(&r);
 	/* Nor does null (a field sent unchanged), or the key in other case. */
 	it_call(&s, &r, "PATCH", path, k,
 	    "{\"status\":\"closed\",\"limited_data_use\":null}");
 	ASH_T_EQ_INT(r.status, 200);
-	pa = cJSON_GetObjectItem(
-	    cJSON_GetObjectItem(r.json, "conversation"), "participant");
-	ASH_T_TRUE(ash_json_bool(pa, "limited_data_use", false));
+	ASH_T_TRUE(flag_shown(&r, false));
 	it_resp_fini(&r);
 	it_call(&s, &r, "PATCH", path, k,
 	    "{\"status\":\"pending\",\"Limited_Data_Use\":false}");
@@ -2064,9 +2067,7 @@ ASH_TEST(p29_limited_data_use_flag_is_kept_shown_and_handed_to_claimers)
 	cJSON_Delete(rep);
 	/* And it can be lifted. */
 	it_call(&s, &r, "PATCH", path, k, "{\"limited_data_use\":false}");
-	pa = cJSON_GetObjectItem(
-	    cJSON_GetObjectItem(r.json, "conversation"), "participant");
-	ASH_T_TRUE(!ash_json_bool(pa, "limited_data_use", true));
+	ASH_T_TRUE(!flag_shown(&r, true));
 	it_resp_fini(&r);
 	it_stack_fini(&s);
 }
