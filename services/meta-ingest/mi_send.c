@@ -371,7 +371,8 @@ on_resend_context(void *arg, ash_err rv, const PGresult *res)
 	snprintf(c->state, sizeof(c->state), "%s", PQgetvalue(res, 0, 2));
 	c->author = strcmp(PQgetvalue(res, 0, 1), "ai") == 0 ? MI_AUTHOR_AI
 	                                                     : MI_AUTHOR_AGENT;
-	/* Refused by Meta as outside the window: not RESPONSE again. */
+	/* Refused by Meta as outside the window: not RESPONSE again. (Its
+	 * code and subcode decide that; the HTTP status does not matter.) */
 	if (strcmp(c->state, "failed") == 0 &&
 	    mi_graph_classify(400, atoi(PQgetvalue(res, 0, 6)),
 	        atoi(PQgetvalue(res, 0, 7))) == MI_GRAPH_WINDOW)

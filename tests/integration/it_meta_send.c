@@ -1069,6 +1069,26 @@ ASH_TEST(typing_sends_sender_action_alone)
 	world_stop(&w);
 }
 
+/* A 190 to a typing indicator marks the channel as a send's does: the
+ * token it was made with is still the channel's. */
+ASH_TEST(typing_with_a_revoked_token_marks_the_channel)
+{
+	world  w;
+	cJSON *rep;
+	char   req[160];
+
+	messenger_world(&w, "send_typing_190", "1 hour", NULL);
+	it_fake_revoke(&w.f, TOKEN);
+	snprintf(req, sizeof(req), "{\"conversation_id\":\"%s\",\"on\":true}",
+	    w.conv);
+	rep = bus_call(&w, "conv.typing", req);
+	ASH_T_TRUE(!cJSON_IsTrue(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(rep, "body"), "sent")));
+	cJSON_Delete(rep);
+	wait_channel_status(&w, "needs_reauth");
+	world_stop(&w);
+}
+
 /* POSTs a handover action; returns the thread_owner it answered. */
 static void
 handover(world *w, const char *body, const char *want_owner)
@@ -1323,6 +1343,7 @@ ASH_TEST_MAIN(
     ASH_TEST_ENTRY(f6_a_post_whose_channel_secrets_cannot_be_read_gets_503),
     ASH_TEST_ENTRY(mark_seen_when_an_agent_opens_the_conversation),
     ASH_TEST_ENTRY(typing_sends_sender_action_alone),
+    ASH_TEST_ENTRY(typing_with_a_revoked_token_marks_the_channel),
     ASH_TEST_ENTRY(handover_passes_thread_to_page_inbox_and_takes_it_back),
     ASH_TEST_ENTRY(sigterm_during_a_send_waits_until_it_is_recorded),
     ASH_TEST_ENTRY(grace_running_out_mid_send_exits_cleanly_and_keeps_the_row),
