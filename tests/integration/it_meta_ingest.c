@@ -594,6 +594,58 @@ ASH_TEST(f6_a_reply_from_metas_inbox_cancels_the_jobs_it_answers)
  * not of their arrival: a standby message Meta delivers again after a
  * pass_thread_control gave the thread back to us does not take it away,
  * and the customer's next message still gets a reply job. */
+/* A thread passed to us and the customer's next message, in one POST:
+ * the message gets its reply job. One of ours followed by the other
+ * app taking the thread, in one POST: that message gets one too, a
+ * standby one after does not. */
+ASH_TEST(f6_a_pass_to_us_and_the_next_message_in_one_post_get_a_reply_job)
+{
+	it_stack s;
+	char     t[64], k[128];
+
+#define JOBS                                                              \
+	"SELECT string_agg(m.mid, ',' ORDER BY m.mid) FROM "              \
+	"meta_ingest.reply_jobs j JOIN meta_ingest.messages m ON m.id = " \
+	"j.message_id"
+
+	start(&s, "mi_pass_msg", t, k);
+	channel(&s, t, "messenger", PAGE);
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE
+	        "\",\"time\":1,\"standby\":[{" FROM_C ",\"timestamp\":3000,"
+	        "\"message\":{\"mid\":\"sb1\",\"text\":\"to the other "
+	        "app\"}}]}]}"),
+	    200);
+	ASH_T_EQ_STR(q(&s, JOBS), "");
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        ENV("{" FROM_C ",\"timestamp\":4000,"
+	            "\"pass_thread_control\":{\"new_owner_app_id\":" APP
+	            ",\"metadata\":\"yours\"}},{" FROM_C
+	            ",\"timestamp\":4500,\"message\":{\"mid\":\"m45\","
+	            "\"text\":\"hello?\"}}")),
+	    200);
+	ASH_T_EQ_STR(q(&s, JOBS), "m45");
+	ASH_T_EQ_INT(
+	    post_json(&s,
+	        "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE
+	        "\",\"time\":1,\"messaging\":[{" FROM_C
+	        ",\"timestamp\":5000,\"message\":{\"mid\":\"m50\","
+	        "\"text\":\"still there?\"}},{" FROM_C
+	        ",\"timestamp\":6000,\"take_thread_control\":{"
+	        "\"previous_owner_app_id\":" APP ",\"metadata\":\"mine\"}}],"
+	        "\"standby\":[{" FROM_C ",\"timestamp\":6500,\"message\":{"
+	        "\"mid\":\"sb65\",\"text\":\"to the other app\"}}]}]}"),
+	    200);
+	ASH_T_EQ_STR(q(&s, JOBS), "m45,m50");
+	ASH_T_EQ_STR(
+	    q(&s, "SELECT thread_owner FROM meta_ingest.conversations"),
+	    "other");
+#undef JOBS
+	it_stack_fini(&s);
+}
+
 ASH_TEST(f6_thread_owner_follows_the_newest_handover_event)
 {
 	it_stack s;
@@ -2529,6 +2581,8 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(f6_receipts_in_any_order_only_move_forward),
     ASH_TEST_ENTRY(f6_our_echo_dates_the_message_from_its_send),
     ASH_TEST_ENTRY(f6_thread_owner_follows_the_newest_handover_event),
+    ASH_TEST_ENTRY(
+        f6_a_pass_to_us_and_the_next_message_in_one_post_get_a_reply_job),
     ASH_TEST_ENTRY(f6_a_reply_from_metas_inbox_cancels_the_jobs_it_answers),
     ASH_TEST_ENTRY(f6_edit_unsend_reaction_and_unreact_in_any_order),
     ASH_TEST_ENTRY(f6_signed_unparseable_body_is_kept_raw_and_acknowledged),
