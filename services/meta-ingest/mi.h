@@ -287,6 +287,13 @@ mi_policy mi_policy_decide(
 mi_policy mi_policy_after_window(
     mi_author author, int64_t now_ms, int64_t last_customer_ms);
 
+/* The policy again when a queued message is about to go (retries and
+ * throttling can hold it for days): mi_policy_decide now, except that a
+ * message queued with MESSAGE_TAG keeps it (Meta had said the window was
+ * closed); refused with the reason if its window closed meanwhile. */
+mi_policy mi_policy_at_send(mi_author author, int64_t now_ms,
+    int64_t last_customer_ms, const char *queued_type);
+
 /* The pieces of the sender below are pure and unit-tested. */
 
 /* Checks outbound text for a channel kind ("messenger": 1..2000
@@ -300,15 +307,23 @@ ash_err mi_send_text_check(const char *channel_kind, const char *text,
  * 5 min, and never shorter than retry_after_s (Meta's own estimate). */
 int64_t mi_send_backoff_ms(int attempts, int retry_after_s, uint32_t rnd);
 
+/* True if a retryable send result leaves open whether Meta took the
+ * message (a timeout, a broken connection, a 5xx other than 1200): the
+ * retry then waits MI_SEND_ECHO_WAIT_MS at least, so that the echo of a
+ * message Meta did take marks it sent first and it is not sent twice. */
+bool mi_send_maybe_taken(const mi_graph_result *r);
+#define MI_SEND_ECHO_WAIT_MS 15000
+
 /* What the sender does with a Graph result after try number attempts. */
 typedef enum mi_send_outcome {
 	MI_SEND_SENT,   /* Meta took it */
 	MI_SEND_RETRY,  /* queued again with a backoff */
 	MI_SEND_FAILED, /* for good (the reason says why) */
 } mi_send_outcome;
-/* RETRY results fail once attempts reaches max_attempts; THROTTLED ones
- * never fail (Meta only asks us to wait); everything else but OK fails at
- * once. */
+/* RETRY results fail once attempts (tries that were not throttled)
+ * reaches max_attempts; THROTTLED ones never fail (Meta only asks us to
+ * wait; the window closing ends the wait, mi_policy_at_send); everything
+ * else but OK fails at once. */
 mi_send_outcome mi_send_outcome_of(
     mi_graph_class cls, int attempts, int max_attempts);
 

@@ -319,7 +319,8 @@ resend_requeue(scall *c)
 {
 	static const char sql[] =
 	    "WITH up AS (UPDATE messages SET state = 'queued', attempts = 0, "
-	    "next_attempt_at = NULL, lease_until = NULL, failure_code = NULL, "
+	    "throttles = 0, next_attempt_at = NULL, lease_until = NULL, "
+	    "failure_code = NULL, "
 	    "failure_subcode = NULL, failure_reason = NULL, sent_at = now(), "
 	    "messaging_type = $4, tag = $5 "
 	    "WHERE id = $1 AND tenant_id = $2 AND state = $3 RETURNING *), "

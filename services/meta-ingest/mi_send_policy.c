@@ -83,6 +83,31 @@ mi_policy_after_window(
 	return p;
 }
 
+mi_policy
+mi_policy_at_send(mi_author author, int64_t now_ms, int64_t last_customer_ms,
+    const char *queued_type)
+{
+	mi_policy p = mi_policy_decide(author, now_ms, last_customer_ms);
+
+	if (p.allowed && strcmp(p.messaging_type, "RESPONSE") == 0 &&
+	    queued_type != NULL && strcmp(queued_type, "MESSAGE_TAG") == 0) {
+		/* Queued with the tag (Meta had closed the window): our
+		 * clock does not reopen it. */
+		p.messaging_type = "MESSAGE_TAG";
+		p.tag            = "HUMAN_AGENT";
+	}
+	if (!p.allowed)
+		p.refusal = author == MI_AUTHOR_AI && last_customer_ms > 0 &&
+		        now_ms - last_customer_ms < HUMAN_AGENT_MS
+		    ? "the 24-hour window closed while the message waited "
+		      "to be sent, and automated replies may not use the "
+		      "HUMAN_AGENT tag"
+		    : "the messaging window closed while the message "
+		      "waited to be sent (the customer's last message is "
+		      "now more than 7 days old)";
+	return p;
+}
+
 /* --- other pure pieces -------------------------------------------------- */
 
 ash_err
@@ -132,6 +157,22 @@ mi_send_backoff_ms(int attempts, int retry_after_s, uint32_t rnd)
 	if ((int64_t) retry_after_s * 1000 > ms)
 		ms = (int64_t) retry_after_s * 1000;
 	return ms;
+}
+
+bool
+mi_send_maybe_taken(const mi_graph_result *r)
+{
+	if (r->cls != MI_GRAPH_RETRY)
+		return false;
+	if (r->err != ASH_OK)
+		/* Cut off after the request may have left. A refused or
+		 * unresolved connection (ASH_EUNAVAIL), or a call that could
+		 * not start, never carried it. */
+		return r->err == ASH_ETIMEDOUT || r->err == ASH_EUPSTREAM ||
+		    r->err == ASH_ETOOBIG;
+	/* 1200 says the send failed; other faults of the server may come
+	 * after Meta stored the message. */
+	return r->status >= 500 && r->code != 1200;
 }
 
 mi_send_outcome

@@ -75,6 +75,9 @@ enum {
 	CL_CH_STATUS,
 	CL_RECIPIENT,
 	CL_GONE,
+	CL_AUTHOR,
+	CL_LAST_CUSTOMER,
+	CL_THROTTLES,
 };
 
 /* Due rows: queued (or sending under an expired lease), their time has
@@ -105,7 +108,9 @@ static const char claim_sql[] =
     "m.attachments -> 0 ->> 'type', m.attachments -> 0 ->> 'url', "
     "m.messaging_type, m.tag, m.reply_to_mid, m.attempts, c.login, "
     "c.token_sealed, c.status, p.external_id, "
-    "c.disconnected_at IS NOT NULL";
+    "c.disconnected_at IS NOT NULL, m.author, "
+    "(extract(epoch from v.last_customer_msg_at) * 1000)::bigint, "
+    "m.throttles";
 
 static void claim(mi_sender *s);
 static void job_start(mi_sender *s, const PGresult *r, int row);
@@ -164,7 +169,10 @@ typedef struct job {
 	char            login[16];
 	char           *text, *att_type, *att_url, *mtype, *tag, *reply_to;
 	char           *sealed, *recipient;
-	int             attempts;
+	int             attempts;  /* tries, this one included */
+	int             throttles; /* tries Meta answered "wait" */
+	mi_author       author;
+	int64_t         last_customer_ms; /* 0: never wrote */
 	bool            channel_ok; /* channel status was 'ok' at claim */
 	bool            gone;       /* the channel was disconnected */
 	const char     *why;        /* failure_reason, if not from Graph */
@@ -203,15 +211,20 @@ job_new(mi_sender *s, const PGresult *r, int i)
 	    PQgetvalue(r, i, CL_CHANNEL));
 	snprintf(j->conv, sizeof(j->conv), "%s", PQgetvalue(r, i, CL_CONV));
 	snprintf(j->login, sizeof(j->login), "%s", PQgetvalue(r, i, CL_LOGIN));
-	j->text       = mi_col_dup(r, i, CL_TEXT);
-	j->att_type   = mi_col_dup(r, i, CL_ATT_TYPE);
-	j->att_url    = mi_col_dup(r, i, CL_ATT_URL);
-	j->mtype      = mi_col_dup(r, i, CL_MTYPE);
-	j->tag        = mi_col_dup(r, i, CL_TAG);
-	j->reply_to   = mi_col_dup(r, i, CL_REPLY_TO);
-	j->sealed     = mi_col_dup(r, i, CL_TOKEN);
-	j->recipient  = mi_col_dup(r, i, CL_RECIPIENT);
-	j->attempts   = atoi(PQgetvalue(r, i, CL_ATTEMPTS));
+	j->text             = mi_col_dup(r, i, CL_TEXT);
+	j->att_type         = mi_col_dup(r, i, CL_ATT_TYPE);
+	j->att_url          = mi_col_dup(r, i, CL_ATT_URL);
+	j->mtype            = mi_col_dup(r, i, CL_MTYPE);
+	j->tag              = mi_col_dup(r, i, CL_TAG);
+	j->reply_to         = mi_col_dup(r, i, CL_REPLY_TO);
+	j->sealed           = mi_col_dup(r, i, CL_TOKEN);
+	j->recipient        = mi_col_dup(r, i, CL_RECIPIENT);
+	j->attempts         = atoi(PQgetvalue(r, i, CL_ATTEMPTS));
+	j->throttles        = atoi(PQgetvalue(r, i, CL_THROTTLES));
+	j->author           = strcmp(PQgetvalue(r, i, CL_AUTHOR), "ai") == 0
+	              ? MI_AUTHOR_AI
+	              : MI_AUTHOR_AGENT;
+	j->last_customer_ms = atoll(PQgetvalue(r, i, CL_LAST_CUSTOMER));
 	j->channel_ok = strcmp(PQgetvalue(r, i, CL_CH_STATUS), "ok") == 0;
 	j->gone       = PQgetvalue(r, i, CL_GONE)[0] == 't';
 	s->inflight++;
@@ -248,6 +261,27 @@ job_call(job *j)
 	return rv;
 }
 
+/* The window policy again, now: a row can wait for days (throttling,
+ * backoff, an older message of its thread). Goes with the type it allows
+ * now (a person's reply queued inside 24 h, sent after, needs the
+ * HUMAN_AGENT tag), or returns the refusal. */
+static const char *
+job_policy(job *j)
+{
+	mi_policy p = mi_policy_at_send(
+	    j->author, ash_wall_ms(), j->last_customer_ms, j->mtype);
+
+	if (!p.allowed)
+		return p.refusal;
+	if (j->mtype == NULL || strcmp(j->mtype, p.messaging_type) != 0) {
+		free(j->mtype);
+		free(j->tag);
+		j->mtype = ash_xstrdup(p.messaging_type);
+		j->tag   = p.tag ? ash_xstrdup(p.tag) : NULL;
+	}
+	return NULL;
+}
+
 /* Sends one claimed row. */
 static void
 job_start(mi_sender *s, const PGresult *r, int row)
@@ -259,6 +293,10 @@ job_start(mi_sender *s, const PGresult *r, int row)
 	if (j->gone) {
 		j->why = "the channel was disconnected before the message "
 		         "could be sent";
+		job_record(j, &fail);
+		return;
+	}
+	if ((j->why = job_policy(j)) != NULL) {
 		job_record(j, &fail);
 		return;
 	}
@@ -324,11 +362,13 @@ job_store_sent(job *j, const mi_graph_result *res)
 	    "AND o.mid = $2) THEN m.mid ELSE $2 END, "
 	    "sent_at = greatest(m.sent_at, now()), lease_until = NULL, "
 	    "next_attempt_at = NULL, failure_code = NULL, "
-	    "failure_subcode = NULL, failure_reason = NULL "
+	    "failure_subcode = NULL, failure_reason = NULL, "
+	    "messaging_type = $3, tag = $4 "
 	    "WHERE m.id = $1 RETURNING m.state";
-	const char *p[] = {j->id, ash_json_str(res->body, "message_id")};
+	const char *p[] = {
+	    j->id, ash_json_str(res->body, "message_id"), j->mtype, j->tag};
 
-	if (ash_db_query(ash_svc_db(j->s->mi->svc), sql, 2, p, job_on_stored,
+	if (ash_db_query(ash_svc_db(j->s->mi->svc), sql, 4, p, job_on_stored,
 	        j) != ASH_OK)
 		job_on_stored(j, ASH_EUNAVAIL, NULL);
 }
@@ -342,8 +382,8 @@ job_store_unsent(job *j, const mi_graph_result *res, int64_t delay_ms)
 	    "next_attempt_at = CASE WHEN $2 = 'queued' THEN now() + "
 	    "make_interval(secs => $3::double precision / 1000) END, "
 	    "failure_code = $4::int, failure_subcode = $5::int, "
-	    "failure_reason = $6 WHERE id = $1 AND state = 'sending' "
-	    "RETURNING state";
+	    "failure_reason = $6, throttles = throttles + $7::int "
+	    "WHERE id = $1 AND state = 'sending' RETURNING state";
 	char reason[400], last[320], ms[24], code[16], sub[16];
 	bool retry = j->outcome == MI_SEND_RETRY;
 
@@ -352,15 +392,17 @@ job_store_unsent(job *j, const mi_graph_result *res, int64_t delay_ms)
 		snprintf(reason, sizeof(reason), "%s", j->why);
 	else if (!retry && (res->cls == MI_GRAPH_RETRY || res->err != ASH_OK))
 		snprintf(reason, sizeof(reason),
-		    "gave up after %d attempts: %s", j->attempts, last);
+		    "gave up after %d attempts: %s",
+		    j->attempts - j->throttles, last);
 	else
 		snprintf(reason, sizeof(reason), "%s", last);
 	snprintf(ms, sizeof(ms), "%lld", (long long) delay_ms);
 	snprintf(code, sizeof(code), "%d", res->code);
 	snprintf(sub, sizeof(sub), "%d", res->subcode);
 	const char *p[] = {j->id, retry ? "queued" : "failed", ms,
-	    res->code ? code : NULL, res->subcode ? sub : NULL, reason};
-	if (ash_db_query(ash_svc_db(j->s->mi->svc), sql, 6, p, job_on_stored,
+	    res->code ? code : NULL, res->subcode ? sub : NULL, reason,
+	    res->cls == MI_GRAPH_THROTTLED ? "1" : "0"};
+	if (ash_db_query(ash_svc_db(j->s->mi->svc), sql, 7, p, job_on_stored,
 	        j) != ASH_OK)
 		job_on_stored(j, ASH_EUNAVAIL, NULL);
 }
@@ -374,9 +416,11 @@ job_record(job *j, const mi_graph_result *res)
 
 	/* A transport failure is classified MI_GRAPH_RETRY too. */
 	j->outcome = mi_send_outcome_of(
-	    res->cls, j->attempts, mi_config.send_max_attempts);
+	    res->cls, j->attempts - j->throttles, mi_config.send_max_attempts);
 	ash_random_bytes(&rnd, sizeof(rnd));
 	delay = mi_send_backoff_ms(j->attempts, res->retry_after_s, rnd);
+	if (mi_send_maybe_taken(res) && delay < MI_SEND_ECHO_WAIT_MS)
+		delay = MI_SEND_ECHO_WAIT_MS;
 	if (res->err == ASH_OK)
 		job_channel_status(j, res, (int) ((delay + 999) / 1000));
 	if (j->outcome == MI_SEND_SENT)

@@ -21,16 +21,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#define TOKEN    "EAAGpagetokenFORtests0123456789"
-#define IGTOKEN  "IGQVJigtokenFORtests0123456789"
-#define IGSECRET "igAPPsecretFORtests0123456789"
-#define PAGE     "104857601234567"
-#define IG       "17841405822304914"
-#define PSID     "6523918847201937"
-#define IGSID    "5523918847201938"
-#define APP      "987654321012345"
-#define MASTER   "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-#define INBOX    263902037430900.0 /* Meta's Page Inbox app id */
+#define TOKEN     "EAAGpagetokenFORtests0123456789"
+#define IGTOKEN   "IGQVJigtokenFORtests0123456789"
+#define IGSECRET  "igAPPsecretFORtests0123456789"
+#define PAGE      "104857601234567"
+#define IG        "17841405822304914"
+#define PSID      "6523918847201937"
+#define IGSID     "5523918847201938"
+#define APP       "987654321012345"
+#define APPSECRET "3f6a1c9e8b7d4f20a5c1e9d7b3f8a6c2"
+#define MASTER    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+#define INBOX     263902037430900.0 /* Meta's Page Inbox app id */
 
 /* One case's world: the fake, the stack, a tenant with a channel and one
  * conversation. */
@@ -108,8 +109,7 @@ world_start(world *w, const char *tag, const char *extra)
 	snprintf(kv, sizeof(kv), "META_IG_GRAPH_URL=%s", w->f.base);
 	it_stack_env(&w->s, kv);
 	it_stack_env(&w->s, "META_APP_ID=" APP);
-	it_stack_env(
-	    &w->s, "META_APP_SECRET=3f6a1c9e8b7d4f20a5c1e9d7b3f8a6c2");
+	it_stack_env(&w->s, "META_APP_SECRET=" APPSECRET);
 	it_stack_env(&w->s, "ASHOON_MASTER_KEY=" MASTER);
 	it_stack_env(&w->s, "ASHOON_META_SENDER_POLL_MS=100");
 	if (extra != NULL)
@@ -533,6 +533,182 @@ ASH_TEST(throttled_613_is_retried_then_sent)
 	                 id),
 	    "none");
 	wait_channel_status(&w, "ok");
+	world_stop(&w);
+}
+
+/* Waits up to ms for at least want recorded calls ending with suffix. */
+static void
+wait_calls(world *w, const char *suffix, int want, int ms)
+{
+	int n = 0;
+
+	for (int t = 0; t < ms; t += 50) {
+		cJSON_Delete(calls(w, suffix, &n));
+		if (n >= want)
+			return;
+		usleep(50 * 1000);
+	}
+	ASH_T_FAILF("%d calls to %s, want %d", n, suffix, want);
+}
+
+/* Makes the world's queued messages and channel due now (backoffs and
+ * rate limits would make a case wait for seconds), until message id is
+ * in state want (fails the case after ms). */
+static void
+hurry_until(world *w, const char *id, const char *want, int ms)
+{
+	const char *got = "";
+
+	for (int t = 0; t < ms; t += 50) {
+		q(w,
+		    "UPDATE meta_ingest.messages SET next_attempt_at = now() "
+		    "WHERE channel_id = '%s' AND state = 'queued' AND "
+		    "next_attempt_at > now()",
+		    w->channel);
+		q(w,
+		    "UPDATE meta_ingest.channels SET rate_limited_until = "
+		    "NULL "
+		    "WHERE id = '%s'",
+		    w->channel);
+		got = q(w,
+		    "SELECT state FROM meta_ingest.messages WHERE id = '%s'",
+		    id);
+		if (strcmp(got, want) == 0)
+			return;
+		usleep(50 * 1000);
+	}
+	ASH_T_FAILF("message %s: state %s, want %s", id, got, want);
+}
+
+/* Throttled answers only ask us to wait: they do not use up the tries a
+ * message has for real failures. */
+ASH_TEST(throttled_tries_do_not_use_up_the_attempts)
+{
+	world  w;
+	cJSON *cs;
+	char   id[64];
+	int    n;
+
+	messenger_world(
+	    &w, "send_throttles", "1 hour", "ASHOON_META_SEND_MAX_ATTEMPTS=2");
+	it_fake_script(&w.f,
+	    "{\"method\":\"POST\",\"path_suffix\":\"/messages\","
+	    "\"status\":400,\"times\":3,\"body\":{\"error\":{"
+	    "\"message\":\"Calls to this api have exceeded the rate limit.\","
+	    "\"type\":\"OAuthException\",\"code\":613}}}");
+	fail_next_send(&w, 1200, 0, "Temporary send message failure.", 0);
+	send_ok(&w, "{\"text\":\"One moment please\"}", id);
+	/* 3 throttled tries and 1 failure: 1 of the 2 tries used. */
+	hurry_until(&w, id, "sent", 20000);
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT attempts || '/' || throttles FROM "
+	                 "meta_ingest.messages WHERE id = '%s'",
+	                 id),
+	    "5/3");
+	cs = calls(&w, "/messages", &n);
+	ASH_T_EQ_INT(n, 5);
+	check_send(cs, 4, id, "RESPONSE", NULL, "One moment please");
+	cJSON_Delete(cs);
+	world_stop(&w);
+}
+
+/* A message waits (here throttled) while the customer's window closes:
+ * when it goes, the window is judged again. A person's reply goes with
+ * HUMAN_AGENT; the AI's is failed with the reason, and never sent. */
+ASH_TEST(a_queued_reply_is_judged_again_when_it_goes)
+{
+	world       w;
+	cJSON      *cs;
+	char        agent[64], ai[64];
+	const char *got;
+	int         n;
+
+	messenger_world(&w, "send_rejudge", "23 hours", NULL);
+	fail_next_send(
+	    &w, 613, 0, "Calls to this api have exceeded the rate limit.", 0);
+	send_ok(&w, "{\"text\":\"Let me check\"}", agent);
+	send_ok(&w, "{\"text\":\"Here it is\",\"author\":\"ai\"}", ai);
+	wait_calls(&w, "/messages", 1, 10000);
+	wait_state(&w, agent, "queued", 5000);
+	/* Both were queued inside the window, as RESPONSE. */
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT string_agg(messaging_type, ',') FROM "
+	                 "meta_ingest.messages WHERE direction = 'out'"),
+	    "RESPONSE,RESPONSE");
+	q(&w,
+	    "UPDATE meta_ingest.conversations SET last_customer_msg_at = "
+	    "now() - interval '25 hours' WHERE id = '%s'",
+	    w.conv);
+	hurry_until(&w, agent, "sent", 20000);
+	wait_state(&w, ai, "failed", 10000);
+	cs = calls(&w, "/messages", &n);
+	ASH_T_EQ_INT(n, 2);
+	check_send(cs, 1, agent, "MESSAGE_TAG", "HUMAN_AGENT", "Let me check");
+	cJSON_Delete(cs);
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT messaging_type || '/' || tag FROM "
+	                 "meta_ingest.messages WHERE id = '%s'",
+	                 agent),
+	    "MESSAGE_TAG/HUMAN_AGENT");
+	got = q(&w,
+	    "SELECT failure_reason FROM meta_ingest.messages WHERE id = '%s'",
+	    ai);
+	ASH_T_CONTAINS(got, "closed while the message waited");
+	ASH_T_CONTAINS(got, "HUMAN_AGENT");
+	world_stop(&w);
+}
+
+/* A 500 leaves open whether Meta took the message. The retry waits long
+ * enough for the echo of a message Meta did take to arrive first: the
+ * echo marks it sent, and it is not sent twice. */
+ASH_TEST(a_send_meta_may_have_taken_waits_for_its_echo)
+{
+	world   w;
+	it_resp r;
+	char    id[64], body[640];
+	int     n;
+
+	messenger_world(&w, "send_echo_wait", "1 hour", NULL);
+	it_fake_script(&w.f,
+	    "{\"method\":\"POST\",\"path_suffix\":\"/messages\","
+	    "\"status\":500,\"times\":1,\"body\":{\"error\":{"
+	    "\"message\":\"An unexpected error has occurred.\","
+	    "\"type\":\"OAuthException\",\"code\":2,"
+	    "\"fbtrace_id\":\"T2x\"}}}");
+	send_ok(&w, "{\"text\":\"Your parcel is on its way\"}", id);
+	wait_calls(&w, "/messages", 1, 10000);
+	wait_state(&w, id, "queued", 5000);
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT next_attempt_at > now() + interval '10 "
+	                 "seconds' FROM meta_ingest.messages WHERE id = '%s'",
+	                 id),
+	    "t");
+	/* Meta had taken it: its echo comes. */
+	snprintf(body, sizeof(body),
+	    "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE
+	    "\",\"time\":1,\"messaging\":[{\"sender\":{\"id\":\"" PAGE
+	    "\"},\"recipient\":{\"id\":\"" PSID "\"},\"timestamp\":%lld,"
+	    "\"message\":{\"mid\":\"m_taken\",\"is_echo\":true,"
+	    "\"app_id\":" APP ",\"metadata\":\"ashoon:%s\","
+	    "\"text\":\"Your parcel is on its way\"}}]}]}",
+	    (long long) ash_wall_ms(), id);
+	ASH_T_EQ_INT(
+	    it_post_webhook(&w.s, body, strlen(body), APPSECRET, &r), 200);
+	it_resp_fini(&r);
+	ASH_T_EQ_STR(
+	    q(&w,
+	        "SELECT state || ' ' || mid FROM meta_ingest.messages "
+	        "WHERE id = '%s'",
+	        id),
+	    "sent m_taken");
+	/* Due or not, a sent message is not tried again. */
+	q(&w,
+	    "UPDATE meta_ingest.messages SET next_attempt_at = now() WHERE "
+	    "id = '%s'",
+	    id);
+	usleep(600 * 1000);
+	cJSON_Delete(calls(&w, "/messages", &n));
+	ASH_T_EQ_INT(n, 1);
 	world_stop(&w);
 }
 
@@ -1329,6 +1505,9 @@ ASH_TEST_MAIN(
     ASH_TEST_ENTRY(human_reply_after_8_days_is_refused_and_stored),
     ASH_TEST_ENTRY(throttled_613_is_retried_then_sent),
     ASH_TEST_ENTRY(throttled_with_a_long_wait_shows_the_channel_rate_limited),
+    ASH_TEST_ENTRY(throttled_tries_do_not_use_up_the_attempts),
+    ASH_TEST_ENTRY(a_queued_reply_is_judged_again_when_it_goes),
+    ASH_TEST_ENTRY(a_send_meta_may_have_taken_waits_for_its_echo),
     ASH_TEST_ENTRY(revoked_token_190_fails_at_once_and_marks_channel),
     ASH_TEST_ENTRY(
         a_190_for_a_replaced_token_leaves_the_reconnected_channel_ok),

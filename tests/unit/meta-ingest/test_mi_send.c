@@ -124,6 +124,58 @@ ASH_TEST(policy_after_meta_closed_the_window)
 	ASH_T_TRUE(!mi_policy_after_window(MI_AUTHOR_AGENT, NOW, 0).allowed);
 }
 
+/* A queued message about to go, judged again: the window may have closed
+ * while it waited; a tag Meta made us use is kept. */
+ASH_TEST(policy_at_send_judges_the_window_again)
+{
+	static const struct {
+		mi_author   author;
+		int64_t     age_ms; /* of the customer's last message, now */
+		const char *queued; /* type it was queued with */
+		const char *type;   /* NULL: refused */
+		const char *tag;
+	} tab[] = {
+	    {MI_AUTHOR_AI, HOUR, "RESPONSE", "RESPONSE", NULL},
+	    {MI_AUTHOR_AGENT, HOUR, "RESPONSE", "RESPONSE", NULL},
+	    /* Queued inside 24 h, about to go after. */
+	    {MI_AUTHOR_AI, 25 * HOUR, "RESPONSE", NULL, NULL},
+	    {MI_AUTHOR_AGENT, 25 * HOUR, "RESPONSE", "MESSAGE_TAG",
+	        "HUMAN_AGENT"},
+	    {MI_AUTHOR_AGENT, 8 * DAY, "RESPONSE", NULL, NULL},
+	    {MI_AUTHOR_AGENT, 8 * DAY, "MESSAGE_TAG", NULL, NULL},
+	    /* Queued with the tag after Meta closed the window: kept,
+	     * though our clock says the window is open. */
+	    {MI_AUTHOR_AGENT, HOUR, "MESSAGE_TAG", "MESSAGE_TAG",
+	        "HUMAN_AGENT"},
+	    {MI_AUTHOR_AGENT, 2 * DAY, "MESSAGE_TAG", "MESSAGE_TAG",
+	        "HUMAN_AGENT"},
+	};
+
+	for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++) {
+		mi_policy p = mi_policy_at_send(
+		    tab[i].author, NOW, NOW - tab[i].age_ms, tab[i].queued);
+		if (tab[i].type == NULL) {
+			ASH_T_TRUE(!p.allowed);
+			ASH_T_CONTAINS(p.refusal, "while the message waited");
+			continue;
+		}
+		ASH_T_TRUE(p.allowed);
+		ASH_T_EQ_STR(p.messaging_type, tab[i].type);
+		if (tab[i].tag == NULL)
+			ASH_T_NULL(p.tag);
+		else
+			ASH_T_EQ_STR(p.tag, tab[i].tag);
+	}
+	ASH_T_CONTAINS(
+	    mi_policy_at_send(MI_AUTHOR_AI, NOW, NOW - 25 * HOUR, "RESPONSE")
+	        .refusal,
+	    "HUMAN_AGENT");
+	ASH_T_CONTAINS(mi_policy_at_send(
+	                   MI_AUTHOR_AGENT, NOW, NOW - 8 * DAY, "MESSAGE_TAG")
+	                   .refusal,
+	    "7 days");
+}
+
 ASH_TEST(policy_ai_is_never_tagged_human_agent)
 {
 	/* Whatever the age, an AI reply never carries HUMAN_AGENT. */
@@ -345,6 +397,41 @@ ASH_TEST(outcome_retries_transient_fails_permanent)
 	    mi_send_outcome_of(MI_GRAPH_PERMANENT, 1, 6), MI_SEND_FAILED);
 }
 
+/* Which failed sends may have reached Meta (the retry waits for an echo). */
+ASH_TEST(maybe_taken_only_when_the_request_may_have_arrived)
+{
+	static const struct {
+		ash_err        err;
+		long           status;
+		mi_graph_class cls;
+		int            code;
+		bool           want;
+	} tab[] = {
+	    {ASH_ETIMEDOUT, 0, MI_GRAPH_RETRY, 0, true},
+	    {ASH_EUPSTREAM, 0, MI_GRAPH_RETRY, 0, true},
+	    {ASH_ETOOBIG, 0, MI_GRAPH_RETRY, 0, true},
+	    {ASH_OK, 500, MI_GRAPH_RETRY, 2, true},
+	    {ASH_OK, 503, MI_GRAPH_RETRY, 0, true},
+	    /* Never left, or Meta said it failed. */
+	    {ASH_EUNAVAIL, 0, MI_GRAPH_RETRY, 0, false},
+	    {ASH_ECRYPTO, 0, MI_GRAPH_RETRY, 0, false},
+	    {ASH_EINVAL, 0, MI_GRAPH_RETRY, 0, false},
+	    {ASH_OK, 500, MI_GRAPH_RETRY, 1200, false},
+	    {ASH_OK, 400, MI_GRAPH_RETRY, 2, false},
+	    {ASH_OK, 429, MI_GRAPH_THROTTLED, 0, false},
+	    {ASH_OK, 500, MI_GRAPH_THROTTLED, 613, false},
+	    {ASH_OK, 400, MI_GRAPH_PERMANENT, 100, false},
+	    {ASH_OK, 200, MI_GRAPH_OK, 0, false},
+	};
+
+	for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++) {
+		mi_graph_result r = {tab[i].err, tab[i].status, tab[i].cls,
+		    tab[i].code, 0, NULL, NULL, 0, NULL};
+		ASH_T_EQ_INT((int) (mi_send_maybe_taken(&r) ? 10 + i : i),
+		    (int) (tab[i].want ? 10 + i : i)); /* names the case */
+	}
+}
+
 ASH_TEST(failure_reasons_name_the_code)
 {
 	mi_graph_result r = {ASH_OK, 400, MI_GRAPH_REAUTH, 190, 463,
@@ -469,6 +556,7 @@ ASH_TEST(send_body_shapes)
 
 ASH_TEST_MAIN(ASH_TEST_ENTRY(policy_window_table_ai_and_human),
     ASH_TEST_ENTRY(policy_after_meta_closed_the_window),
+    ASH_TEST_ENTRY(policy_at_send_judges_the_window_again),
     ASH_TEST_ENTRY(policy_ai_is_never_tagged_human_agent),
     ASH_TEST_ENTRY(policy_refusals_say_why),
     ASH_TEST_ENTRY(classify_every_code_of_the_spec_table),
@@ -477,6 +565,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(policy_window_table_ai_and_human),
     ASH_TEST_ENTRY(usage_malformed_or_absent_headers_mean_no_wait),
     ASH_TEST_ENTRY(backoff_doubles_with_jitter_and_cap),
     ASH_TEST_ENTRY(outcome_retries_transient_fails_permanent),
+    ASH_TEST_ENTRY(maybe_taken_only_when_the_request_may_have_arrived),
     ASH_TEST_ENTRY(failure_reasons_name_the_code),
     ASH_TEST_ENTRY(text_limits_characters_for_messenger_bytes_for_instagram),
     ASH_TEST_ENTRY(send_body_shapes))
