@@ -155,9 +155,20 @@ purge_step(mi_ctx *mi)
 	    "AND NOT EXISTS (SELECT 1 FROM journal j WHERE j.id BETWEEN "
 	    "s.first_id AND s.last_id AND s.tenant_id = ANY (j.tenant_ids) "
 	    "AND j.id NOT IN (SELECT id FROM d))), "
+	    /* Edits whose message came in a call that ran beside the
+	     * edit's (neither saw the other's uncommitted row): applied
+	     * now, as ingest_batch() would have. */
+	    "a AS (DELETE FROM early_edits x USING messages m "
+	    "WHERE m.channel_id = x.channel_id AND m.mid = x.mid "
+	    "RETURNING x.channel_id, x.mid, x.text, x.edited_at, x.num_edit), "
+	    "au AS (UPDATE messages m SET text = a.text, edited_at = "
+	    "a.edited_at, edit_count = a.num_edit FROM a "
+	    "WHERE m.channel_id = a.channel_id AND m.mid = a.mid "
+	    "AND m.edit_count < a.num_edit AND m.unsent_at IS NULL), "
 	    /* Edits whose message never came (0015_early_edits.sql). */
-	    "e AS (DELETE FROM early_edits WHERE edited_at < now() - "
-	    "interval '2 days') "
+	    "e AS (DELETE FROM early_edits x WHERE edited_at < now() - "
+	    "interval '2 days' AND NOT EXISTS (SELECT 1 FROM messages m "
+	    "WHERE m.channel_id = x.channel_id AND m.mid = x.mid)) "
 	    "SELECT count(*) FROM d";
 	char days[16];
 

@@ -1175,6 +1175,40 @@ age_out_and_purge(it_stack *s, int n, const char *left)
 	q_wait(s, "SELECT count(*) FROM meta_ingest.journal", left);
 }
 
+/* An edit and its message stored by two calls side by side can miss each
+ * other (neither sees the other's uncommitted row), leaving the edit
+ * waiting beside its message. The hourly sweep (soon after a start too)
+ * applies it. */
+ASH_TEST(f6_an_edit_that_missed_its_message_is_applied_by_the_sweep)
+{
+	it_stack s;
+	char     t[64], k[128];
+
+	start(&s, "mi_edit_sweep", t, k);
+	channel(&s, t, "messenger", PAGE);
+	ASH_T_EQ_INT(post_json(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":1000,\"message\":{"
+	                     "\"mid\":\"m1\",\"text\":\"first\"}}")),
+	    200);
+	/* What the race leaves (the other arrival orders are tested in
+	 * f6_edit_unsend_reaction_and_unreact_in_any_order). */
+	q(&s,
+	    "INSERT INTO meta_ingest.early_edits (channel_id, mid, "
+	    "participant, text, edited_at, num_edit) SELECT channel_id, "
+	    "'m1', '42', 'second', to_timestamp(2), 1 FROM "
+	    "meta_ingest.messages WHERE mid = 'm1'");
+	ASH_T_EQ_INT(it_stack_stop(&s, ASH_SVC_META_INGEST), 0);
+	it_stack_start(&s, ASH_SVC_META_INGEST);
+	q_wait(&s,
+	    "SELECT text || ' ' || edit_count || ' ' || (extract(epoch "
+	    "from edited_at) * 1000)::bigint FROM meta_ingest.messages "
+	    "WHERE mid = 'm1'",
+	    "second 1 2000");
+	ASH_T_EQ_STR(
+	    q(&s, "SELECT count(*) FROM meta_ingest.early_edits"), "0");
+	it_stack_fini(&s);
+}
+
 /* Spans of the journal's listing that no longer list any hit. */
 #define SPANS_WITHOUT_HITS                                                   \
 	"SELECT count(*) FROM meta_ingest.journal_spans s WHERE NOT EXISTS " \
@@ -2583,6 +2617,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(f6_thread_owner_follows_the_newest_handover_event),
     ASH_TEST_ENTRY(
         f6_a_pass_to_us_and_the_next_message_in_one_post_get_a_reply_job),
+    ASH_TEST_ENTRY(f6_an_edit_that_missed_its_message_is_applied_by_the_sweep),
     ASH_TEST_ENTRY(f6_a_reply_from_metas_inbox_cancels_the_jobs_it_answers),
     ASH_TEST_ENTRY(f6_edit_unsend_reaction_and_unreact_in_any_order),
     ASH_TEST_ENTRY(f6_signed_unparseable_body_is_kept_raw_and_acknowledged),
