@@ -378,8 +378,8 @@ static void
 job_store_unsent(job *j, const mi_graph_result *res, int64_t delay_ms)
 {
 	static const char sql[] =
-	    "UPDATE messages SET state = $2, lease_until = NULL, "
-	    "next_attempt_at = CASE WHEN $2 = 'queued' THEN now() + "
+	    "UPDATE messages SET state = $2::text, lease_until = NULL, "
+	    "next_attempt_at = CASE WHEN $2::text = 'queued' THEN now() + "
 	    "make_interval(secs => $3::double precision / 1000) END, "
 	    "failure_code = $4::int, failure_subcode = $5::int, "
 	    "failure_reason = $6, throttles = throttles + $7::int "
