@@ -7,5 +7,5 @@
 -- and the backoff still grows with attempts. A resend starts both at 0.
 -- No CHECK (throttles >= 0): only the sender adds to it, and every CHECK
 -- on messages is compiled again for each insert statement of
--- ingest_batch() (docs/PERFORMANCE.md: 20-30 k instructions a call).
+-- ingest_batch() (docs/PERFORMANCE.md: 14-29 k instructions a call).
 ALTER TABLE messages ADD COLUMN throttles int NOT NULL DEFAULT 0;

@@ -5,8 +5,8 @@
 -- executor's ExecConstraints), while a domain's check is read once per
 -- backend (the type cache) and only compiled into each statement. For
 -- ingest_batch(), which writes messages, reply_jobs, journal and
--- conversations in every call, that is 228 k of 2,507 k instructions a
--- call of one message and 233 k of 8,956 k a call of 18
+-- conversations in every call, that is 240 k of 2,507 k instructions a
+-- call of one message and 269 k of 8,956 k a call of 18
 -- (tests/bench/ingest_instructions; docs/PERFORMANCE.md).
 --
 -- Without a table rewrite: a column changes to a domain with no
