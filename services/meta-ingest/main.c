@@ -36,6 +36,7 @@ mi_init(ash_svc *svc)
 	mi_conv_register(&mi);
 	if ((rv = mi_webhook_init(&mi)) != ASH_OK ||
 	    (rv = mi_channels_init(&mi)) != ASH_OK ||
+	    (rv = mi_media_init(&mi)) != ASH_OK ||
 	    (rv = mi_sender_init(&mi)) != ASH_OK)
 		return rv;
 	ash_svc_set_data(svc, &mi);
@@ -54,6 +55,7 @@ mi_fini(ash_svc *svc)
 {
 	mi_sender_fini(&mi);
 	mi_channels_fini(&mi);
+	mi_media_fini(&mi);
 	mi_webhook_fini(&mi);
 	mi_journal_fini(&mi);
 	ash_httpc_free(mi.http);

@@ -18,6 +18,7 @@
  *             mi_thread.c   conv.typing/handover, mark_seen
  *   inbox     mi_conv.c     conv.list/get/messages/update/delete and
  *                           the reply jobs ai-router claims
+ *   media     mi_media.c    attachments' sizes, read with a HEAD
  *
  * Everything runs on the service's loop thread.
  */
@@ -50,6 +51,7 @@ typedef struct mi_cfg {
 	int   batch_inflight; /* ingest_batch() calls at once */
 	int   batch_overlap;  /* a call beside another only below this queue */
 	int   sender_poll_ms; /* how often due outbound rows are looked for */
+	bool  media_allow_private; /* attachment URLs may be private */
 } mi_cfg;
 
 extern mi_cfg            mi_config;
@@ -68,6 +70,17 @@ typedef struct mi_ctx {
 	struct event *purge_timer;
 	bool          draining;
 } mi_ctx;
+
+/* --- attachment sizes (mi_media.c) ------------------------------------ */
+
+/* Its own HTTP client for untrusted URLs (ASHOON_META_MEDIA_ALLOW_PRIVATE
+ * lets them reach private addresses). */
+ash_err mi_media_init(mi_ctx *mi) ASH_MUSTCHECK;
+/* From the channels' 1 s tick: claims messages whose attachments' sizes
+ * are due and asks for them (HEAD). */
+void mi_media_tick(mi_ctx *mi);
+/* Cancels the HEADs in flight; their messages come due again. */
+void mi_media_fini(mi_ctx *mi);
 
 /* --- webhooks (mi_webhook.c) ------------------------------------------- */
 

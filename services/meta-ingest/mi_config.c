@@ -47,5 +47,10 @@ const ash_cfg_key mi_keys[] = {
         10, 60000, 0,
         "how often the sender looks for due outbound messages (it is also "
         "woken at once by new ones)"),
+    ASH_CFG_BOOL("ASHOON_META_MEDIA_ALLOW_PRIVATE",
+        mi_config.media_allow_private, "0", 0,
+        "let attachment URLs (from webhooks) reach private and loopback "
+        "addresses when their sizes are read: tests and on-prem mirrors "
+        "only"),
     ASH_CFG_END,
 };

@@ -178,10 +178,18 @@ static void
 fg_send_now(ash_http_req *req, fg_reply *r)
 {
 	const cJSON *h;
+	const char  *ctype = r->ctype;
 
+	/* A script's Content-Type is the reply's (a media file's, say). */
 	cJSON_ArrayForEach(h, r->headers)
-	    ash_http_req_set_header(req, h->string, h->valuestring);
-	ash_http_reply(req, r->status, r->ctype, r->body, strlen(r->body));
+	{
+		if (strcasecmp(h->string, "Content-Type") == 0)
+			ctype = h->valuestring;
+		else
+			ash_http_req_set_header(
+			    req, h->string, h->valuestring);
+	}
+	ash_http_reply(req, r->status, ctype, r->body, strlen(r->body));
 	fg_reply_fini(r);
 }
 

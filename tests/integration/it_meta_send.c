@@ -712,6 +712,132 @@ ASH_TEST(a_send_meta_may_have_taken_waits_for_its_echo)
 	world_stop(&w);
 }
 
+/* --- attachments' sizes -------------------------------------------------- */
+
+/* Posts customer PSID's message m_media with attachments at the fake's
+ * /media/NAME for each of the names. */
+static void
+post_media_message(world *w, const char *const *names, int n)
+{
+	it_resp r;
+	char    body[2048], *p = body;
+
+	p += snprintf(p, 512,
+	    "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE
+	    "\",\"time\":1,\"messaging\":[{\"sender\":{\"id\":\"" PSID
+	    "\"},\"recipient\":{\"id\":\"" PAGE "\"},\"timestamp\":%lld,"
+	    "\"message\":{\"mid\":\"m_media\",\"attachments\":[",
+	    (long long) ash_wall_ms());
+	for (int i = 0; i < n; i++)
+		p += snprintf(p, 256,
+		    "%s{\"type\":\"image\",\"payload\":{\"url\":\"%s/media/"
+		    "%s\"}}",
+		    i ? "," : "", w->f.base, names[i]);
+	snprintf(p, 16, "]}}]}]}");
+	ASH_T_EQ_INT(
+	    it_post_webhook(&w->s, body, strlen(body), APPSECRET, &r), 200);
+	it_resp_fini(&r);
+}
+
+/* Waits (making retries due at once) until m_media's sizes are all
+ * read, then returns its attachments' sizes ("null": unknown for good,
+ * "absent": never asked) and types, comma-separated. */
+static const char *
+media_done(world *w)
+{
+	for (int t = 0; t < 300; t++) {
+		q(w,
+		    "UPDATE meta_ingest.messages SET media_next_at = now() "
+		    "WHERE mid = 'm_media' AND media_next_at > now() + "
+		    "interval '2 seconds' AND media_tries > 0 AND "
+		    "media_next_at < now() + interval '5 minutes'");
+		if (strcmp(q(w,
+		               "SELECT media_next_at IS NULL FROM "
+		               "meta_ingest.messages WHERE mid = 'm_media'"),
+		        "t") == 0)
+			return q(w,
+			    "SELECT string_agg(CASE WHEN a ? 'size' THEN "
+			    "coalesce(a ->> 'size', 'null') ELSE 'absent' END "
+			    "|| ' ' || coalesce(a ->> 'mime_type', '-'), ',' "
+			    "ORDER BY n) FROM meta_ingest.messages, "
+			    "jsonb_array_elements(attachments) WITH "
+			    "ORDINALITY "
+			    "AS x(a, n) WHERE mid = 'm_media'");
+		usleep(50 * 1000);
+	}
+	ASH_T_FAILF("the sizes of m_media were never all read");
+	return NULL;
+}
+
+/* Webhooks give an attachment's URL, not its size: meta-ingest asks each
+ * URL with a HEAD and stores the size and type. An expired URL (404) is
+ * unknown for good; a 503 is asked again. */
+ASH_TEST(f6_attachment_sizes_are_read_with_a_head_of_their_urls)
+{
+	static const char *const names[] = {"a.jpg", "gone.pdf", "slow.mp4"};
+	world                    w;
+	char                     script[1800], big[1235];
+	cJSON                   *cs;
+	int                      n;
+
+	messenger_world(
+	    &w, "media_sizes", "1 hour", "ASHOON_META_MEDIA_ALLOW_PRIVATE=1");
+	memset(big, 'x', 1234);
+	big[1234] = '\0';
+	snprintf(script, sizeof(script),
+	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/a.jpg\","
+	    "\"status\":200,\"headers\":{\"Content-Type\":\"image/jpeg\"},"
+	    "\"body\":\"%s\"}",
+	    big);
+	it_fake_script(&w.f, script);
+	it_fake_script(&w.f,
+	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/gone.pdf\","
+	    "\"status\":404,\"body\":\"URL signature expired\"}");
+	it_fake_script(&w.f,
+	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/slow.mp4\","
+	    "\"status\":503,\"body\":\"busy\"}");
+	it_fake_script(&w.f,
+	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/slow.mp4\","
+	    "\"status\":200,\"headers\":{\"Content-Type\":\"video/mp4\"},"
+	    "\"body\":\"0123456789\"}");
+	post_media_message(&w, names, 3);
+	ASH_T_EQ_STR(media_done(&w), "1234 image/jpeg,null -,10 video/mp4");
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT media_tries FROM meta_ingest.messages WHERE "
+	                 "mid = 'm_media'"),
+	    "2");
+	cs = calls(&w, "/media/slow.mp4", &n);
+	ASH_T_EQ_INT(n, 2);
+	ASH_T_EQ_STR(
+	    ash_json_str(cJSON_GetArrayItem(cs, 1), "method"), "HEAD");
+	cJSON_Delete(cs);
+	cJSON_Delete(calls(&w, "/media/a.jpg", &n));
+	ASH_T_EQ_INT(n, 1);
+	cJSON_Delete(calls(&w, "/media/gone.pdf", &n));
+	ASH_T_EQ_INT(n, 1);
+	world_stop(&w);
+}
+
+/* The URLs come from webhook bodies, which a tenant's own Instagram-login
+ * app secret may sign: by default none may reach a private or loopback
+ * address (the fake is on 127.0.0.1), and its size stays unknown. */
+ASH_TEST(f6_attachment_urls_may_not_reach_private_addresses)
+{
+	static const char *const names[] = {"internal.jpg"};
+	world                    w;
+	int                      n;
+
+	messenger_world(&w, "media_private", "1 hour", NULL);
+	it_fake_script(&w.f,
+	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/internal.jpg\","
+	    "\"status\":200,\"body\":\"secret\"}");
+	post_media_message(&w, names, 1);
+	ASH_T_EQ_STR(media_done(&w), "null -");
+	cJSON_Delete(calls(&w, "/media/", &n));
+	ASH_T_EQ_INT(n, 0);
+	world_stop(&w);
+}
+
 /* Throttled by error code with a usage header asking for 30 minutes:
  * the channel shows rate_limited, with its code, in the API and the
  * metric, and the message waits queued (not failed) for that long. */
@@ -1508,6 +1634,8 @@ ASH_TEST_MAIN(
     ASH_TEST_ENTRY(throttled_tries_do_not_use_up_the_attempts),
     ASH_TEST_ENTRY(a_queued_reply_is_judged_again_when_it_goes),
     ASH_TEST_ENTRY(a_send_meta_may_have_taken_waits_for_its_echo),
+    ASH_TEST_ENTRY(f6_attachment_sizes_are_read_with_a_head_of_their_urls),
+    ASH_TEST_ENTRY(f6_attachment_urls_may_not_reach_private_addresses),
     ASH_TEST_ENTRY(revoked_token_190_fails_at_once_and_marks_channel),
     ASH_TEST_ENTRY(
         a_190_for_a_replaced_token_leaves_the_reconnected_channel_ok),

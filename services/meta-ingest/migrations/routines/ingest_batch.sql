@@ -157,7 +157,7 @@ BEGIN
             tenant_id, channel_id, conversation_id, direction, kind, text,
             attachments, payload, referral, mid, reply_to_mid,
             reply_to_story, author, author_ref, is_echo, standby, sent_at,
-            state, unsent_at)
+            state, unsent_at, media_next_at)
         SELECT DISTINCT ON (r.channel_id, r.mid)
             r.tenant_id, r.channel_id, r.conversation_id,
             CASE WHEN r.type = 'echo' THEN 'out' ELSE 'in' END,
@@ -171,7 +171,10 @@ BEGIN
             CASE WHEN r.type = 'echo' THEN r.app_id END,
             r.type = 'echo', r.standby, r.ts,
             CASE WHEN r.type = 'echo' THEN 'sent' ELSE 'received' END,
-            CASE WHEN r.type = 'unsend' THEN r.ts END
+            CASE WHEN r.type = 'unsend' THEN r.ts END,
+            -- Attachments get their sizes read (0018_media_sizes.sql).
+            CASE WHEN r.kind = 'attachment' AND r.type <> 'unsend'
+                 THEN now() END
         FROM rows r
         ORDER BY r.channel_id, r.mid, (r.type = 'unsend') DESC
         ON CONFLICT (channel_id, mid) DO NOTHING

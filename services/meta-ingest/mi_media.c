@@ -1,0 +1,292 @@
+/*
+ * mi_media.c - the sizes of received attachments.
+ *
+ * A webhook gives an attachment's type and CDN URL, not its size
+ * (meta-webhooks.md §3). ingest_batch() makes each new message with
+ * attachments due (messages.media_next_at, migration 0018); the channels'
+ * 1 s tick (mi_profile.c) calls mi_media_tick, which claims up to
+ * MEDIA_BATCH due messages (FOR UPDATE SKIP LOCKED, media_next_at moved
+ * forward as a lease, so replicas share the work and a crash only delays
+ * it), asks each attachment URL for its headers with a HEAD, and writes
+ * "size" (Content-Length, bytes) and "mime_type" (Content-Type) into the
+ * attachment. Meta's CDN URLs expire: a URL answered 4xx (but 429), or
+ * refused, gets "size": null and is not asked again; a 429, a 5xx or a
+ * network failure is asked again after a backoff, MEDIA_TRIES claims at
+ * most. The message is written only while its attachments are those read
+ * (an unsend meanwhile keeps none), and a deleted message is simply gone.
+ *
+ * The URLs come from webhook bodies, which the app secret of a tenant's
+ * own Instagram-login channel may sign: they are untrusted (no private or
+ * loopback addresses, no redirects: ashoon/httpc.h), unless
+ * ASHOON_META_MEDIA_ALLOW_PRIVATE (tests, on-prem mirrors).
+ *
+ * Everything runs on the loop thread; every claim and HEAD holds the loop,
+ * so a drain lets them finish.
+ */
+#include "mi.h"
+
+#include <ashoon/ids.h>
+#include <ashoon/json.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MEDIA_BATCH     4  /* messages in flight at most */
+#define MEDIA_MAX_ITEMS 10 /* attachments asked per message */
+#define MEDIA_TRIES     5  /* claims of one message */
+#define MEDIA_BACKOFF_S 5  /* after the first try; doubles */
+#define MIME_MAX        100
+
+static struct {
+	bool       closing;
+	bool       claiming;
+	int        inflight; /* messages being asked about */
+	ash_httpc *http;     /* untrusted URLs */
+} ms;
+
+/* One claimed message. */
+typedef struct media_job {
+	mi_ctx *mi;
+	char    id[ASH_UUID_LEN];
+	char   *read;  /* its attachments as claimed (text) */
+	cJSON  *atts;  /* the same, filled in as answers come */
+	int     tries; /* claims, this one included */
+	int     waiting;
+	bool    again; /* some URL is to be asked again */
+} media_job;
+
+/* One HEAD. */
+typedef struct media_head {
+	media_job *j;
+	cJSON     *item;
+} media_head;
+
+static void job_store(media_job *j);
+
+/* Content-Length as a JSON-safe integer, or -1. */
+static int64_t
+content_length(const char *v)
+{
+	int64_t n = 0;
+
+	if (v == NULL || *v == '\0')
+		return -1;
+	for (; *v; v++) {
+		if (*v < '0' || *v > '9' || n > INT64_C(900719925474099))
+			return -1; /* not a digit, or past 2^53 */
+		n = n * 10 + (*v - '0');
+	}
+	return n;
+}
+
+/* What a HEAD's answer means for its attachment: written into item, or
+ * false when it is to be asked again. */
+static bool
+head_settles(cJSON *item, ash_err rv, const ash_httpc_response *resp)
+{
+	const char *ct;
+	int64_t     n;
+
+	if (rv != ASH_OK && rv != ASH_EFORBIDDEN && rv != ASH_EINVAL)
+		return false; /* the network: ask again */
+	if (rv != ASH_OK) {   /* a refused address, not a URL: for good */
+		cJSON_AddNullToObject(item, "size");
+		return true;
+	}
+	if (resp->status == 429 || resp->status >= 500)
+		return false;
+	n = resp->status / 100 == 2
+	    ? content_length(ash_httpc_response_header(resp, "Content-Length"))
+	    : -1;
+	if (n < 0) {
+		cJSON_AddNullToObject(item, "size");
+		return true;
+	}
+	cJSON_AddNumberToObject(item, "size", (double) n);
+	ct = ash_httpc_response_header(resp, "Content-Type");
+	if (ct != NULL && *ct != '\0' && strlen(ct) <= MIME_MAX)
+		ash_json_add_str(item, "mime_type", ct);
+	return true;
+}
+
+static void
+on_head(void *arg, ash_err rv, const ash_httpc_response *resp)
+{
+	media_head *h = arg;
+	media_job  *j = h->j;
+
+	if (rv != ASH_ECANCELED && !head_settles(h->item, rv, resp))
+		j->again = true;
+	free(h);
+	if (--j->waiting == 0)
+		job_store(j);
+}
+
+static void
+job_free(media_job *j)
+{
+	free(j->read);
+	cJSON_Delete(j->atts);
+	free(j);
+	ms.inflight--;
+}
+
+static void
+on_stored(void *arg, ash_err rv, const PGresult *res)
+{
+	media_job *j = arg;
+
+	if (rv != ASH_OK && !ms.closing)
+		ash_log_warn(NULL, "MI-MEDIA", "message %s not updated: %s",
+		    j->id, ash_strerror(rv));
+	ash_loop_rele(ash_svc_loop(j->mi->svc));
+	job_free(j);
+}
+
+/* Writes what was learnt. Out of tries, what is still open is unknown. */
+static void
+job_store(media_job *j)
+{
+	static const char sql[] =
+	    "UPDATE messages SET attachments = CASE"
+	    " WHEN attachments = $3::jsonb THEN $2::jsonb"
+	    " ELSE attachments END,"
+	    " media_next_at = CASE"
+	    " WHEN $4::int > 0 AND attachments = $3::jsonb"
+	    " AND unsent_at IS NULL"
+	    " THEN now() + make_interval(secs => $4::int) END"
+	    " WHERE id = $1";
+	cJSON *it;
+	char  *atts, delay[16];
+
+	if (ms.closing) { /* the lease brings it back */
+		ash_loop_rele(ash_svc_loop(j->mi->svc));
+		job_free(j);
+		return;
+	}
+	if (j->again && j->tries >= MEDIA_TRIES) {
+		cJSON_ArrayForEach(it, j->atts)
+		{
+			if (ash_json_str(it, "url") != NULL &&
+			    !cJSON_HasObjectItem(it, "size"))
+				cJSON_AddNullToObject(it, "size");
+		}
+		j->again = false;
+	}
+	snprintf(delay, sizeof(delay), "%d",
+	    j->again ? MEDIA_BACKOFF_S << (j->tries - 1) : 0);
+	atts            = cJSON_PrintUnformatted(j->atts);
+	const char *p[] = {j->id, atts, j->read, delay};
+	if (ash_db_query(ash_svc_db(j->mi->svc), sql, 4, p, on_stored, j) !=
+	    ASH_OK)
+		on_stored(j, ASH_EUNAVAIL, NULL);
+	cJSON_free(atts);
+}
+
+/* Asks about each attachment of row i of a claim (id, attachments,
+ * media_tries) that has a URL and no size yet. */
+static void
+job_start(mi_ctx *mi, const PGresult *r, int i)
+{
+	media_job *j = ash_xcalloc(1, sizeof(*j));
+	cJSON     *it;
+	int        n = 0;
+
+	j->mi = mi;
+	snprintf(j->id, sizeof(j->id), "%s", PQgetvalue(r, i, 0));
+	j->read  = ash_xstrdup(PQgetvalue(r, i, 1));
+	j->tries = atoi(PQgetvalue(r, i, 2));
+	ms.inflight++;
+	ash_loop_hold(ash_svc_loop(mi->svc));
+	if (ash_json_parse(j->read, strlen(j->read), &j->atts) != ASH_OK ||
+	    !cJSON_IsArray(j->atts)) {
+		cJSON_Delete(j->atts);
+		/* Not ours to mend: stored as it is. */
+		j->atts = cJSON_CreateArray();
+	}
+	j->waiting = 1; /* until every HEAD has started */
+	cJSON_ArrayForEach(it, j->atts)
+	{
+		const char       *url = ash_json_str(it, "url");
+		ash_httpc_request req = {"HEAD", url, NULL, NULL, 0,
+		    mi_config.graph_timeout_ms, 0, true};
+		media_head       *h;
+
+		if (url == NULL || cJSON_HasObjectItem(it, "size"))
+			continue;
+		if (n++ == MEDIA_MAX_ITEMS) {
+			cJSON_AddNullToObject(it, "size");
+			continue;
+		}
+		h       = ash_xmalloc(sizeof(*h));
+		h->j    = j;
+		h->item = it;
+		j->waiting++;
+		/* A string that is not a URL we can ask: for good. */
+		if (ash_httpc_send(ms.http, &req, on_head, h, NULL) != ASH_OK)
+			on_head(h, ASH_EINVAL, NULL);
+	}
+	if (--j->waiting == 0)
+		job_store(j);
+}
+
+static void
+on_claimed(void *arg, ash_err rv, const PGresult *res)
+{
+	mi_ctx *mi = arg;
+
+	ms.claiming = false;
+	ash_loop_rele(ash_svc_loop(mi->svc));
+	if (rv != ASH_OK && rv != ASH_ECANCELED && rv != ASH_ECLOSED)
+		ash_log_warn(
+		    NULL, "MI-MEDIA", "claim failed: %s", ash_strerror(rv));
+	for (int i = 0; rv == ASH_OK && !ms.closing && i < PQntuples(res); i++)
+		job_start(mi, res, i);
+}
+
+void
+mi_media_tick(mi_ctx *mi)
+{
+	/* The lease outlasts the longest HEAD. */
+	static const char sql[] =
+	    "WITH due AS (SELECT id FROM messages"
+	    " WHERE media_next_at <= now() ORDER BY media_next_at"
+	    " LIMIT $2::int FOR UPDATE SKIP LOCKED)"
+	    " UPDATE messages m"
+	    " SET media_next_at = now() + make_interval(secs => $1::int),"
+	    " media_tries = m.media_tries + 1"
+	    " FROM due WHERE m.id = due.id"
+	    " RETURNING m.id, m.attachments, m.media_tries";
+	char lease[16], batch[8];
+
+	if (ms.closing || ms.http == NULL || ms.claiming || ms.inflight > 0)
+		return;
+	snprintf(lease, sizeof(lease), "%d",
+	    mi_config.graph_timeout_ms / 1000 + 30);
+	snprintf(batch, sizeof(batch), "%d", MEDIA_BATCH);
+	const char *p[] = {lease, batch};
+	if (ash_db_query(ash_svc_db(mi->svc), sql, 2, p, on_claimed, mi) !=
+	    ASH_OK)
+		return; /* the next tick tries again */
+	ms.claiming = true;
+	ash_loop_hold(ash_svc_loop(mi->svc));
+}
+
+ash_err
+mi_media_init(mi_ctx *mi)
+{
+	ash_httpc_opts o = {mi_config.media_allow_private, NULL};
+
+	ms.closing = false;
+	return ash_httpc_new(ash_svc_loop(mi->svc), &o, &ms.http);
+}
+
+void
+mi_media_fini(mi_ctx *mi)
+{
+	(void) mi;
+	ms.closing = true;
+	ash_httpc_free(ms.http); /* HEADs in flight: on_head, canceled */
+	ms.http = NULL;
+}
