@@ -5,7 +5,8 @@
  * (meta-webhooks.md §3). ingest_batch() makes each new message with
  * attachments due (messages.media_next_at, migration 0018); the channels'
  * 1 s tick (mi_profile.c) calls mi_media_tick, which claims up to
- * MEDIA_BATCH due messages (FOR UPDATE SKIP LOCKED, media_next_at moved
+ * MEDIA_BATCH due messages, and claims again as soon as those are done
+ * while claims come back full (FOR UPDATE SKIP LOCKED, media_next_at moved
  * forward as a lease, so replicas share the work and a crash only delays
  * it), asks each attachment URL for its headers with a HEAD, and writes
  * "size" (Content-Length, bytes) and "mime_type" (Content-Type) into the
@@ -32,7 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MEDIA_BATCH     4  /* messages in flight at most */
+#define MEDIA_BATCH     16 /* messages in flight at most */
 #define MEDIA_MAX_ITEMS 10 /* attachments asked per message */
 #define MEDIA_TRIES     5  /* claims of one message */
 #define MEDIA_BACKOFF_S 5  /* after the first try; doubles */
@@ -41,6 +42,7 @@
 static struct {
 	bool       closing;
 	bool       claiming;
+	bool       more;     /* the last claim was full: more may be due */
 	int        inflight; /* messages being asked about */
 	ash_httpc *http;     /* untrusted URLs */
 } ms;
@@ -123,13 +125,18 @@ on_head(void *arg, ash_err rv, const ash_httpc_response *resp)
 		job_store(j);
 }
 
+/* The last of a full claim done, the next is claimed at once: a busy
+ * hour's attachments are not held to one claim a tick. */
 static void
 job_free(media_job *j)
 {
+	mi_ctx *mi = j->mi;
+
 	free(j->read);
 	cJSON_Delete(j->atts);
 	free(j);
-	ms.inflight--;
+	if (--ms.inflight == 0 && ms.more)
+		mi_media_tick(mi);
 }
 
 static void
@@ -241,8 +248,12 @@ on_claimed(void *arg, ash_err rv, const PGresult *res)
 	if (rv != ASH_OK && rv != ASH_ECANCELED && rv != ASH_ECLOSED)
 		ash_log_warn(
 		    NULL, "MI-MEDIA", "claim failed: %s", ash_strerror(rv));
+	ms.more = false; /* jobs that end at once do not claim meanwhile */
 	for (int i = 0; rv == ASH_OK && !ms.closing && i < PQntuples(res); i++)
 		job_start(mi, res, i);
+	ms.more = rv == ASH_OK && PQntuples(res) == MEDIA_BATCH;
+	if (ms.more && ms.inflight == 0)
+		mi_media_tick(mi);
 }
 
 void

@@ -818,6 +818,55 @@ ASH_TEST(f6_attachment_sizes_are_read_with_a_head_of_their_urls)
 	world_stop(&w);
 }
 
+/* A busy Page's attachments are not held to one claim a second: when a
+ * claim comes back full, the next is made as soon as it is done. 64
+ * messages are four full claims, which one a tick would spread over three
+ * seconds at least. */
+ASH_TEST(f6_attachment_sizes_keep_up_with_a_busy_page)
+{
+	world   w;
+	it_resp r;
+	char   *body = ash_xmalloc(32768), *p = body;
+	int64_t t0;
+
+	messenger_world(
+	    &w, "media_busy", "1 hour", "ASHOON_META_MEDIA_ALLOW_PRIVATE=1");
+	it_fake_script(&w.f,
+	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/many.jpg\","
+	    "\"status\":200,\"times\":64,\"body\":\"12345\"}");
+	p += sprintf(p,
+	    "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE
+	    "\",\"time\":1,\"messaging\":[");
+	for (int i = 0; i < 64; i++)
+		p += sprintf(p,
+		    "%s{\"sender\":{\"id\":\"" PSID "\"},\"recipient\":{"
+		    "\"id\":\"" PAGE "\"},\"timestamp\":%lld,\"message\":{"
+		    "\"mid\":\"m_many_%d\",\"attachments\":[{\"type\":"
+		    "\"image\",\"payload\":{\"url\":\"%s/media/"
+		    "many.jpg\"}}]}}",
+		    i ? "," : "", (long long) ash_wall_ms(), i, w.f.base);
+	sprintf(p, "]}]}");
+	t0 = ash_now_ms();
+	ASH_T_EQ_INT(
+	    it_post_webhook(&w.s, body, strlen(body), APPSECRET, &r), 200);
+	it_resp_fini(&r);
+	free(body);
+	while (strcmp(q(&w,
+	                  "SELECT count(*) FROM meta_ingest.messages WHERE "
+	                  "mid LIKE 'm_many_%%' AND media_next_at IS NULL "
+	                  "AND attachments -> 0 ->> 'size' = '5'"),
+	           "64") != 0) {
+		if (ash_now_ms() - t0 > 10000)
+			ASH_T_FAILF("the 64 sizes were never all read");
+		usleep(20 * 1000);
+	}
+	/* The first tick comes within a second, the rest in a chain. */
+	if (ash_now_ms() - t0 >= 2500)
+		ASH_T_FAILF(
+		    "64 sizes took %lld ms", (long long) (ash_now_ms() - t0));
+	world_stop(&w);
+}
+
 /* The URLs come from webhook bodies, which a tenant's own Instagram-login
  * app secret may sign: by default none may reach a private or loopback
  * address (the fake is on 127.0.0.1), and its size stays unknown. */
@@ -1635,6 +1684,7 @@ ASH_TEST_MAIN(
     ASH_TEST_ENTRY(a_queued_reply_is_judged_again_when_it_goes),
     ASH_TEST_ENTRY(a_send_meta_may_have_taken_waits_for_its_echo),
     ASH_TEST_ENTRY(f6_attachment_sizes_are_read_with_a_head_of_their_urls),
+    ASH_TEST_ENTRY(f6_attachment_sizes_keep_up_with_a_busy_page),
     ASH_TEST_ENTRY(f6_attachment_urls_may_not_reach_private_addresses),
     ASH_TEST_ENTRY(revoked_token_190_fails_at_once_and_marks_channel),
     ASH_TEST_ENTRY(
