@@ -41,6 +41,7 @@
 
 #define DEFAULT_MAX_RESPONSE (8u << 20) /* max_response == 0 */
 #define MAX_HEADER_BYTES     (256u << 10)
+#define MAX_REDIRECTS        10
 
 typedef struct httpc_sock {
 	struct httpc_sock *prev, *next; /* client's list */
@@ -489,7 +490,8 @@ httpc_method_ok(const char *m)
 static bool
 httpc_request_ok(const ash_httpc_request *req)
 {
-	if (req == NULL || req->timeout_ms <= 0 ||
+	if (req == NULL || req->timeout_ms <= 0 || req->max_redirects < 0 ||
+	    req->max_redirects > MAX_REDIRECTS ||
 	    !httpc_method_ok(req->method) || !httpc_url_ok(req->url) ||
 	    (req->body == NULL && req->body_len > 0))
 		return false;
@@ -547,7 +549,9 @@ xfer_setup(ash_httpc_xfer *x, const ash_httpc_request *req)
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) req->timeout_ms);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(
+	    e, CURLOPT_FOLLOWLOCATION, req->max_redirects > 0 ? 1L : 0L);
+	curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long) req->max_redirects);
 	curl_easy_setopt(e, CURLOPT_PROXY, "");
 	curl_easy_setopt(e, CURLOPT_USERAGENT, x->c->user_agent);
 	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) x->max);

@@ -318,9 +318,13 @@ mi_graph_call(mi_ctx *mi, const char *login, const char *token,
 	g->cb  = cb;
 	g->arg = arg;
 	snprintf(g->path, sizeof(g->path), "%s", path);
-	req = (ash_httpc_request) {method, url, hdrs, json,
-	    json ? strlen(json) : 0, mi_config.graph_timeout_ms, 1 << 20,
-	    false};
+	req = (ash_httpc_request) {.method = method,
+	    .url                           = url,
+	    .headers                       = hdrs,
+	    .body                          = json,
+	    .body_len                      = json ? strlen(json) : 0,
+	    .timeout_ms                    = mi_config.graph_timeout_ms,
+	    .max_response                  = 1 << 20};
 	rv  = ash_httpc_send(mi->http, &req, mi_graph_on_done, g, NULL);
 	free_wiped(url);
 	free_wiped(auth);

@@ -18,8 +18,8 @@
  *
  * The URLs come from webhook bodies, which the app secret of a tenant's
  * own Instagram-login channel may sign: they are untrusted (no private or
- * loopback addresses, no redirects: ashoon/httpc.h), unless
- * ASHOON_META_MEDIA_ALLOW_PRIVATE (tests, on-prem mirrors).
+ * loopback addresses, on the first hop or a redirect's: ashoon/httpc.h),
+ * unless ASHOON_META_MEDIA_ALLOW_PRIVATE (tests, on-prem mirrors).
  *
  * Everything runs on the loop thread; every claim and HEAD holds the loop,
  * so a drain lets them finish.
@@ -37,6 +37,7 @@
 #define MEDIA_MAX_ITEMS 10 /* attachments asked per message */
 #define MEDIA_TRIES     5  /* claims of one message */
 #define MEDIA_BACKOFF_S 5  /* after the first try; doubles */
+#define MEDIA_REDIRECTS 3  /* Instagram's lookaside URLs redirect */
 #define MIME_MAX        100
 
 static struct {
@@ -216,8 +217,11 @@ job_start(mi_ctx *mi, const PGresult *r, int i)
 	cJSON_ArrayForEach(it, j->atts)
 	{
 		const char       *url = ash_json_str(it, "url");
-		ash_httpc_request req = {"HEAD", url, NULL, NULL, 0,
-		    mi_config.graph_timeout_ms, 0, true};
+		ash_httpc_request req = {.method = "HEAD",
+		    .url                         = url,
+		    .timeout_ms                  = mi_config.graph_timeout_ms,
+		    .untrusted_url               = true,
+		    .max_redirects               = MEDIA_REDIRECTS};
 		media_head       *h;
 
 		if (url == NULL || cJSON_HasObjectItem(it, "size"))

@@ -771,14 +771,15 @@ media_done(world *w)
 
 /* Webhooks give an attachment's URL, not its size: meta-ingest asks each
  * URL with a HEAD and stores the size and type. An expired URL (404) is
- * unknown for good; a 503 is asked again. */
+ * unknown for good; a 503 is asked again; a redirect is followed. */
 ASH_TEST(f6_attachment_sizes_are_read_with_a_head_of_their_urls)
 {
-	static const char *const names[] = {"a.jpg", "gone.pdf", "slow.mp4"};
-	world                    w;
-	char                     script[1800], big[1235];
-	cJSON                   *cs;
-	int                      n;
+	static const char *const names[] = {
+	    "a.jpg", "gone.pdf", "slow.mp4", "lookaside"};
+	world  w;
+	char   script[1800], big[1235];
+	cJSON *cs;
+	int    n;
 
 	messenger_world(
 	    &w, "media_sizes", "1 hour", "ASHOON_META_MEDIA_ALLOW_PRIVATE=1");
@@ -800,8 +801,20 @@ ASH_TEST(f6_attachment_sizes_are_read_with_a_head_of_their_urls)
 	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/slow.mp4\","
 	    "\"status\":200,\"headers\":{\"Content-Type\":\"video/mp4\"},"
 	    "\"body\":\"0123456789\"}");
-	post_media_message(&w, names, 3);
-	ASH_T_EQ_STR(media_done(&w), "1234 image/jpeg,null -,10 video/mp4");
+	/* Instagram's lookaside URLs answer with a redirect to the CDN. */
+	snprintf(script, sizeof(script),
+	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/lookaside\","
+	    "\"status\":302,\"headers\":{\"Location\":\"%s/media/cdn.png\"},"
+	    "\"body\":\"moved\"}",
+	    w.f.base);
+	it_fake_script(&w.f, script);
+	it_fake_script(&w.f,
+	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/cdn.png\","
+	    "\"status\":200,\"headers\":{\"Content-Type\":\"image/png\"},"
+	    "\"body\":\"1234567\"}");
+	post_media_message(&w, names, 4);
+	ASH_T_EQ_STR(
+	    media_done(&w), "1234 image/jpeg,null -,10 video/mp4,7 image/png");
 	ASH_T_EQ_STR(q(&w,
 	                 "SELECT media_tries FROM meta_ingest.messages WHERE "
 	                 "mid = 'm_media'"),

@@ -44,7 +44,8 @@ note(ash_http_req *req)
 	ash_http_req_body(req, &data, &S.body_len);
 }
 
-/* /big/N: N bytes; /dup: two X-Dup headers; else "<method> <len>". */
+/* /big/N: N bytes; /dup: two X-Dup headers; /to/URL: a 302 to URL (path
+ * or absolute); else "<method> <len>". */
 static void
 h_serve(ash_http_req *req, void *arg)
 {
@@ -59,6 +60,12 @@ h_serve(ash_http_req *req, void *arg)
 		memset(body, 'x', len);
 		ash_http_reply(req, 200, "text/plain", body, len);
 		free(body);
+		return;
+	}
+	if (strncmp(path, "/to/", 4) == 0) { /* a redirect to the rest */
+		ash_http_req_set_header(req, "Location", path + 4);
+		ash_http_req_set_header(req, "X-Dup", "redirect");
+		ash_http_reply(req, 302, "text/plain", "moved", 5);
 		return;
 	}
 	if (strcmp(path, "/dup") == 0) {
@@ -434,6 +441,65 @@ ASH_TEST(untrusted_url_cannot_reach_private_addresses)
 	ash_loop_free(loop);
 }
 
+/* A 3xx is the answer unless a request asks to follow; then the answer
+ * and its headers are the last hop's, HEAD stays HEAD, and the hops are
+ * bounded and http/https only. */
+ASH_TEST(redirects_only_when_asked)
+{
+	char              base[64], url[5][160];
+	ash_httpc        *c;
+	ash_http_server  *srv;
+	ash_httpc_request r;
+
+	setup();
+	srv = serve(h_serve, NULL, base, sizeof(base));
+	ASH_T_OK(ash_httpc_new(loop, NULL, &c));
+	snprintf(url[0], sizeof(url[0]), "%s/to/%s/dup", base, base);
+	snprintf(url[1], sizeof(url[1]), "%s/to//to//dup", base);
+	snprintf(url[2], sizeof(url[2]), "%s/to//to//to//dup", base);
+	snprintf(url[3], sizeof(url[3]), "%s/to/ftp://127.0.0.1/x", base);
+	r = request("GET", url[0]);
+	start(c, &r, &F[0]);
+	nf = 1;
+	run_until(all_done);
+	ASH_T_OK(F[0].rv);
+	ASH_T_EQ_INT(F[0].status, 302);
+	ASH_T_EQ_STR(F[0].dup, "redirect");
+	ASH_T_EQ_INT(S.calls, 1);
+	for (int i = 0; i < 4; i++) {
+		r               = request(i == 1 ? "HEAD" : "GET", url[i]);
+		r.max_redirects = 2;
+		start(c, &r, &F[1 + i]);
+		nf = 2 + i;
+		run_until(all_done);
+	}
+	ASH_T_OK(F[1].rv); /* absolute Location */
+	ASH_T_EQ_INT(F[1].status, 200);
+	ASH_T_EQ_STR(F[1].body, "GET 0");
+	ASH_T_EQ_STR(F[1].dup, "second"); /* the last hop's headers */
+	ASH_T_OK(F[2].rv);                /* two hops, relative */
+	ASH_T_EQ_INT(F[2].status, 200);
+	ASH_T_EQ_STR(S.method, "GET");
+	ASH_T_ERR(F[3].rv, ASH_EUPSTREAM); /* three hops: too many */
+	ASH_T_ERR(F[4].rv, ASH_EUPSTREAM); /* not http */
+	r               = request("HEAD", url[1]);
+	r.max_redirects = 2;
+	start(c, &r, &F[5]);
+	nf = 6;
+	run_until(all_done);
+	ASH_T_EQ_INT(F[5].status, 200);
+	ASH_T_EQ_STR(S.method, "HEAD"); /* every hop a HEAD */
+	ASH_T_EQ_INT(F[5].len, 0);
+	r               = request("GET", url[0]);
+	r.max_redirects = 11;
+	ASH_T_ERR(ash_httpc_send(c, &r, on_fetched, &F[6], NULL), ASH_EINVAL);
+	r.max_redirects = -1;
+	ASH_T_ERR(ash_httpc_send(c, &r, on_fetched, &F[6], NULL), ASH_EINVAL);
+	ash_httpc_free(c);
+	ash_http_server_close(srv);
+	ash_loop_free(loop);
+}
+
 ASH_TEST(fifty_concurrent_transfers)
 {
 	char             base[64], url[128];
@@ -622,6 +688,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(get_status_body_and_headers),
     ASH_TEST_ENTRY(refused_connection_gives_eunavail),
     ASH_TEST_ENTRY(response_over_cap_gives_etoobig),
     ASH_TEST_ENTRY(untrusted_url_cannot_reach_private_addresses),
+    ASH_TEST_ENTRY(redirects_only_when_asked),
     ASH_TEST_ENTRY(fifty_concurrent_transfers),
     ASH_TEST_ENTRY(free_cancels_transfers_in_flight),
     ASH_TEST_ENTRY(cancel_and_send_from_callback),

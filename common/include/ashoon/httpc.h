@@ -14,9 +14,11 @@
  * was created with allow_private. The check runs on the address curl
  * actually connects to (CURLOPT_OPENSOCKETFUNCTION), so DNS rebinding
  * cannot get around it; a refused connect is ASH_EFORBIDDEN. Such a
- * transfer never reuses a pooled connection. Redirects are not followed,
- * proxies from the environment are not used, and "Expect: 100-continue"
- * is not sent. Loop thread only.
+ * transfer never reuses a pooled connection. Redirects are followed only
+ * when a request asks (max_redirects), to http/https URLs, and every
+ * connection they open is checked the same way. Proxies from the
+ * environment are not used, and "Expect: 100-continue" is not sent. Loop
+ * thread only.
  *
  * Callbacks run from the loop, never from inside curl: a callback may
  * start transfers and cancel others, but not free the client (asserted).
@@ -47,6 +49,7 @@ typedef struct ash_httpc_request {
 	int                timeout_ms;   /* whole transfer, > 0 */
 	size_t             max_response; /* bytes; 0 = 8 MiB */
 	bool               untrusted_url;
+	int                max_redirects; /* 0..10; 0: a 3xx is the answer */
 } ash_httpc_request;
 
 typedef struct ash_httpc_response {
@@ -76,6 +79,7 @@ void ash_httpc_free(ash_httpc *c);
 /* Starts a transfer; the request is copied. *xfer (if xfer is non-NULL)
  * can be used to cancel until the callback has run. ASH_EINVAL for a bad
  * request (URL not http/https, method not a token of A-Z, timeout_ms <= 0,
+ * max_redirects outside 0..10,
  * a header line with CR or LF, body_len without body), ASH_ECLOSED while
  * ash_httpc_free runs. */
 ash_err ash_httpc_send(ash_httpc *c, const ash_httpc_request *req,
