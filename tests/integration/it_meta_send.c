@@ -831,6 +831,58 @@ ASH_TEST(f6_attachment_sizes_are_read_with_a_head_of_their_urls)
 	world_stop(&w);
 }
 
+/* A customer who unsends a message while its sizes are being read wins:
+ * the answer that comes after does not bring the attachment back. */
+ASH_TEST(f6_an_unsend_during_the_head_keeps_the_attachment_gone)
+{
+	static const char *const names[] = {"slowhead.jpg"};
+	world                    w;
+	it_resp                  r;
+	char                     body[512];
+
+	messenger_world(
+	    &w, "media_unsend", "1 hour", "ASHOON_META_MEDIA_ALLOW_PRIVATE=1");
+	it_fake_script(&w.f,
+	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/slowhead.jpg\","
+	    "\"status\":200,\"delay_ms\":1500,\"body\":\"123\"}");
+	post_media_message(&w, names, 1);
+	for (int t = 0;
+	     strcmp(q(&w,
+	                "SELECT media_tries FROM meta_ingest.messages "
+	                "WHERE mid = 'm_media'"),
+	         "1") != 0;
+	     t++) {
+		if (t == 200)
+			ASH_T_FAILF("m_media was never claimed");
+		usleep(20 * 1000);
+	}
+	snprintf(body, sizeof(body),
+	    "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE
+	    "\",\"time\":1,\"messaging\":[{\"sender\":{\"id\":\"" PSID
+	    "\"},\"recipient\":{\"id\":\"" PAGE "\"},\"timestamp\":%lld,"
+	    "\"message\":{\"mid\":\"m_media\",\"is_deleted\":true}}]}]}",
+	    (long long) ash_wall_ms());
+	ASH_T_EQ_INT(
+	    it_post_webhook(&w.s, body, strlen(body), APPSECRET, &r), 200);
+	it_resp_fini(&r);
+	for (int t = 0;
+	     strcmp(q(&w,
+	                "SELECT media_next_at IS NULL FROM "
+	                "meta_ingest.messages WHERE mid = 'm_media'"),
+	         "t") != 0;
+	     t++) {
+		if (t == 500)
+			ASH_T_FAILF("the HEAD of m_media never ended");
+		usleep(20 * 1000);
+	}
+	ASH_T_EQ_STR(
+	    q(&w,
+	        "SELECT attachments::text || ' ' || (unsent_at IS NOT "
+	        "NULL) FROM meta_ingest.messages WHERE mid = 'm_media'"),
+	    "[] true");
+	world_stop(&w);
+}
+
 /* A busy Page's attachments are not held to one claim a second: when a
  * claim comes back full, the next is made as soon as it is done. 64
  * messages are four full claims, which one a tick would spread over three
@@ -1697,6 +1749,7 @@ ASH_TEST_MAIN(
     ASH_TEST_ENTRY(a_queued_reply_is_judged_again_when_it_goes),
     ASH_TEST_ENTRY(a_send_meta_may_have_taken_waits_for_its_echo),
     ASH_TEST_ENTRY(f6_attachment_sizes_are_read_with_a_head_of_their_urls),
+    ASH_TEST_ENTRY(f6_an_unsend_during_the_head_keeps_the_attachment_gone),
     ASH_TEST_ENTRY(f6_attachment_sizes_keep_up_with_a_busy_page),
     ASH_TEST_ENTRY(f6_attachment_urls_may_not_reach_private_addresses),
     ASH_TEST_ENTRY(revoked_token_190_fails_at_once_and_marks_channel),
