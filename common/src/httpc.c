@@ -473,6 +473,46 @@ httpc_url_ok(const char *url)
 	return ok;
 }
 
+/* host is d, or ends with "." d (both without a trailing dot). */
+static bool
+host_on_domain(const char *host, const char *d, size_t dlen)
+{
+	size_t hlen = strlen(host);
+
+	if (dlen == 0 || hlen < dlen ||
+	    strncasecmp(host + hlen - dlen, d, dlen) != 0)
+		return false;
+	return hlen == dlen || host[hlen - dlen - 1] == '.';
+}
+
+bool
+ash_httpc_url_host_in(const char *url, const char *domains)
+{
+	CURLU      *u    = curl_url();
+	char       *host = NULL;
+	const char *d, *end;
+	bool        in = false;
+
+	ASH_ASSERT(u != NULL);
+	if (httpc_url_ok(url) &&
+	    curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+		for (d = domains; d != NULL && !in; d = end ? end + 1 : NULL) {
+			size_t n;
+
+			d += strspn(d, " ");
+			end = strchr(d, ',');
+			n   = end ? (size_t) (end - d) : strlen(d);
+			while (n > 0 && d[n - 1] == ' ')
+				n--;
+			in = host_on_domain(host, d, n);
+		}
+	}
+	curl_free(host);
+	curl_url_cleanup(u);
+	return in;
+}
+
 /* An HTTP token of letters: it goes into the request line verbatim. */
 static bool
 httpc_method_ok(const char *m)

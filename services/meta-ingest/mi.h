@@ -52,6 +52,7 @@ typedef struct mi_cfg {
 	int   batch_overlap;  /* a call beside another only below this queue */
 	int   sender_poll_ms; /* how often due outbound rows are looked for */
 	bool  media_allow_private; /* attachment URLs may be private */
+	char *media_hosts;         /* domains whose attachment URLs we ask */
 } mi_cfg;
 
 extern mi_cfg            mi_config;

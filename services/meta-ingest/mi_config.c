@@ -47,6 +47,11 @@ const ash_cfg_key mi_keys[] = {
         10, 60000, 0,
         "how often the sender looks for due outbound messages (it is also "
         "woken at once by new ones)"),
+    ASH_CFG_STR("ASHOON_META_MEDIA_HOSTS", mi_config.media_hosts,
+        "fbcdn.net,fbsbx.com,cdninstagram.com", 0,
+        "domains (comma-separated; their subdomains too) whose attachment "
+        "URLs get a HEAD to read their sizes: Meta's CDNs. A customer's "
+        "link to any other site is never fetched; its size stays unknown"),
     ASH_CFG_BOOL("ASHOON_META_MEDIA_ALLOW_PRIVATE",
         mi_config.media_allow_private, "0", 0,
         "let attachment URLs (from webhooks) reach private and loopback "

@@ -16,10 +16,14 @@
  * most. The message is written only while its attachments are those read
  * (an unsend meanwhile keeps none), and a deleted message is simply gone.
  *
- * The URLs come from webhook bodies, which the app secret of a tenant's
- * own Instagram-login channel may sign: they are untrusted (no private or
- * loopback addresses, on the first hop or a redirect's: ashoon/httpc.h),
- * unless ASHOON_META_MEDIA_ALLOW_PRIVATE (tests, on-prem mirrors).
+ * Only URLs on Meta's CDNs are asked (ASHOON_META_MEDIA_HOSTS): a
+ * customer's shared link (a "fallback" attachment) names any site, which
+ * must not learn our address or take requests from us on a customer's
+ * word. The URLs come from webhook bodies, which the app secret of a
+ * tenant's own Instagram-login channel may sign: they are untrusted (no
+ * private or loopback addresses, on the first hop or a redirect's:
+ * ashoon/httpc.h), unless ASHOON_META_MEDIA_ALLOW_PRIVATE (tests, on-prem
+ * mirrors).
  *
  * Everything runs on the loop thread; every claim and HEAD holds the loop,
  * so a drain lets them finish.
@@ -226,7 +230,8 @@ job_start(mi_ctx *mi, const PGresult *r, int i)
 
 		if (url == NULL || cJSON_HasObjectItem(it, "size"))
 			continue;
-		if (n++ == MEDIA_MAX_ITEMS) {
+		if (!ash_httpc_url_host_in(url, mi_config.media_hosts) ||
+		    n++ == MEDIA_MAX_ITEMS) {
 			cJSON_AddNullToObject(it, "size");
 			continue;
 		}

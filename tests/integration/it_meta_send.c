@@ -95,7 +95,7 @@ conversation(world *w, const char *ext, const char *age)
 	        w->tenant, w->channel, ext, w->tenant, w->channel, when));
 }
 
-/* extra: one more "K=V" for every service, or NULL. */
+/* extra: more "K=V" for every service, separated by spaces, or NULL. */
 static void
 world_start(world *w, const char *tag, const char *extra)
 {
@@ -112,8 +112,13 @@ world_start(world *w, const char *tag, const char *extra)
 	it_stack_env(&w->s, "META_APP_SECRET=" APPSECRET);
 	it_stack_env(&w->s, "ASHOON_MASTER_KEY=" MASTER);
 	it_stack_env(&w->s, "ASHOON_META_SENDER_POLL_MS=100");
-	if (extra != NULL)
-		it_stack_env(&w->s, extra);
+	for (const char *e = extra; e != NULL && *e != '\0';) {
+		size_t n = strcspn(e, " ");
+
+		snprintf(kv, sizeof(kv), "%.*s", (int) n, e);
+		it_stack_env(&w->s, kv);
+		e += n + strspn(e + n, " ");
+	}
 	it_stack_start_all(&w->s);
 	it_tenant_create(&w->s, "Shop", w->tenant, w->key);
 }
@@ -714,6 +719,10 @@ ASH_TEST(a_send_meta_may_have_taken_waits_for_its_echo)
 
 /* --- attachments' sizes -------------------------------------------------- */
 
+/* The fake Graph server is the CDN of these tests, on 127.0.0.1. */
+#define MEDIA_ENV \
+	"ASHOON_META_MEDIA_ALLOW_PRIVATE=1 ASHOON_META_MEDIA_HOSTS=127.0.0.1"
+
 /* Posts customer PSID's message m_media with attachments at the fake's
  * /media/NAME for each of the names. */
 static void
@@ -781,8 +790,7 @@ ASH_TEST(f6_attachment_sizes_are_read_with_a_head_of_their_urls)
 	cJSON *cs;
 	int    n;
 
-	messenger_world(
-	    &w, "media_sizes", "1 hour", "ASHOON_META_MEDIA_ALLOW_PRIVATE=1");
+	messenger_world(&w, "media_sizes", "1 hour", MEDIA_ENV);
 	memset(big, 'x', 1234);
 	big[1234] = '\0';
 	snprintf(script, sizeof(script),
@@ -840,8 +848,7 @@ ASH_TEST(f6_an_unsend_during_the_head_keeps_the_attachment_gone)
 	it_resp                  r;
 	char                     body[512];
 
-	messenger_world(
-	    &w, "media_unsend", "1 hour", "ASHOON_META_MEDIA_ALLOW_PRIVATE=1");
+	messenger_world(&w, "media_unsend", "1 hour", MEDIA_ENV);
 	it_fake_script(&w.f,
 	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/slowhead.jpg\","
 	    "\"status\":200,\"delay_ms\":1500,\"body\":\"123\"}");
@@ -894,8 +901,7 @@ ASH_TEST(f6_attachment_sizes_keep_up_with_a_busy_page)
 	char   *body = ash_xmalloc(32768), *p = body;
 	int64_t t0;
 
-	messenger_world(
-	    &w, "media_busy", "1 hour", "ASHOON_META_MEDIA_ALLOW_PRIVATE=1");
+	messenger_world(&w, "media_busy", "1 hour", MEDIA_ENV);
 	it_fake_script(&w.f,
 	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/many.jpg\","
 	    "\"status\":200,\"times\":64,\"body\":\"12345\"}");
@@ -932,24 +938,47 @@ ASH_TEST(f6_attachment_sizes_keep_up_with_a_busy_page)
 	world_stop(&w);
 }
 
-/* The URLs come from webhook bodies, which a tenant's own Instagram-login
- * app secret may sign: by default none may reach a private or loopback
- * address (the fake is on 127.0.0.1), and its size stays unknown. */
-ASH_TEST(f6_attachment_urls_may_not_reach_private_addresses)
+/* In a world with env, an attachment at the fake's /media/name, which
+ * would answer its HEAD, is never asked: its size is unknown. */
+static void
+media_never_asked(const char *tag, const char *env, const char *name)
 {
-	static const char *const names[] = {"internal.jpg"};
-	world                    w;
-	int                      n;
+	const char *const names[] = {name};
+	world             w;
+	char              script[256];
+	int               n;
 
-	messenger_world(&w, "media_private", "1 hour", NULL);
-	it_fake_script(&w.f,
-	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/internal.jpg\","
-	    "\"status\":200,\"body\":\"secret\"}");
+	messenger_world(&w, tag, "1 hour", env);
+	snprintf(script, sizeof(script),
+	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/%s\","
+	    "\"status\":200,\"body\":\"secret\"}",
+	    name);
+	it_fake_script(&w.f, script);
 	post_media_message(&w, names, 1);
 	ASH_T_EQ_STR(media_done(&w), "null -");
 	cJSON_Delete(calls(&w, "/media/", &n));
 	ASH_T_EQ_INT(n, 0);
 	world_stop(&w);
+}
+
+/* The URLs come from webhook bodies, which a tenant's own Instagram-login
+ * app secret may sign: by default none may reach a private or loopback
+ * address (the fake is on 127.0.0.1, here on the list of CDN domains). */
+ASH_TEST(f6_attachment_urls_may_not_reach_private_addresses)
+{
+	media_never_asked("media_private", "ASHOON_META_MEDIA_HOSTS=127.0.0.1",
+	    "internal.jpg");
+}
+
+/* Only Meta's CDNs are asked: a customer's link to another site (a shared
+ * link is an attachment too) is never fetched, so no site learns our
+ * address or gets requests from us on a customer's word. */
+ASH_TEST(f6_attachment_urls_off_the_cdn_domains_are_never_fetched)
+{
+	media_never_asked("media_hosts",
+	    "ASHOON_META_MEDIA_ALLOW_PRIVATE=1 "
+	    "ASHOON_META_MEDIA_HOSTS=fbcdn.net,localhost",
+	    "tracker.gif");
 }
 
 /* Throttled by error code with a usage header asking for 30 minutes:
@@ -1752,6 +1781,7 @@ ASH_TEST_MAIN(
     ASH_TEST_ENTRY(f6_an_unsend_during_the_head_keeps_the_attachment_gone),
     ASH_TEST_ENTRY(f6_attachment_sizes_keep_up_with_a_busy_page),
     ASH_TEST_ENTRY(f6_attachment_urls_may_not_reach_private_addresses),
+    ASH_TEST_ENTRY(f6_attachment_urls_off_the_cdn_domains_are_never_fetched),
     ASH_TEST_ENTRY(revoked_token_190_fails_at_once_and_marks_channel),
     ASH_TEST_ENTRY(
         a_190_for_a_replaced_token_leaves_the_reconnected_channel_ok),

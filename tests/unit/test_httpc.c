@@ -652,6 +652,31 @@ ASH_TEST(cancel_and_send_from_callback)
 	ash_loop_free(loop);
 }
 
+/* The host of a URL against a list of domains: subdomains count, names
+ * that merely end the same, userinfo and query strings do not. */
+ASH_TEST(url_host_on_listed_domains)
+{
+	static const char L[] = "fbcdn.net, cdninstagram.com ,fbsbx.com";
+
+	ASH_T_TRUE(ash_httpc_url_host_in(
+	    "https://scontent.xx.fbcdn.net/v/t1/a.jpg?oh=1", L));
+	ASH_T_TRUE(ash_httpc_url_host_in("HTTPS://FBCDN.NET:443/x", L));
+	ASH_T_TRUE(ash_httpc_url_host_in(
+	    "https://lookaside.fbsbx.com/ig_messaging_cdn/?asset_id=1", L));
+	ASH_T_TRUE(ash_httpc_url_host_in("http://a.cdninstagram.com/", L));
+	ASH_T_TRUE(!ash_httpc_url_host_in("https://evilfbcdn.net/", L));
+	ASH_T_TRUE(!ash_httpc_url_host_in("https://fbcdn.net.evil.com/", L));
+	ASH_T_TRUE(!ash_httpc_url_host_in("https://evil.com/?u=fbcdn.net", L));
+	ASH_T_TRUE(!ash_httpc_url_host_in("https://fbcdn.net@evil.com/", L));
+	ASH_T_TRUE(!ash_httpc_url_host_in("ftp://scontent.fbcdn.net/", L));
+	ASH_T_TRUE(!ash_httpc_url_host_in("not a url", L));
+	ASH_T_TRUE(!ash_httpc_url_host_in(NULL, L));
+	ASH_T_TRUE(!ash_httpc_url_host_in("https://fbcdn.net/", ""));
+	ASH_T_TRUE(!ash_httpc_url_host_in("https://fbcdn.net/", ","));
+	ASH_T_TRUE(
+	    ash_httpc_url_host_in("http://127.0.0.1:8080/m", "127.0.0.1"));
+}
+
 ASH_TEST(bad_requests_are_einval)
 {
 	static const char *const bad_urls[] = {
@@ -692,4 +717,5 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(get_status_body_and_headers),
     ASH_TEST_ENTRY(fifty_concurrent_transfers),
     ASH_TEST_ENTRY(free_cancels_transfers_in_flight),
     ASH_TEST_ENTRY(cancel_and_send_from_callback),
+    ASH_TEST_ENTRY(url_host_on_listed_domains),
     ASH_TEST_ENTRY(bad_requests_are_einval))

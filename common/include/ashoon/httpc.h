@@ -85,6 +85,13 @@ void ash_httpc_free(ash_httpc *c);
 ash_err ash_httpc_send(ash_httpc *c, const ash_httpc_request *req,
     ash_httpc_cb cb, void *arg, ash_httpc_xfer **xfer) ASH_MUSTCHECK;
 
+/* Whether url (http or https) names a host on one of domains, a
+ * comma-separated list: the domain itself or any name under it
+ * ("fbcdn.net" takes "scontent.xx.fbcdn.net", not "evilfbcdn.net"), by
+ * the host curl would connect to (userinfo, port and path do not count),
+ * ignoring case. False for a URL that does not parse. Any thread. */
+bool ash_httpc_url_host_in(const char *url, const char *domains);
+
 /* Inside the callback only: a response header (case-insensitive), last
  * occurrence, NULL if absent. */
 const char *ash_httpc_response_header(
