@@ -87,6 +87,20 @@ content_length(const char *v)
 	return n;
 }
 
+/* A Content-Type worth keeping: printable ASCII, as a media type is
+ * (anything else, stored as it came, could make the row's jsonb invalid
+ * and the write fail at every try). */
+static bool
+mime_ok(const char *v)
+{
+	size_t n = 0;
+
+	for (; v != NULL && v[n] != '\0'; n++)
+		if (v[n] < 0x20 || v[n] > 0x7e || n == MIME_MAX)
+			return false;
+	return n > 0;
+}
+
 /* What a HEAD's answer means for its attachment: written into item, or
  * false when it is to be asked again. */
 static bool
@@ -112,7 +126,7 @@ head_settles(cJSON *item, ash_err rv, const ash_httpc_response *resp)
 	}
 	cJSON_AddNumberToObject(item, "size", (double) n);
 	ct = ash_httpc_response_header(resp, "Content-Type");
-	if (ct != NULL && *ct != '\0' && strlen(ct) <= MIME_MAX)
+	if (mime_ok(ct))
 		ash_json_add_str(item, "mime_type", ct);
 	return true;
 }

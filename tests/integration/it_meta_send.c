@@ -784,7 +784,7 @@ media_done(world *w)
 ASH_TEST(f6_attachment_sizes_are_read_with_a_head_of_their_urls)
 {
 	static const char *const names[] = {
-	    "a.jpg", "gone.pdf", "slow.mp4", "lookaside"};
+	    "a.jpg", "gone.pdf", "slow.mp4", "lookaside", "odd.bin"};
 	world  w;
 	char   script[1800], big[1235];
 	cJSON *cs;
@@ -820,9 +820,15 @@ ASH_TEST(f6_attachment_sizes_are_read_with_a_head_of_their_urls)
 	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/cdn.png\","
 	    "\"status\":200,\"headers\":{\"Content-Type\":\"image/png\"},"
 	    "\"body\":\"1234567\"}");
-	post_media_message(&w, names, 4);
-	ASH_T_EQ_STR(
-	    media_done(&w), "1234 image/jpeg,null -,10 video/mp4,7 image/png");
+	/* A Content-Type that is no media type is left out, not the size. */
+	it_fake_script(&w.f,
+	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/odd.bin\","
+	    "\"status\":200,\"headers\":{\"Content-Type\":\"image/"
+	    "caf\u00e9\"},"
+	    "\"body\":\"12\"}");
+	post_media_message(&w, names, 5);
+	ASH_T_EQ_STR(media_done(&w),
+	    "1234 image/jpeg,null -,10 video/mp4,7 image/png,2 -");
 	ASH_T_EQ_STR(q(&w,
 	                 "SELECT media_tries FROM meta_ingest.messages WHERE "
 	                 "mid = 'm_media'"),
