@@ -39,9 +39,12 @@
 
 #define MEDIA_BATCH     16 /* messages in flight at most */
 #define MEDIA_MAX_ITEMS 10 /* attachments asked per message */
-#define MEDIA_TRIES     5  /* claims of one message */
-#define MEDIA_BACKOFF_S 5  /* after the first try; doubles */
-#define MEDIA_REDIRECTS 3  /* Instagram's lookaside URLs redirect */
+#define MEDIA_TRIES     5  /* claims of one message that ask */
+/* Claims at most: one whose answers cannot be written (twice after its
+ * last try) is given up rather than claimed again every lease. */
+#define MEDIA_CLAIMS    (MEDIA_TRIES + 2)
+#define MEDIA_BACKOFF_S 5 /* after the first try; doubles */
+#define MEDIA_REDIRECTS 3 /* Instagram's lookaside URLs redirect */
 #define MIME_MAX        100
 
 static struct {
@@ -215,10 +218,17 @@ job_store(media_job *j)
 static void
 job_start(mi_ctx *mi, const PGresult *r, int i)
 {
-	media_job *j = ash_xcalloc(1, sizeof(*j));
+	media_job *j;
 	cJSON     *it;
 	int        n = 0;
 
+	if (atoi(PQgetvalue(r, i, 2)) > MEDIA_CLAIMS) {
+		ash_log_warn(NULL, "MI-MEDIA",
+		    "message %s: sizes given up after %d claims",
+		    PQgetvalue(r, i, 0), MEDIA_CLAIMS);
+		return; /* the claim cleared media_next_at */
+	}
+	j     = ash_xcalloc(1, sizeof(*j));
 	j->mi = mi;
 	snprintf(j->id, sizeof(j->id), "%s", PQgetvalue(r, i, 0));
 	j->read  = ash_xstrdup(PQgetvalue(r, i, 1));
@@ -288,19 +298,21 @@ mi_media_tick(mi_ctx *mi)
 	    " WHERE media_next_at <= now() ORDER BY media_next_at"
 	    " LIMIT $2::int FOR UPDATE SKIP LOCKED)"
 	    " UPDATE messages m"
-	    " SET media_next_at = now() + make_interval(secs => $1::int),"
+	    " SET media_next_at = CASE WHEN m.media_tries < $3::int"
+	    " THEN now() + make_interval(secs => $1::int) END,"
 	    " media_tries = m.media_tries + 1"
 	    " FROM due WHERE m.id = due.id"
 	    " RETURNING m.id, m.attachments, m.media_tries";
-	char lease[16], batch[8];
+	char lease[16], batch[8], claims[8];
 
 	if (ms.closing || ms.http == NULL || ms.claiming || ms.inflight > 0)
 		return;
 	snprintf(lease, sizeof(lease), "%d",
 	    mi_config.graph_timeout_ms / 1000 + 30);
 	snprintf(batch, sizeof(batch), "%d", MEDIA_BATCH);
-	const char *p[] = {lease, batch};
-	if (ash_db_query(ash_svc_db(mi->svc), sql, 2, p, on_claimed, mi) !=
+	snprintf(claims, sizeof(claims), "%d", MEDIA_CLAIMS);
+	const char *p[] = {lease, batch, claims};
+	if (ash_db_query(ash_svc_db(mi->svc), sql, 3, p, on_claimed, mi) !=
 	    ASH_OK)
 		return; /* the next tick tries again */
 	ms.claiming = true;

@@ -896,6 +896,46 @@ ASH_TEST(f6_an_unsend_during_the_head_keeps_the_attachment_gone)
 	world_stop(&w);
 }
 
+/* A message claimed over and over (its answers could not be written:
+ * here, claimed seven times already) is given up, not asked again at
+ * every lease: its sizes stay unknown. */
+ASH_TEST(f6_attachment_sizes_are_given_up_after_seven_claims)
+{
+	world w;
+	int   n;
+
+	messenger_world(&w, "media_give_up", "1 hour", MEDIA_ENV);
+	q(&w,
+	    "INSERT INTO meta_ingest.messages (tenant_id, channel_id, "
+	    "conversation_id, direction, kind, mid, author, sent_at, state, "
+	    "attachments, media_tries) SELECT tenant_id, channel_id, id, "
+	    "'in', 'attachment', 'm_stuck', 'customer', now(), 'received', "
+	    "'[{\"type\": \"image\", \"url\": \"%s/media/never.jpg\"}]', 7 "
+	    "FROM meta_ingest.conversations",
+	    w.f.base);
+	q(&w,
+	    "UPDATE meta_ingest.messages SET media_next_at = now() "
+	    "WHERE mid = 'm_stuck'");
+	for (int t = 0;
+	     strcmp(q(&w,
+	                "SELECT media_next_at IS NULL FROM "
+	                "meta_ingest.messages WHERE mid = 'm_stuck'"),
+	         "t") != 0;
+	     t++) {
+		if (t == 300)
+			ASH_T_FAILF("m_stuck was never claimed");
+		usleep(20 * 1000);
+	}
+	ASH_T_EQ_STR(q(&w,
+	                 "SELECT media_tries || ' ' || (attachments -> 0 ? "
+	                 "'size') FROM meta_ingest.messages WHERE mid = "
+	                 "'m_stuck'"),
+	    "8 false");
+	cJSON_Delete(calls(&w, "/media/never.jpg", &n));
+	ASH_T_EQ_INT(n, 0);
+	world_stop(&w);
+}
+
 /* A busy Page's attachments are not held to one claim a second: when a
  * claim comes back full, the next is made as soon as it is done. 64
  * messages are four full claims, which one a tick would spread over three
@@ -1785,6 +1825,7 @@ ASH_TEST_MAIN(
     ASH_TEST_ENTRY(a_send_meta_may_have_taken_waits_for_its_echo),
     ASH_TEST_ENTRY(f6_attachment_sizes_are_read_with_a_head_of_their_urls),
     ASH_TEST_ENTRY(f6_an_unsend_during_the_head_keeps_the_attachment_gone),
+    ASH_TEST_ENTRY(f6_attachment_sizes_are_given_up_after_seven_claims),
     ASH_TEST_ENTRY(f6_attachment_sizes_keep_up_with_a_busy_page),
     ASH_TEST_ENTRY(f6_attachment_urls_may_not_reach_private_addresses),
     ASH_TEST_ENTRY(f6_attachment_urls_off_the_cdn_domains_are_never_fetched),
