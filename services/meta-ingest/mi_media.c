@@ -53,6 +53,9 @@ static struct {
 	bool       more;     /* the last claim was full: more may be due */
 	int        inflight; /* messages being asked about */
 	ash_httpc *http;     /* untrusted URLs */
+	/* ashoon_meta_media_total{result}: attachments whose size was read,
+	 * is unknown for good, or is to be asked again. */
+	ash_counter *read, *unknown, *retry;
 } ms;
 
 /* One claimed message. */
@@ -140,8 +143,16 @@ on_head(void *arg, ash_err rv, const ash_httpc_response *resp)
 	media_head *h = arg;
 	media_job  *j = h->j;
 
-	if (rv != ASH_ECANCELED && !head_settles(h->item, rv, resp))
+	if (rv == ASH_ECANCELED)
+		; /* closing: the lease brings the message back */
+	else if (!head_settles(h->item, rv, resp)) {
 		j->again = true;
+		ash_counter_add(ms.retry, 1);
+	} else if (cJSON_IsNull(
+	               cJSON_GetObjectItemCaseSensitive(h->item, "size")))
+		ash_counter_add(ms.unknown, 1);
+	else
+		ash_counter_add(ms.read, 1);
 	free(h);
 	if (--j->waiting == 0)
 		job_store(j);
@@ -198,8 +209,10 @@ job_store(media_job *j)
 		cJSON_ArrayForEach(it, j->atts)
 		{
 			if (ash_json_str(it, "url") != NULL &&
-			    !cJSON_HasObjectItem(it, "size"))
+			    !cJSON_HasObjectItem(it, "size")) {
 				cJSON_AddNullToObject(it, "size");
+				ash_counter_add(ms.unknown, 1);
+			}
 		}
 		j->again = false;
 	}
@@ -257,6 +270,7 @@ job_start(mi_ctx *mi, const PGresult *r, int i)
 		if (!ash_httpc_url_host_in(url, mi_config.media_hosts) ||
 		    n++ == MEDIA_MAX_ITEMS) {
 			cJSON_AddNullToObject(it, "size");
+			ash_counter_add(ms.unknown, 1);
 			continue;
 		}
 		h       = ash_xmalloc(sizeof(*h));
@@ -322,8 +336,16 @@ mi_media_tick(mi_ctx *mi)
 ash_err
 mi_media_init(mi_ctx *mi)
 {
-	ash_httpc_opts o = {mi_config.media_allow_private, NULL};
+	static const char name[] = "ashoon_meta_media_total";
+	static const char help[] =
+	    "Received attachments by what is known of their size";
+	ash_metrics   *reg = ash_svc_metrics(mi->svc);
+	ash_httpc_opts o   = {mi_config.media_allow_private, NULL};
 
+	ms.read = ash_metrics_counter(reg, name, help, "result=\"read\"");
+	ms.unknown =
+	    ash_metrics_counter(reg, name, help, "result=\"unknown\"");
+	ms.retry   = ash_metrics_counter(reg, name, help, "result=\"retry\"");
 	ms.closing = false;
 	return ash_httpc_new(ash_svc_loop(mi->svc), &o, &ms.http);
 }

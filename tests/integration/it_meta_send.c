@@ -829,6 +829,9 @@ ASH_TEST(f6_attachment_sizes_are_read_with_a_head_of_their_urls)
 	post_media_message(&w, names, 5);
 	ASH_T_EQ_STR(media_done(&w),
 	    "1234 image/jpeg,null -,10 video/mp4,7 image/png,2 -");
+	check_metric(&w, "ashoon_meta_media_total{result=\"read\"} 4");
+	check_metric(&w, "ashoon_meta_media_total{result=\"unknown\"} 1");
+	check_metric(&w, "ashoon_meta_media_total{result=\"retry\"} 1");
 	ASH_T_EQ_STR(q(&w,
 	                 "SELECT media_tries FROM meta_ingest.messages WHERE "
 	                 "mid = 'm_media'"),
@@ -1004,6 +1007,7 @@ media_never_asked(const char *tag, const char *env, const char *name)
 	ASH_T_EQ_STR(media_done(&w), "null -");
 	cJSON_Delete(calls(&w, "/media/", &n));
 	ASH_T_EQ_INT(n, 0);
+	check_metric(&w, "ashoon_meta_media_total{result=\"unknown\"} 1");
 	world_stop(&w);
 }
 
