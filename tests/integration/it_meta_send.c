@@ -948,7 +948,8 @@ ASH_TEST(f6_attachment_sizes_keep_up_with_a_busy_page)
 	world   w;
 	it_resp r;
 	char   *body = ash_xmalloc(32768), *p = body;
-	int64_t t0;
+	int64_t t0, first;
+	int     done;
 
 	messenger_world(&w, "media_busy", "1 hour", MEDIA_ENV);
 	it_fake_script(&w.f,
@@ -966,24 +967,28 @@ ASH_TEST(f6_attachment_sizes_keep_up_with_a_busy_page)
 		    "many.jpg\"}}]}}",
 		    i ? "," : "", (long long) ash_wall_ms(), i, w.f.base);
 	sprintf(p, "]}]}");
-	t0 = ash_now_ms();
 	ASH_T_EQ_INT(
 	    it_post_webhook(&w.s, body, strlen(body), APPSECRET, &r), 200);
 	it_resp_fini(&r);
 	free(body);
-	while (strcmp(q(&w,
-	                  "SELECT count(*) FROM meta_ingest.messages WHERE "
-	                  "mid LIKE 'm_many_%%' AND media_next_at IS NULL "
-	                  "AND attachments -> 0 ->> 'size' = '5'"),
-	           "64") != 0) {
-		if (ash_now_ms() - t0 > 10000)
-			ASH_T_FAILF("the 64 sizes were never all read");
-		usleep(20 * 1000);
+	/* From the first claim's end (a tick), the other three claims go in
+	 * a chain; a claim a tick would take three seconds more. */
+	for (t0 = ash_now_ms(), first = 0;; usleep(20 * 1000)) {
+		done = atoi(q(&w,
+		    "SELECT count(*) FROM meta_ingest.messages WHERE mid LIKE "
+		    "'m_many_%%' AND media_next_at IS NULL AND "
+		    "attachments -> 0 ->> 'size' = '5'"));
+		if (done > 0 && first == 0)
+			first = ash_now_ms();
+		if (done == 64)
+			break;
+		if (ash_now_ms() - t0 > 15000)
+			ASH_T_FAILF("only %d of the 64 sizes were read", done);
 	}
-	/* The first tick comes within a second, the rest in a chain. */
-	if (ash_now_ms() - t0 >= 2500)
+	if (ash_now_ms() - first >= 2000)
 		ASH_T_FAILF(
-		    "64 sizes took %lld ms", (long long) (ash_now_ms() - t0));
+		    "the last 48 sizes took %lld ms after the first 16",
+		    (long long) (ash_now_ms() - first));
 	world_stop(&w);
 }
 
