@@ -3,12 +3,12 @@
  *
  * A webhook gives an attachment's type and CDN URL, not its size
  * (meta-webhooks.md §3). ingest_batch() makes each new message with
- * attachments due (messages.media_next_at, migration 0018); the channels'
- * 1 s tick (mi_profile.c) calls mi_media_tick, which claims up to
- * MEDIA_BATCH due messages, and claims again as soon as those are done
- * while claims come back full (FOR UPDATE SKIP LOCKED, media_next_at moved
- * forward as a lease, so replicas share the work and a crash only delays
- * it), asks each attachment URL for its headers with a HEAD, and writes
+ * attachments due (a media_due row, migration 0018); the channels' 1 s
+ * tick (mi_profile.c) calls mi_media_tick, which claims up to MEDIA_BATCH
+ * due messages, and claims again as soon as those are done while claims
+ * come back full (FOR UPDATE SKIP LOCKED, next_at moved forward as a
+ * lease, so replicas share the work and a crash only delays it), asks
+ * each attachment URL for its headers with a HEAD, and writes
  * "size" (Content-Length, bytes) and "mime_type" (Content-Type) into the
  * attachment. Meta's CDN URLs expire: a URL answered 4xx (but 429), or
  * refused, gets "size": null and is not asked again; a 429, a 5xx or a
@@ -188,15 +188,19 @@ on_stored(void *arg, ash_err rv, const PGresult *res)
 static void
 job_store(media_job *j)
 {
+	/* The message is written only when something was learnt and its
+	 * attachments are still those read; the due row goes, or is due
+	 * again after $4 s while the message still has them. */
 	static const char sql[] =
-	    "UPDATE messages SET attachments = CASE"
-	    " WHEN attachments = $3::jsonb THEN $2::jsonb"
-	    " ELSE attachments END,"
-	    " media_next_at = CASE"
-	    " WHEN $4::int > 0 AND attachments = $3::jsonb"
-	    " AND unsent_at IS NULL"
-	    " THEN now() + make_interval(secs => $4::int) END"
-	    " WHERE id = $1";
+	    "WITH m AS (UPDATE messages SET attachments = $2::jsonb"
+	    " WHERE id = $1 AND attachments = $3::jsonb"
+	    " AND $2::jsonb <> $3::jsonb),"
+	    " a AS (SELECT $4::int > 0 AND EXISTS (SELECT 1 FROM messages"
+	    " WHERE id = $1 AND attachments = $3::jsonb) AS again),"
+	    " d AS (DELETE FROM media_due WHERE message_id = $1"
+	    " AND NOT (SELECT again FROM a))"
+	    " UPDATE media_due SET next_at = now() + make_interval(secs => "
+	    "$4::int) WHERE message_id = $1 AND (SELECT again FROM a)";
 	cJSON *it;
 	char  *atts, delay[16];
 
@@ -218,42 +222,44 @@ job_store(media_job *j)
 	}
 	snprintf(delay, sizeof(delay), "%d",
 	    j->again ? MEDIA_BACKOFF_S << (j->tries - 1) : 0);
-	atts            = cJSON_PrintUnformatted(j->atts);
-	const char *p[] = {j->id, atts, j->read, delay};
+	atts            = j->atts ? cJSON_PrintUnformatted(j->atts) : NULL;
+	const char *p[] = {j->id, atts ? atts : j->read, j->read, delay};
 	if (ash_db_query(ash_svc_db(j->mi->svc), sql, 4, p, on_stored, j) !=
 	    ASH_OK)
 		on_stored(j, ASH_EUNAVAIL, NULL);
 	cJSON_free(atts);
 }
 
-/* Asks about each attachment of row i of a claim (id, attachments,
- * media_tries) that has a URL and no size yet. */
+/* Asks about each attachment of row i of a claim (message id,
+ * attachments or NULL when the message is gone, claims) that has a URL
+ * and no size yet. Without a list to work (the message gone, claimed too
+ * often, or attachments that are no list: not ours to mend), j->atts
+ * stays NULL and the due row is only dropped. */
 static void
 job_start(mi_ctx *mi, const PGresult *r, int i)
 {
-	media_job *j;
-	cJSON     *it;
+	media_job *j = ash_xcalloc(1, sizeof(*j));
+	cJSON     *it, *list = NULL;
 	int        n = 0;
 
-	if (atoi(PQgetvalue(r, i, 2)) > MEDIA_CLAIMS) {
-		ash_log_warn(NULL, "MI-MEDIA",
-		    "message %s: sizes given up after %d claims",
-		    PQgetvalue(r, i, 0), MEDIA_CLAIMS);
-		return; /* the claim cleared media_next_at */
-	}
-	j     = ash_xcalloc(1, sizeof(*j));
 	j->mi = mi;
 	snprintf(j->id, sizeof(j->id), "%s", PQgetvalue(r, i, 0));
-	j->read  = ash_xstrdup(PQgetvalue(r, i, 1));
+	j->read =
+	    ash_xstrdup(PQgetisnull(r, i, 1) ? "[]" : PQgetvalue(r, i, 1));
 	j->tries = atoi(PQgetvalue(r, i, 2));
 	ms.inflight++;
 	ash_loop_hold(ash_svc_loop(mi->svc));
-	if (ash_json_parse(j->read, strlen(j->read), &j->atts) != ASH_OK ||
-	    !cJSON_IsArray(j->atts)) {
-		cJSON_Delete(j->atts);
-		/* Not ours to mend: stored as it is. */
-		j->atts = cJSON_CreateArray();
+	if (j->tries > MEDIA_CLAIMS)
+		ash_log_warn(NULL, "MI-MEDIA",
+		    "message %s: sizes given up after %d claims", j->id,
+		    MEDIA_CLAIMS);
+	else if (!PQgetisnull(r, i, 1) &&
+	    ash_json_parse(j->read, strlen(j->read), &list) == ASH_OK &&
+	    cJSON_IsArray(list)) {
+		j->atts = list;
+		list    = NULL;
 	}
+	cJSON_Delete(list);
 	j->waiting = 1; /* until every HEAD has started */
 	cJSON_ArrayForEach(it, j->atts)
 	{
@@ -308,25 +314,25 @@ mi_media_tick(mi_ctx *mi)
 {
 	/* The lease outlasts the longest HEAD. */
 	static const char sql[] =
-	    "WITH due AS (SELECT id FROM messages"
-	    " WHERE media_next_at <= now() ORDER BY media_next_at"
-	    " LIMIT $2::int FOR UPDATE SKIP LOCKED)"
-	    " UPDATE messages m"
-	    " SET media_next_at = CASE WHEN m.media_tries < $3::int"
-	    " THEN now() + make_interval(secs => $1::int) END,"
-	    " media_tries = m.media_tries + 1"
-	    " FROM due WHERE m.id = due.id"
-	    " RETURNING m.id, m.attachments, m.media_tries";
-	char lease[16], batch[8], claims[8];
+	    "WITH due AS (SELECT message_id FROM media_due"
+	    " WHERE next_at <= now() ORDER BY next_at"
+	    " LIMIT $2::int FOR UPDATE SKIP LOCKED),"
+	    " c AS (UPDATE media_due d"
+	    " SET next_at = now() + make_interval(secs => $1::int),"
+	    " tries = d.tries + 1"
+	    " FROM due WHERE d.message_id = due.message_id"
+	    " RETURNING d.message_id, d.tries)"
+	    " SELECT c.message_id, m.attachments, c.tries"
+	    " FROM c LEFT JOIN messages m ON m.id = c.message_id";
+	char lease[16], batch[8];
 
 	if (ms.closing || ms.http == NULL || ms.claiming || ms.inflight > 0)
 		return;
 	snprintf(lease, sizeof(lease), "%d",
 	    mi_config.graph_timeout_ms / 1000 + 30);
 	snprintf(batch, sizeof(batch), "%d", MEDIA_BATCH);
-	snprintf(claims, sizeof(claims), "%d", MEDIA_CLAIMS);
-	const char *p[] = {lease, batch, claims};
-	if (ash_db_query(ash_svc_db(mi->svc), sql, 3, p, on_claimed, mi) !=
+	const char *p[] = {lease, batch};
+	if (ash_db_query(ash_svc_db(mi->svc), sql, 2, p, on_claimed, mi) !=
 	    ASH_OK)
 		return; /* the next tick tries again */
 	ms.claiming = true;

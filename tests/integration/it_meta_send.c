@@ -751,19 +751,23 @@ post_media_message(world *w, const char *const *names, int n)
 /* Waits (making retries due at once) until m_media's sizes are all
  * read, then returns its attachments' sizes ("null": unknown for good,
  * "absent": never asked) and types, comma-separated. */
+/* Whether message MID (a literal) is no longer due. */
+#define NOT_DUE(mid)                                                        \
+	"NOT EXISTS (SELECT 1 FROM meta_ingest.media_due d JOIN "           \
+	"meta_ingest.messages m ON m.id = d.message_id WHERE m.mid = '" mid \
+	"')"
+
 static const char *
 media_done(world *w)
 {
 	for (int t = 0; t < 300; t++) {
 		q(w,
-		    "UPDATE meta_ingest.messages SET media_next_at = now() "
-		    "WHERE mid = 'm_media' AND media_next_at > now() + "
-		    "interval '2 seconds' AND media_tries > 0 AND "
-		    "media_next_at < now() + interval '5 minutes'");
-		if (strcmp(q(w,
-		               "SELECT media_next_at IS NULL FROM "
-		               "meta_ingest.messages WHERE mid = 'm_media'"),
-		        "t") == 0)
+		    "UPDATE meta_ingest.media_due d SET next_at = now() "
+		    "FROM meta_ingest.messages m WHERE m.id = d.message_id "
+		    "AND m.mid = 'm_media' AND d.next_at > now() + "
+		    "interval '2 seconds' AND d.tries > 0 AND "
+		    "d.next_at < now() + interval '5 minutes'");
+		if (strcmp(q(w, "SELECT " NOT_DUE("m_media")), "t") == 0)
 			return q(w,
 			    "SELECT string_agg(CASE WHEN a ? 'size' THEN "
 			    "coalesce(a ->> 'size', 'null') ELSE 'absent' END "
@@ -832,10 +836,6 @@ ASH_TEST(f6_attachment_sizes_are_read_with_a_head_of_their_urls)
 	check_metric(&w, "ashoon_meta_media_total{result=\"read\"} 4");
 	check_metric(&w, "ashoon_meta_media_total{result=\"unknown\"} 1");
 	check_metric(&w, "ashoon_meta_media_total{result=\"retry\"} 1");
-	ASH_T_EQ_STR(q(&w,
-	                 "SELECT media_tries FROM meta_ingest.messages WHERE "
-	                 "mid = 'm_media'"),
-	    "2");
 	cs = calls(&w, "/media/slow.mp4", &n);
 	ASH_T_EQ_INT(n, 2);
 	ASH_T_EQ_STR(
@@ -864,8 +864,9 @@ ASH_TEST(f6_an_unsend_during_the_head_keeps_the_attachment_gone)
 	post_media_message(&w, names, 1);
 	for (int t = 0;
 	     strcmp(q(&w,
-	                "SELECT media_tries FROM meta_ingest.messages "
-	                "WHERE mid = 'm_media'"),
+	                "SELECT d.tries FROM meta_ingest.media_due d JOIN "
+	                "meta_ingest.messages m ON m.id = d.message_id "
+	                "WHERE m.mid = 'm_media'"),
 	         "1") != 0;
 	     t++) {
 		if (t == 200)
@@ -881,11 +882,7 @@ ASH_TEST(f6_an_unsend_during_the_head_keeps_the_attachment_gone)
 	ASH_T_EQ_INT(
 	    it_post_webhook(&w.s, body, strlen(body), APPSECRET, &r), 200);
 	it_resp_fini(&r);
-	for (int t = 0;
-	     strcmp(q(&w,
-	                "SELECT media_next_at IS NULL FROM "
-	                "meta_ingest.messages WHERE mid = 'm_media'"),
-	         "t") != 0;
+	for (int t = 0; strcmp(q(&w, "SELECT " NOT_DUE("m_media")), "t") != 0;
 	     t++) {
 		if (t == 500)
 			ASH_T_FAILF("the HEAD of m_media never ended");
@@ -901,7 +898,8 @@ ASH_TEST(f6_an_unsend_during_the_head_keeps_the_attachment_gone)
 
 /* A message claimed over and over (its answers could not be written:
  * here, claimed seven times already) is given up, not asked again at
- * every lease: its sizes stay unknown. */
+ * every lease: its sizes stay unknown. A due row whose message is gone is
+ * dropped. */
 ASH_TEST(f6_attachment_sizes_are_given_up_after_seven_claims)
 {
 	world w;
@@ -911,29 +909,30 @@ ASH_TEST(f6_attachment_sizes_are_given_up_after_seven_claims)
 	q(&w,
 	    "INSERT INTO meta_ingest.messages (tenant_id, channel_id, "
 	    "conversation_id, direction, kind, mid, author, sent_at, state, "
-	    "attachments, media_tries) SELECT tenant_id, channel_id, id, "
+	    "attachments) SELECT tenant_id, channel_id, id, "
 	    "'in', 'attachment', 'm_stuck', 'customer', now(), 'received', "
-	    "'[{\"type\": \"image\", \"url\": \"%s/media/never.jpg\"}]', 7 "
+	    "'[{\"type\": \"image\", \"url\": \"%s/media/never.jpg\"}]' "
 	    "FROM meta_ingest.conversations",
 	    w.f.base);
 	q(&w,
-	    "UPDATE meta_ingest.messages SET media_next_at = now() "
-	    "WHERE mid = 'm_stuck'");
+	    "INSERT INTO meta_ingest.media_due (message_id, tries) SELECT id, "
+	    "7 FROM meta_ingest.messages WHERE mid = 'm_stuck'");
+	/* and one whose message is gone (deleted since) */
+	q(&w,
+	    "INSERT INTO meta_ingest.media_due (message_id) VALUES "
+	    "(gen_random_uuid())");
 	for (int t = 0;
-	     strcmp(q(&w,
-	                "SELECT media_next_at IS NULL FROM "
-	                "meta_ingest.messages WHERE mid = 'm_stuck'"),
-	         "t") != 0;
+	     strcmp(q(&w, "SELECT count(*) FROM meta_ingest.media_due"),
+	         "0") != 0;
 	     t++) {
 		if (t == 300)
-			ASH_T_FAILF("m_stuck was never claimed");
+			ASH_T_FAILF("the due rows were never dropped");
 		usleep(20 * 1000);
 	}
 	ASH_T_EQ_STR(q(&w,
-	                 "SELECT media_tries || ' ' || (attachments -> 0 ? "
-	                 "'size') FROM meta_ingest.messages WHERE mid = "
-	                 "'m_stuck'"),
-	    "8 false");
+	                 "SELECT attachments -> 0 ? 'size' FROM "
+	                 "meta_ingest.messages WHERE mid = 'm_stuck'"),
+	    "f");
 	cJSON_Delete(calls(&w, "/media/never.jpg", &n));
 	ASH_T_EQ_INT(n, 0);
 	world_stop(&w);
@@ -975,9 +974,11 @@ ASH_TEST(f6_attachment_sizes_keep_up_with_a_busy_page)
 	 * a chain; a claim a tick would take three seconds more. */
 	for (t0 = ash_now_ms(), first = 0;; usleep(20 * 1000)) {
 		done = atoi(q(&w,
-		    "SELECT count(*) FROM meta_ingest.messages WHERE mid LIKE "
-		    "'m_many_%%' AND media_next_at IS NULL AND "
-		    "attachments -> 0 ->> 'size' = '5'"));
+		    "SELECT count(*) FROM meta_ingest.messages m WHERE mid "
+		    "LIKE "
+		    "'m_many_%%' AND attachments -> 0 ->> 'size' = '5' AND "
+		    "NOT EXISTS (SELECT 1 FROM meta_ingest.media_due d WHERE "
+		    "d.message_id = m.id)"));
 		if (done > 0 && first == 0)
 			first = ash_now_ms();
 		if (done == 64)

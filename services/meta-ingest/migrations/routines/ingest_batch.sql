@@ -23,7 +23,7 @@
 -- applied again when it changes. A change it cannot make alone (a new
 -- return type, a new type it uses) goes in a migration, which runs first.
 -- Why each part is the way it is: the migrations that changed it, 0002,
--- 0005, 0006, 0008, 0009, 0010, 0011, 0012, 0014 and 0015.
+-- 0005, 0006, 0008, 0009, 0010, 0011, 0012, 0014, 0015 and 0018.
 
 -- Generic plans only: each call re-planned several of its statements (in
 -- auto mode, a statement whose generic plan is estimated dearer than its
@@ -42,6 +42,7 @@ DECLARE
     announce  json;
     new_ch    uuid[];
     new_mid   text[];
+    media     uuid[];
     hit_rows  json;
     people    int;
     blocks    bigint[];
@@ -157,7 +158,7 @@ BEGIN
             tenant_id, channel_id, conversation_id, direction, kind, text,
             attachments, payload, referral, mid, reply_to_mid,
             reply_to_story, author, author_ref, is_echo, standby, sent_at,
-            state, unsent_at, media_next_at)
+            state, unsent_at)
         SELECT DISTINCT ON (r.channel_id, r.mid)
             r.tenant_id, r.channel_id, r.conversation_id,
             CASE WHEN r.type = 'echo' THEN 'out' ELSE 'in' END,
@@ -171,10 +172,7 @@ BEGIN
             CASE WHEN r.type = 'echo' THEN r.app_id END,
             r.type = 'echo', r.standby, r.ts,
             CASE WHEN r.type = 'echo' THEN 'sent' ELSE 'received' END,
-            CASE WHEN r.type = 'unsend' THEN r.ts END,
-            -- Attachments get their sizes read (0018_media_sizes.sql).
-            CASE WHEN r.kind = 'attachment' AND r.type <> 'unsend'
-                 THEN now() END
+            CASE WHEN r.type = 'unsend' THEN r.ts END
         FROM rows r
         ORDER BY r.channel_id, r.mid, (r.type = 'unsend') DESC
         ON CONFLICT (channel_id, mid) DO NOTHING
@@ -204,10 +202,18 @@ BEGIN
                    || ' ' || i.kind || ' ' || k.channel_kind, E'\n')
                FILTER (WHERE i.direction = 'in' AND i.unsent_at IS NULL),
                '')),
-           array_agg(i.channel_id), array_agg(i.mid)
-      INTO announce, new_ch, new_mid
+           array_agg(i.channel_id), array_agg(i.mid),
+           array_agg(i.id) FILTER (WHERE i.kind = 'attachment')
+      INTO announce, new_ch, new_mid, media
       FROM ins i
       JOIN unnest(th) k ON k.conversation_id = i.conversation_id;
+
+    -- New attachments get their sizes read (0018_media_sizes.sql). A
+    -- statement of its own, run only when there are some: in the one
+    -- above, its executor set-up would cost every call.
+    IF media IS NOT NULL THEN
+        INSERT INTO media_due (message_id) SELECT unnest(media);
+    END IF;
 
     -- The jobs above go by the thread's owner before this batch. When
     -- the batch has handover events, the newest of them up to a message's
