@@ -282,6 +282,7 @@ xfer_finish(ash_httpc_xfer *x, ash_err rv)
 {
 	ash_httpc *c      = x->c;
 	long       status = 0;
+	curl_off_t clen   = -1;
 
 	curl_multi_remove_handle(c->multi, x->easy);
 	xfer_unlink(c, x);
@@ -291,6 +292,9 @@ xfer_finish(ash_httpc_xfer *x, ash_err rv)
 		x->resp.status   = status;
 		x->resp.body     = x->buf ? x->buf : "";
 		x->resp.body_len = x->len;
+		curl_easy_getinfo(
+		    x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
+		x->resp.content_length = clen;
 	} else if (rv != ASH_ECANCELED)
 		ash_log_debug(NULL, "HTTPC-FAIL", "transfer failed: %s (%s)",
 		    ash_strerror(rv), x->err);

@@ -77,22 +77,6 @@ typedef struct media_head {
 
 static void job_store(media_job *j);
 
-/* Content-Length as a JSON-safe integer, or -1. */
-static int64_t
-content_length(const char *v)
-{
-	int64_t n = 0;
-
-	if (v == NULL || *v == '\0')
-		return -1;
-	for (; *v; v++) {
-		if (*v < '0' || *v > '9' || n > INT64_C(900719925474099))
-			return -1; /* not a digit, or past 2^53 */
-		n = n * 10 + (*v - '0');
-	}
-	return n;
-}
-
 /* A Content-Type worth keeping: printable ASCII, as a media type is
  * (anything else, stored as it came, could make the row's jsonb invalid
  * and the write fail at every try). */
@@ -123,10 +107,9 @@ head_settles(cJSON *item, ash_err rv, const ash_httpc_response *resp)
 	}
 	if (resp->status == 429 || resp->status >= 500)
 		return false;
-	n = resp->status / 100 == 2
-	    ? content_length(ash_httpc_response_header(resp, "Content-Length"))
-	    : -1;
-	if (n < 0) {
+	/* A size JSON holds exactly (a double's integers), or none. */
+	n = resp->status / 100 == 2 ? resp->content_length : -1;
+	if (n < 0 || n > (INT64_C(1) << 53)) {
 		cJSON_AddNullToObject(item, "size");
 		return true;
 	}

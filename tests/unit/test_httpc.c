@@ -139,6 +139,7 @@ typedef struct fetch {
 	size_t  len;
 	char    dup[32];
 	bool    no_such_header;
+	int64_t clen;
 	int     order; /* completion order */
 } fetch;
 
@@ -157,6 +158,7 @@ on_fetched(void *arg, ash_err rv, const ash_httpc_response *resp)
 		return;
 	f->status = resp->status;
 	f->len    = resp->body_len;
+	f->clen   = resp->content_length;
 	snprintf(f->body, sizeof(f->body), "%s", resp->body);
 	dup = ash_httpc_response_header(resp, "x-DUP");
 	snprintf(f->dup, sizeof(f->dup), "%s", dup ? dup : "");
@@ -221,6 +223,7 @@ ASH_TEST(get_status_body_and_headers)
 	ASH_T_EQ_INT(F[0].status, 200);
 	ASH_T_EQ_STR(F[0].body, "GET 0");
 	ASH_T_EQ_INT(F[0].len, 5);
+	ASH_T_EQ_INT(F[0].clen, 5);
 	ASH_T_EQ_STR(F[0].dup, "second"); /* last one, any case */
 	ASH_T_TRUE(F[0].no_such_header);
 	ASH_T_OK(F[1].rv); /* an HTTP error status is still a response */
@@ -258,8 +261,10 @@ ASH_TEST(methods_and_bodies)
 		ASH_T_EQ_INT(F[0].status, 200);
 		ASH_T_EQ_STR(S.method, m[i]);
 		ASH_T_EQ_INT(S.body_len, i < 3 ? 12 : 0);
-		if (strcmp(m[i], "HEAD") == 0)
+		if (strcmp(m[i], "HEAD") == 0) { /* no body, but its length */
 			ASH_T_EQ_INT(F[0].len, 0);
+			ASH_T_EQ_INT(F[0].clen, 6);
+		}
 	}
 	ash_httpc_free(c);
 	ash_http_server_close(srv);

@@ -56,6 +56,9 @@ typedef struct ash_httpc_response {
 	long        status; /* HTTP status */
 	const char *body;   /* NUL-terminated for convenience */
 	size_t      body_len;
+	/* The last response's Content-Length as curl read it (a HEAD's too),
+	 * -1 when it gave none. */
+	int64_t content_length;
 } ash_httpc_response;
 
 /* Loop thread, exactly once per accepted transfer. resp is non-NULL when
