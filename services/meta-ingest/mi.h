@@ -74,12 +74,11 @@ typedef struct mi_ctx {
 
 /* --- attachment sizes (mi_media.c) ------------------------------------ */
 
-/* Its own HTTP client for untrusted URLs (ASHOON_META_MEDIA_ALLOW_PRIVATE
- * lets them reach private addresses). */
+/* Starts claiming, every second, messages whose attachments' sizes are
+ * due and asking for them (HEAD), with its own HTTP client for untrusted
+ * URLs (ASHOON_META_MEDIA_ALLOW_PRIVATE lets them reach private
+ * addresses). */
 ash_err mi_media_init(mi_ctx *mi) ASH_MUSTCHECK;
-/* From the channels' 1 s tick: claims messages whose attachments' sizes
- * are due and asks for them (HEAD). */
-void mi_media_tick(mi_ctx *mi);
 /* Cancels the HEADs in flight; their messages come due again. */
 void mi_media_fini(mi_ctx *mi);
 

@@ -3,12 +3,11 @@
  *
  * A webhook gives an attachment's type and CDN URL, not its size
  * (meta-webhooks.md §3). ingest_batch() makes each new message with
- * attachments due (a media_due row, migration 0018); the channels' 1 s
- * tick (mi_profile.c) calls mi_media_tick, which claims up to MEDIA_BATCH
- * due messages, and claims again as soon as those are done while claims
- * come back full (FOR UPDATE SKIP LOCKED, next_at moved forward as a
- * lease, so replicas share the work and a crash only delays it), asks
- * each attachment URL for its headers with a HEAD, and writes
+ * attachments due (a media_due row, migration 0018); a 1 s timer claims
+ * up to MEDIA_BATCH due messages, and claims again as soon as those are
+ * done while claims come back full (FOR UPDATE SKIP LOCKED, next_at moved
+ * forward as a lease, so replicas share the work and a crash only delays
+ * it), asks each attachment URL for its headers with a HEAD, and writes
  * "size" (Content-Length, bytes) and "mime_type" (Content-Type) into the
  * attachment. Meta's CDN URLs expire: a URL answered 4xx (but 429), or
  * refused, gets "size": null and is not asked again; a 429, a 5xx or a
@@ -33,6 +32,7 @@
 #include <ashoon/ids.h>
 #include <ashoon/json.h>
 
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,13 +46,15 @@
 #define MEDIA_BACKOFF_S 5 /* after the first try; doubles */
 #define MEDIA_REDIRECTS 3 /* Instagram's lookaside URLs redirect */
 #define MIME_MAX        100
+#define TICK_MS         1000
 
 static struct {
-	bool       closing;
-	bool       claiming;
-	bool       more;     /* the last claim was full: more may be due */
-	int        inflight; /* messages being asked about */
-	ash_httpc *http;     /* untrusted URLs */
+	bool          closing;
+	bool          claiming;
+	bool          more;     /* the last claim was full: more may be due */
+	int           inflight; /* messages being asked about */
+	ash_httpc    *http;     /* untrusted URLs */
+	struct event *timer;    /* claims every TICK_MS */
 	/* ashoon_meta_media_total{result}: attachments whose size was read,
 	 * is unknown for good, or is to be asked again. */
 	ash_counter *read, *unknown, *retry;
@@ -76,6 +78,7 @@ typedef struct media_head {
 } media_head;
 
 static void job_store(media_job *j);
+static void media_claim(mi_ctx *mi);
 
 /* A Content-Type worth keeping: printable ASCII, as a media type is
  * (anything else, stored as it came, could make the row's jsonb invalid
@@ -152,7 +155,7 @@ job_free(media_job *j)
 	cJSON_Delete(j->atts);
 	free(j);
 	if (--ms.inflight == 0 && ms.more)
-		mi_media_tick(mi);
+		media_claim(mi);
 }
 
 static void
@@ -289,11 +292,11 @@ on_claimed(void *arg, ash_err rv, const PGresult *res)
 		job_start(mi, res, i);
 	ms.more = rv == ASH_OK && PQntuples(res) == MEDIA_BATCH;
 	if (ms.more && ms.inflight == 0)
-		mi_media_tick(mi);
+		media_claim(mi);
 }
 
-void
-mi_media_tick(mi_ctx *mi)
+static void
+media_claim(mi_ctx *mi)
 {
 	/* The lease outlasts the longest HEAD. */
 	static const char sql[] =
@@ -309,7 +312,9 @@ mi_media_tick(mi_ctx *mi)
 	    " FROM c LEFT JOIN messages m ON m.id = c.message_id";
 	char lease[16], batch[8];
 
-	if (ms.closing || ms.http == NULL || ms.claiming || ms.inflight > 0)
+	/* No new claims while the service drains; those running finish. */
+	if (ms.closing || ms.http == NULL || ms.claiming || ms.inflight > 0 ||
+	    mi->draining || ash_loop_stopping(ash_svc_loop(mi->svc)))
 		return;
 	snprintf(lease, sizeof(lease), "%d",
 	    mi_config.graph_timeout_ms / 1000 + 30);
@@ -322,6 +327,14 @@ mi_media_tick(mi_ctx *mi)
 	ash_loop_hold(ash_svc_loop(mi->svc));
 }
 
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void) fd;
+	(void) what;
+	media_claim(arg);
+}
+
 ash_err
 mi_media_init(mi_ctx *mi)
 {
@@ -330,13 +343,22 @@ mi_media_init(mi_ctx *mi)
 	    "Received attachments by what is known of their size";
 	ash_metrics   *reg = ash_svc_metrics(mi->svc);
 	ash_httpc_opts o   = {mi_config.media_allow_private, NULL};
+	struct timeval tv  = {TICK_MS / 1000, (TICK_MS % 1000) * 1000};
+	ash_err        rv;
 
 	ms.read = ash_metrics_counter(reg, name, help, "result=\"read\"");
 	ms.unknown =
 	    ash_metrics_counter(reg, name, help, "result=\"unknown\"");
 	ms.retry   = ash_metrics_counter(reg, name, help, "result=\"retry\"");
 	ms.closing = false;
-	return ash_httpc_new(ash_svc_loop(mi->svc), &o, &ms.http);
+	if ((rv = ash_httpc_new(ash_svc_loop(mi->svc), &o, &ms.http)) !=
+	    ASH_OK)
+		return rv;
+	ms.timer = event_new(ash_loop_base(ash_svc_loop(mi->svc)), -1,
+	    EV_PERSIST, on_timer, mi);
+	ASH_ASSERT(ms.timer != NULL);
+	event_add(ms.timer, &tv);
+	return ASH_OK;
 }
 
 void
@@ -344,6 +366,9 @@ mi_media_fini(mi_ctx *mi)
 {
 	(void) mi;
 	ms.closing = true;
+	if (ms.timer != NULL)
+		event_free(ms.timer);
+	ms.timer = NULL;
 	ash_httpc_free(ms.http); /* HEADs in flight: on_head, canceled */
 	ms.http = NULL;
 }

@@ -442,7 +442,6 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	if (ps.ticks++ % GAUGE_EVERY == 0)
 		status_count(mi);
 	profiles_claim(mi);
-	mi_media_tick(mi);
 }
 
 void
