@@ -723,29 +723,48 @@ ASH_TEST(a_send_meta_may_have_taken_waits_for_its_echo)
 #define MEDIA_ENV \
 	"ASHOON_META_MEDIA_ALLOW_PRIVATE=1 ASHOON_META_MEDIA_HOSTS=127.0.0.1"
 
+/* The start of a messaging event from customer PSID to the Page, now:
+ * its "message" object follows. */
+#define FROM_PSID_NOW                                                     \
+	"{\"sender\":{\"id\":\"" PSID "\"},\"recipient\":{\"id\":\"" PAGE \
+	"\"},\"timestamp\":%lld,\"message\":"
+
+/* Posts a signed Page webhook whose messaging events are `events` (a
+ * comma-separated list); it must be stored (200). */
+static void
+post_page_events(world *w, const char *events)
+{
+	it_resp r;
+	size_t  cap  = strlen(events) + 128;
+	char   *body = ash_xmalloc(cap);
+
+	snprintf(body, cap,
+	    "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE
+	    "\",\"time\":1,\"messaging\":[%s]}]}",
+	    events);
+	ASH_T_EQ_INT(
+	    it_post_webhook(&w->s, body, strlen(body), APPSECRET, &r), 200);
+	it_resp_fini(&r);
+	free(body);
+}
+
 /* Posts customer PSID's message m_media with attachments at the fake's
  * /media/NAME for each of the names. */
 static void
 post_media_message(world *w, const char *const *names, int n)
 {
-	it_resp r;
-	char    body[2048], *p = body;
+	char ev[2048], *p = ev;
 
-	p += snprintf(p, 512,
-	    "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE
-	    "\",\"time\":1,\"messaging\":[{\"sender\":{\"id\":\"" PSID
-	    "\"},\"recipient\":{\"id\":\"" PAGE "\"},\"timestamp\":%lld,"
-	    "\"message\":{\"mid\":\"m_media\",\"attachments\":[",
+	p += snprintf(p, 256,
+	    FROM_PSID_NOW "{\"mid\":\"m_media\",\"attachments\":[",
 	    (long long) ash_wall_ms());
 	for (int i = 0; i < n; i++)
 		p += snprintf(p, 256,
 		    "%s{\"type\":\"image\",\"payload\":{\"url\":\"%s/media/"
 		    "%s\"}}",
 		    i ? "," : "", w->f.base, names[i]);
-	snprintf(p, 16, "]}}]}]}");
-	ASH_T_EQ_INT(
-	    it_post_webhook(&w->s, body, strlen(body), APPSECRET, &r), 200);
-	it_resp_fini(&r);
+	snprintf(p, 8, "]}}");
+	post_page_events(w, ev);
 }
 
 /* Waits (making retries due at once) until m_media's sizes are all
@@ -854,7 +873,6 @@ ASH_TEST(f6_an_unsend_during_the_head_keeps_the_attachment_gone)
 {
 	static const char *const names[] = {"slowhead.jpg"};
 	world                    w;
-	it_resp                  r;
 	char                     body[512];
 
 	messenger_world(&w, "media_unsend", "1 hour", MEDIA_ENV);
@@ -874,14 +892,9 @@ ASH_TEST(f6_an_unsend_during_the_head_keeps_the_attachment_gone)
 		usleep(20 * 1000);
 	}
 	snprintf(body, sizeof(body),
-	    "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE
-	    "\",\"time\":1,\"messaging\":[{\"sender\":{\"id\":\"" PSID
-	    "\"},\"recipient\":{\"id\":\"" PAGE "\"},\"timestamp\":%lld,"
-	    "\"message\":{\"mid\":\"m_media\",\"is_deleted\":true}}]}]}",
+	    FROM_PSID_NOW "{\"mid\":\"m_media\",\"is_deleted\":true}}",
 	    (long long) ash_wall_ms());
-	ASH_T_EQ_INT(
-	    it_post_webhook(&w.s, body, strlen(body), APPSECRET, &r), 200);
-	it_resp_fini(&r);
+	post_page_events(&w, body);
 	for (int t = 0; strcmp(q(&w, "SELECT " NOT_DUE("m_media")), "t") != 0;
 	     t++) {
 		if (t == 500)
@@ -945,7 +958,6 @@ ASH_TEST(f6_attachment_sizes_are_given_up_after_seven_claims)
 ASH_TEST(f6_attachment_sizes_keep_up_with_a_busy_page)
 {
 	world   w;
-	it_resp r;
 	char   *body = ash_xmalloc(32768), *p = body;
 	int64_t t0, first;
 	int     done;
@@ -954,21 +966,14 @@ ASH_TEST(f6_attachment_sizes_keep_up_with_a_busy_page)
 	it_fake_script(&w.f,
 	    "{\"method\":\"HEAD\",\"path_suffix\":\"/media/many.jpg\","
 	    "\"status\":200,\"times\":64,\"body\":\"12345\"}");
-	p += sprintf(p,
-	    "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE
-	    "\",\"time\":1,\"messaging\":[");
 	for (int i = 0; i < 64; i++)
 		p += sprintf(p,
-		    "%s{\"sender\":{\"id\":\"" PSID "\"},\"recipient\":{"
-		    "\"id\":\"" PAGE "\"},\"timestamp\":%lld,\"message\":{"
-		    "\"mid\":\"m_many_%d\",\"attachments\":[{\"type\":"
-		    "\"image\",\"payload\":{\"url\":\"%s/media/"
+		    "%s" FROM_PSID_NOW
+		    "{\"mid\":\"m_many_%d\",\"attachments\":["
+		    "{\"type\":\"image\",\"payload\":{\"url\":\"%s/media/"
 		    "many.jpg\"}}]}}",
 		    i ? "," : "", (long long) ash_wall_ms(), i, w.f.base);
-	sprintf(p, "]}]}");
-	ASH_T_EQ_INT(
-	    it_post_webhook(&w.s, body, strlen(body), APPSECRET, &r), 200);
-	it_resp_fini(&r);
+	post_page_events(&w, body);
 	free(body);
 	/* From the first claim's end (a tick), the other three claims go in
 	 * a chain; a claim a tick would take three seconds more. */
