@@ -692,7 +692,8 @@ ASH_TEST(f6_thread_owner_follows_the_newest_handover_event)
 ASH_TEST(f6_edit_unsend_reaction_and_unreact_in_any_order)
 {
 	it_stack s;
-	char     t[64], k[128];
+	char     t[64], k[128], body[1024], want[64];
+	int64_t  at;
 
 	start(&s, "mi_edits", t, k);
 	channel(&s, t, "messenger", PAGE);
@@ -750,34 +751,42 @@ ASH_TEST(f6_edit_unsend_reaction_and_unreact_in_any_order)
 	                 "meta_ingest.messages WHERE mid = 'e'"),
 	    "v2 2");
 	/* Edits before their message (its POST sent again later): the
-	 * highest waits for it and is applied when it is stored. */
-	ASH_T_EQ_INT(post_json(&s,
-	                 ENV("{" FROM_C ",\"timestamp\":3300,"
-	                     "\"message_edit\":{\"mid\":\"late\",\"text\":"
-	                     "\"w2\",\"num_edit\":2}},"
-	                     "{" FROM_C ",\"timestamp\":3250,"
-	                     "\"message_edit\":{\"mid\":\"late\",\"text\":"
-	                     "\"w1\",\"num_edit\":1}}")),
-	    200);
-	ASH_T_EQ_INT(post_json(&s,
-	                 ENV("{" FROM_C ",\"timestamp\":3240,"
-	                     "\"message_edit\":{\"mid\":\"late\",\"text\":"
-	                     "\"w1\",\"num_edit\":1}}")),
-	    200);
+	 * highest waits for it and is applied when it is stored. They are
+	 * recent: the purge (2 s after start, then hourly) drops waiting
+	 * edits older than two days, and under load it can run between
+	 * these POSTs. */
+	at = ash_wall_ms() - 60000;
+	snprintf(body, sizeof(body),
+	    ENV("{" FROM_C ",\"timestamp\":%lld,"
+	        "\"message_edit\":{\"mid\":\"late\",\"text\":"
+	        "\"w2\",\"num_edit\":2}},"
+	        "{" FROM_C ",\"timestamp\":%lld,"
+	        "\"message_edit\":{\"mid\":\"late\",\"text\":"
+	        "\"w1\",\"num_edit\":1}}"),
+	    (long long) at + 3300, (long long) at + 3250);
+	ASH_T_EQ_INT(post_json(&s, body), 200);
+	snprintf(body, sizeof(body),
+	    ENV("{" FROM_C ",\"timestamp\":%lld,"
+	        "\"message_edit\":{\"mid\":\"late\",\"text\":"
+	        "\"w1\",\"num_edit\":1}}"),
+	    (long long) at + 3240);
+	ASH_T_EQ_INT(post_json(&s, body), 200);
 	ASH_T_EQ_STR(q(&s,
 	                 "SELECT count(*) FROM meta_ingest.messages WHERE "
 	                 "mid = 'late'"),
 	    "0");
-	ASH_T_EQ_INT(post_json(&s,
-	                 ENV("{" FROM_C ",\"timestamp\":3230,"
-	                     "\"message\":{\"mid\":\"late\",\"text\":"
-	                     "\"w0\"}}")),
-	    200);
+	snprintf(body, sizeof(body),
+	    ENV("{" FROM_C ",\"timestamp\":%lld,"
+	        "\"message\":{\"mid\":\"late\",\"text\":"
+	        "\"w0\"}}"),
+	    (long long) at + 3230);
+	ASH_T_EQ_INT(post_json(&s, body), 200);
+	snprintf(want, sizeof(want), "w2 2 %lld", (long long) at + 3300);
 	ASH_T_EQ_STR(q(&s,
 	                 "SELECT text || ' ' || edit_count || ' ' || "
 	                 "(extract(epoch from edited_at) * 1000)::bigint FROM "
 	                 "meta_ingest.messages WHERE mid = 'late'"),
-	    "w2 2 3300");
+	    want);
 	ASH_T_EQ_STR(
 	    q(&s, "SELECT count(*) FROM meta_ingest.early_edits"), "0");
 	/* React, then a late older unreact: the reaction stays. */
@@ -1905,7 +1914,7 @@ ASH_TEST(p16_deleting_a_conversation_removes_all_of_it)
 {
 	it_stack s;
 	it_resp  r;
-	char     t[64], k[128], path[160];
+	char     t[64], k[128], path[160], edit[512];
 
 	start(&s, "mi_delete", t, k);
 	channel(&s, t, "messenger", PAGE);
@@ -1944,14 +1953,15 @@ ASH_TEST(p16_deleting_a_conversation_removes_all_of_it)
 	                 "SELECT count(*) FROM meta_ingest.journal WHERE raw "
 	                 "IS NOT NULL"),
 	    "2");
-	/* And an edit still waiting for its message. */
-	ASH_T_EQ_INT(
-	    post_json(&s,
-	        ENV("{\"sender\":{\"id\":\"1000\"},"
-	            "\"recipient\":{\"id\":\"" PAGE "\"},"
-	            "\"timestamp\":20003,\"message_edit\":{\"mid\":"
-	            "\"m_never\",\"text\":\"mine\",\"num_edit\":1}}")),
-	    200);
+	/* And an edit still waiting for its message (recent: the purge drops
+	 * waiting edits older than two days). */
+	snprintf(edit, sizeof(edit),
+	    ENV("{\"sender\":{\"id\":\"1000\"},"
+	        "\"recipient\":{\"id\":\"" PAGE "\"},"
+	        "\"timestamp\":%lld,\"message_edit\":{\"mid\":"
+	        "\"m_never\",\"text\":\"mine\",\"num_edit\":1}}"),
+	    (long long) ash_wall_ms());
+	ASH_T_EQ_INT(post_json(&s, edit), 200);
 	ASH_T_EQ_STR(
 	    q(&s, "SELECT count(*) FROM meta_ingest.early_edits"), "1");
 	snprintf(path, sizeof(path), "/api/v1/conversations/%s",
