@@ -17,6 +17,7 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -431,6 +432,20 @@ post_json(it_stack *s, const char *json)
 	return st;
 }
 
+/* post_json of a body made from fmt (printf). */
+static long
+post_jsonf(it_stack *s, const char *fmt, ...)
+{
+	char    body[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	ASH_T_TRUE(
+	    vsnprintf(body, sizeof(body), fmt, ap) < (int) sizeof(body));
+	va_end(ap);
+	return post_json(s, body);
+}
+
 /* A Messenger channel and customer 42's thread, opened by "hi" at 1 s. */
 static void
 thread_of_42(it_stack *s, const char *tag)
@@ -692,7 +707,7 @@ ASH_TEST(f6_thread_owner_follows_the_newest_handover_event)
 ASH_TEST(f6_edit_unsend_reaction_and_unreact_in_any_order)
 {
 	it_stack s;
-	char     t[64], k[128], body[1024], want[64];
+	char     t[64], k[128], want[64];
 	int64_t  at;
 
 	start(&s, "mi_edits", t, k);
@@ -756,31 +771,31 @@ ASH_TEST(f6_edit_unsend_reaction_and_unreact_in_any_order)
 	 * edits older than two days, and under load it can run between
 	 * these POSTs. */
 	at = ash_wall_ms() - 60000;
-	snprintf(body, sizeof(body),
-	    ENV("{" FROM_C ",\"timestamp\":%lld,"
-	        "\"message_edit\":{\"mid\":\"late\",\"text\":"
-	        "\"w2\",\"num_edit\":2}},"
-	        "{" FROM_C ",\"timestamp\":%lld,"
-	        "\"message_edit\":{\"mid\":\"late\",\"text\":"
-	        "\"w1\",\"num_edit\":1}}"),
-	    (long long) at + 3300, (long long) at + 3250);
-	ASH_T_EQ_INT(post_json(&s, body), 200);
-	snprintf(body, sizeof(body),
-	    ENV("{" FROM_C ",\"timestamp\":%lld,"
-	        "\"message_edit\":{\"mid\":\"late\",\"text\":"
-	        "\"w1\",\"num_edit\":1}}"),
-	    (long long) at + 3240);
-	ASH_T_EQ_INT(post_json(&s, body), 200);
+	ASH_T_EQ_INT(post_jsonf(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":%lld,"
+	                     "\"message_edit\":{\"mid\":\"late\",\"text\":"
+	                     "\"w2\",\"num_edit\":2}},"
+	                     "{" FROM_C ",\"timestamp\":%lld,"
+	                     "\"message_edit\":{\"mid\":\"late\",\"text\":"
+	                     "\"w1\",\"num_edit\":1}}"),
+	                 (long long) at + 3300, (long long) at + 3250),
+	    200);
+	ASH_T_EQ_INT(post_jsonf(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":%lld,"
+	                     "\"message_edit\":{\"mid\":\"late\",\"text\":"
+	                     "\"w1\",\"num_edit\":1}}"),
+	                 (long long) at + 3240),
+	    200);
 	ASH_T_EQ_STR(q(&s,
 	                 "SELECT count(*) FROM meta_ingest.messages WHERE "
 	                 "mid = 'late'"),
 	    "0");
-	snprintf(body, sizeof(body),
-	    ENV("{" FROM_C ",\"timestamp\":%lld,"
-	        "\"message\":{\"mid\":\"late\",\"text\":"
-	        "\"w0\"}}"),
-	    (long long) at + 3230);
-	ASH_T_EQ_INT(post_json(&s, body), 200);
+	ASH_T_EQ_INT(post_jsonf(&s,
+	                 ENV("{" FROM_C ",\"timestamp\":%lld,"
+	                     "\"message\":{\"mid\":\"late\",\"text\":"
+	                     "\"w0\"}}"),
+	                 (long long) at + 3230),
+	    200);
 	snprintf(want, sizeof(want), "w2 2 %lld", (long long) at + 3300);
 	ASH_T_EQ_STR(q(&s,
 	                 "SELECT text || ' ' || edit_count || ' ' || "
@@ -1914,7 +1929,7 @@ ASH_TEST(p16_deleting_a_conversation_removes_all_of_it)
 {
 	it_stack s;
 	it_resp  r;
-	char     t[64], k[128], path[160], edit[512];
+	char     t[64], k[128], path[160];
 
 	start(&s, "mi_delete", t, k);
 	channel(&s, t, "messenger", PAGE);
@@ -1955,13 +1970,13 @@ ASH_TEST(p16_deleting_a_conversation_removes_all_of_it)
 	    "2");
 	/* And an edit still waiting for its message (recent: the purge drops
 	 * waiting edits older than two days). */
-	snprintf(edit, sizeof(edit),
-	    ENV("{\"sender\":{\"id\":\"1000\"},"
-	        "\"recipient\":{\"id\":\"" PAGE "\"},"
-	        "\"timestamp\":%lld,\"message_edit\":{\"mid\":"
-	        "\"m_never\",\"text\":\"mine\",\"num_edit\":1}}"),
-	    (long long) ash_wall_ms());
-	ASH_T_EQ_INT(post_json(&s, edit), 200);
+	ASH_T_EQ_INT(post_jsonf(&s,
+	                 ENV("{\"sender\":{\"id\":\"1000\"},"
+	                     "\"recipient\":{\"id\":\"" PAGE "\"},"
+	                     "\"timestamp\":%lld,\"message_edit\":{\"mid\":"
+	                     "\"m_never\",\"text\":\"mine\",\"num_edit\":1}}"),
+	                 (long long) ash_wall_ms()),
+	    200);
 	ASH_T_EQ_STR(
 	    q(&s, "SELECT count(*) FROM meta_ingest.early_edits"), "1");
 	snprintf(path, sizeof(path), "/api/v1/conversations/%s",
