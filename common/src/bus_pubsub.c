@@ -12,12 +12,14 @@
 #include <nng/protocol/pubsub0/sub.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct ash_bus_pub {
 	nng_socket sock;
-	nng_aio   *aio; /* every publish's, reused: see ash_bus_publish */
+	nng_aio   *aio;   /* every publish's, reused: see ash_bus_publish */
+	atomic_int pipes; /* connected peers (subscribers or a forwarder) */
 };
 
 struct ash_bus_sub {
@@ -47,6 +49,20 @@ attach(nng_socket s, const char *url, bool listen)
 	return ASH_OK;
 }
 
+/* NNG's threads: the count ash_bus_publish reads (bus_client.c keeps its
+ * peers the same way). */
+static void
+pub_on_pipe(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+	ash_bus_pub *p = arg;
+
+	(void) pipe;
+	if (ev == NNG_PIPE_EV_ADD_POST)
+		atomic_fetch_add(&p->pipes, 1);
+	else if (ev == NNG_PIPE_EV_REM_POST)
+		atomic_fetch_sub(&p->pipes, 1);
+}
+
 ash_err
 ash_bus_pub_open(const char *url, bool listen, ash_bus_pub **out)
 {
@@ -64,6 +80,8 @@ ash_bus_pub_open(const char *url, bool listen, ash_bus_pub **out)
 	}
 	nng_socket_set_ms(p->sock, NNG_OPT_RECONNMINT, 100);
 	nng_socket_set_ms(p->sock, NNG_OPT_RECONNMAXT, 2000);
+	nng_pipe_notify(p->sock, NNG_PIPE_EV_ADD_POST, pub_on_pipe, p);
+	nng_pipe_notify(p->sock, NNG_PIPE_EV_REM_POST, pub_on_pipe, p);
 	if ((rv = attach(p->sock, url, listen)) != ASH_OK) {
 		nng_close(p->sock);
 		nng_aio_free(p->aio);
@@ -95,6 +113,12 @@ ash_bus_publish(
 	nng_msg *msg;
 	int      rv;
 
+	/* With nobody connected NNG would drop the event; not rendering it
+	 * saves that work on every stored message while no service
+	 * subscribes (6.8 % of meta-ingest's CPU at full webhook load). A
+	 * peer connecting meanwhile misses it either way. */
+	if (atomic_load(&p->pipes) == 0)
+		return ASH_OK;
 	ash_id_request(id);
 	id[0] = 'e'; /* event ids read e-... */
 	txt   = ash_event_render(topic, id, tenant, ash_wall_ms(), body, &len);

@@ -851,6 +851,71 @@ ASH_TEST(events_flow_through_the_forwarder)
 	ash_loop_free(e.loop);
 }
 
+/* One subscriber at a time on a listening publisher: each gets what is
+ * published while it is connected, also after the first one left (the
+ * publisher skips events only while nobody is connected). */
+static void
+publish_started(evutil_socket_t fd, short what, void *arg)
+{
+	ash_bus_pub *p = arg;
+	cJSON       *b = cJSON_CreateObject();
+
+	(void) fd;
+	(void) what;
+	cJSON_AddStringToObject(b, "service", "again");
+	cJSON_AddStringToObject(b, "version", "1");
+	cJSON_AddStringToObject(b, "instance", "h:1");
+	ASH_T_OK(ash_bus_publish(p, ASH_TOPIC_SYS_STARTED, NULL, b));
+	cJSON_Delete(b);
+}
+
+static void
+give_up(evutil_socket_t fd, short what, void *arg)
+{
+	(void) fd;
+	(void) what;
+	ash_loop_exit_when_idle(arg, 0);
+}
+
+/* Subscribes on the loop, lets the dial connect (300 ms), publishes, and
+ * runs until the event arrived or 3 s passed. */
+static int
+subscribe_and_publish(const char *u, ash_bus_pub *p)
+{
+	evw            e  = {0};
+	ash_bus_sub   *s  = NULL;
+	struct timeval tv = {0, 300000}, limit = {3, 0};
+
+	ASH_T_OK(ash_loop_new(&e.loop));
+	ASH_T_OK(ash_bus_sub_open(e.loop, u, false, 1 << 20, &s));
+	ASH_T_OK(ash_bus_subscribe(s, ASH_TOPIC_SYS_STARTED, on_started, &e));
+	event_base_once(
+	    ash_loop_base(e.loop), -1, EV_TIMEOUT, publish_started, p, &tv);
+	event_base_once(
+	    ash_loop_base(e.loop), -1, EV_TIMEOUT, give_up, e.loop, &limit);
+	ash_loop_run(e.loop);
+	ash_bus_sub_close(s);
+	ash_loop_free(e.loop);
+	return e.got;
+}
+
+ASH_TEST(a_subscriber_after_one_that_left_gets_its_events)
+{
+	char         u[128];
+	ash_bus_pub *p;
+	cJSON       *b = cJSON_CreateObject();
+
+	snprintf(u, sizeof(u), "%s", fresh_url());
+	ASH_T_OK(ash_bus_pub_open(u, true, &p));
+	/* Nobody connected: dropped, and still not an error. */
+	ASH_T_OK(ash_bus_publish(p, ASH_TOPIC_SYS_STARTED, NULL, b));
+	cJSON_Delete(b);
+	ASH_T_EQ_INT(subscribe_and_publish(u, p), 1);
+	usleep(200000); /* the first subscriber's pipe is gone */
+	ASH_T_EQ_INT(subscribe_and_publish(u, p), 1);
+	ash_bus_pub_close(p);
+}
+
 ASH_TEST_MAIN(ASH_TEST_ENTRY(request_reply_round_trip),
     ASH_TEST_ENTRY(concurrent_requests_beyond_slots_all_answered),
     ASH_TEST_ENTRY(unserved_op_is_404_with_reason),
@@ -872,4 +937,5 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(request_reply_round_trip),
     ASH_TEST_ENTRY(
         client_close_cancels_pending_and_carried_coalesced_requests),
     ASH_TEST_ENTRY(restarted_server_is_redialed),
-    ASH_TEST_ENTRY(events_flow_through_the_forwarder))
+    ASH_TEST_ENTRY(events_flow_through_the_forwarder),
+    ASH_TEST_ENTRY(a_subscriber_after_one_that_left_gets_its_events))

@@ -165,7 +165,9 @@ ash_err ash_bus_request(ash_bus_client *c, const ash_bus_req_opts *o,
 
 /* Loop thread. listen=true binds url, else dials it (in the background).
  * Publishing never blocks: a slow or absent subscriber misses events, which
- * is why events only wake consumers and durable work lives in tables. */
+ * is why events only wake consumers and durable work lives in tables.
+ * While no peer is connected, ash_bus_publish returns ASH_OK at once
+ * without rendering the event. */
 ash_err ash_bus_pub_open(
     const char *url, bool listen, ash_bus_pub **out) ASH_MUSTCHECK;
 void    ash_bus_pub_close(ash_bus_pub *p);
