@@ -443,7 +443,7 @@ hit_failed_alone(mi_batch *b, hit *h, ash_err rv)
 {
 	static const char sql[] =
 	    "INSERT INTO journal (received_at, signature, object, outcome, "
-	    "bytes, raw) VALUES (to_timestamp($1::bigint / 1000.0), $2, $3, "
+	    "bytes, raw) VALUES (to_timestamp($1::float8 / 1000), $2, $3, "
 	    "$6, $4::int, decode($5, 'base64'))";
 	const char *outcome = rv == ASH_EINVAL ? "unstorable" : "failed";
 	char        ms[24], bytes[24];
