@@ -911,7 +911,7 @@ ASH_TEST(a_subscriber_after_one_that_left_gets_its_events)
 	ASH_T_OK(ash_bus_publish(p, ASH_TOPIC_SYS_STARTED, NULL, b));
 	cJSON_Delete(b);
 	ASH_T_EQ_INT(subscribe_and_publish(u, p), 1);
-	usleep(200000); /* the first subscriber's pipe is gone */
+	usleep(200000); /* time for the first subscriber's pipe to go */
 	ASH_T_EQ_INT(subscribe_and_publish(u, p), 1);
 	ash_bus_pub_close(p);
 }
