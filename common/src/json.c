@@ -16,7 +16,10 @@
  * (json_tree_ok).
  *
  * Numbers: cJSON holds doubles, so 64-bit ids travel as decimal strings and
- * numbers are accepted as ids only while exact (|v| <= 2^53).
+ * numbers are accepted as ids only while exact (|v| <= 2^53). For bodies
+ * that send ids as numbers anyway (Meta's app ids), ash_json_parse_ids
+ * has the pre-scan note every integer literal beyond 2^53 and quotes it
+ * in the copy, so that cJSON reads its digits as a string.
  *
  * Pure functions on caller-owned documents: any thread. Out-of-memory
  * aborts, like ash_xmalloc.
@@ -119,14 +122,70 @@ json_prescan_str(const char *buf, size_t len, size_t *i, bool *in_str)
 	return ASH_OK;
 }
 
-/* Walks the bytes as cJSON will, tracking only strings and brackets. The
- * count is exact up to the first syntax error, and cJSON stops there too,
- * so it never recurses deeper than this allows. */
+/* The integer literals a double cannot hold exactly: [start, end) pairs
+ * of byte offsets, in order. */
+typedef struct big_ints {
+	size_t *at;
+	int     n, cap;
+} big_ints;
+
+static bool
+json_num_byte(char ch)
+{
+	return (ch >= '0' && ch <= '9') || ch == '-' || ch == '+' ||
+	    ch == '.' || ch == 'e' || ch == 'E';
+}
+
+/* Reads the number token at buf[i] (outside strings, at '-' or a digit)
+ * and returns the offset after it; notes it in big (unless NULL) when it
+ * is an integer, written as JSON writes one (no leading zero), beyond 2^53
+ * in magnitude. A token that is not a JSON number is left for cJSON to
+ * refuse. */
+static size_t
+json_number_scan(const char *buf, size_t len, size_t i, big_ints *big)
+{
+	size_t start = i, digits, end;
+	bool   integer;
+
+	if (buf[i] == '-')
+		i++;
+	digits = i;
+	while (i < len && buf[i] >= '0' && buf[i] <= '9')
+		i++;
+	integer = i > digits && buf[digits] != '0';
+	digits  = i - digits;
+	end     = i;
+	while (end < len && json_num_byte(buf[end]))
+		end++;
+	if (big == NULL || !integer || end != i)
+		return end;
+	/* 2^53 itself is exact; every longer or larger literal is quoted. */
+	if (digits > 16 ||
+	    (digits == 16 &&
+	        memcmp(buf + i - 16, "9007199254740992", 16) > 0)) {
+		if (big->n + 2 > big->cap) {
+			big->cap = big->cap ? 2 * big->cap : 8;
+			big->at  = ash_xrealloc(
+			     big->at, (size_t) big->cap * sizeof(*big->at));
+		}
+		big->at[big->n++] = start;
+		big->at[big->n++] = i;
+	}
+	return i;
+}
+
+/* Walks the bytes as cJSON will, tracking only strings and brackets (and,
+ * for big != NULL, number tokens where a value goes: a literal where a key
+ * should be stays a syntax error). The count is exact up to the first
+ * syntax error, and cJSON stops there too, so it never recurses deeper
+ * than this allows. */
 static ash_err
-json_prescan(const char *buf, size_t len)
+json_prescan(const char *buf, size_t len, big_ints *big)
 {
 	int  depth  = 0;
 	bool in_str = false;
+	char open[JSON_DEPTH_MAX]; /* the brackets open */
+	char last = 0; /* the last byte outside strings and space */
 
 	for (size_t i = 0; i < len; i++) {
 		unsigned char ch;
@@ -149,14 +208,25 @@ json_prescan(const char *buf, size_t len)
 		} else if (ch == '"') {
 			in_str = true;
 		} else if (ch == '[' || ch == '{') {
-			if (++depth > JSON_DEPTH_MAX)
+			if (depth == JSON_DEPTH_MAX)
 				return ASH_ETOOBIG;
+			open[depth++] = (char) ch;
 		} else if (ch == ']' || ch == '}') {
 			if (--depth < 0)
 				return ASH_EBADJSON;
 		} else if (ch < 0x20 && !json_space((char) ch)) {
 			return ASH_EBADJSON;
+		} else if (big != NULL &&
+		    (ch == '-' || (ch >= '0' && ch <= '9'))) {
+			bool value = last == 0 || last == ':' || last == '[' ||
+			    (last == ',' && depth > 0 &&
+			        open[depth - 1] == '[');
+
+			i = json_number_scan(buf, len, i, value ? big : NULL) -
+			    1;
 		}
+		if (!json_space((char) ch))
+			last = (char) ch;
 	}
 	return ASH_OK;
 }
@@ -203,21 +273,51 @@ json_tree_ok(const cJSON *it)
 	return ok;
 }
 
-ash_err
-ash_json_parse(const char *buf, size_t len, cJSON **out)
+/* The NUL-terminated copy cJSON reads: buf, with the literals in big
+ * quoted. Sets *n to its length. */
+static char *
+json_copy(const char *buf, size_t len, const big_ints *big, size_t *n)
 {
-	ash_err rv;
-	char   *copy;
-	cJSON  *doc;
+	char  *copy = ash_xmalloc(len + (size_t) big->n + 1);
+	size_t from = 0, to = 0;
 
-	if ((rv = json_prescan(buf, len)) != ASH_OK)
+	for (int k = 0; k <= big->n; k += 2) {
+		size_t stop = k < big->n ? big->at[k + 1] : len;
+		size_t run  = (k < big->n ? big->at[k] : len) - from;
+
+		if (run > 0)
+			memcpy(copy + to, buf + from, run);
+		to += run;
+		if (k < big->n) {
+			copy[to++] = '"';
+			memcpy(copy + to, buf + big->at[k], stop - big->at[k]);
+			to += stop - big->at[k];
+			copy[to++] = '"';
+		}
+		from = stop;
+	}
+	copy[to] = '\0';
+	*n       = to;
+	return copy;
+}
+
+static ash_err
+json_parse(const char *buf, size_t len, bool ids, cJSON **out)
+{
+	big_ints big = {NULL, 0, 0};
+	ash_err  rv;
+	char    *copy;
+	size_t   n;
+	cJSON   *doc;
+
+	if ((rv = json_prescan(buf, len, ids ? &big : NULL)) != ASH_OK) {
+		free(big.at);
 		return rv;
-	copy = ash_xmalloc(len + 1);
-	if (len > 0)
-		memcpy(copy, buf, len);
-	copy[len] = '\0';
-	/* len + 1: cJSON checks for the terminating NUL inside the length. */
-	doc = cJSON_ParseWithLengthOpts(copy, len + 1, NULL, 1);
+	}
+	copy = json_copy(buf, len, &big, &n);
+	free(big.at);
+	/* n + 1: cJSON checks for the terminating NUL inside the length. */
+	doc = cJSON_ParseWithLengthOpts(copy, n + 1, NULL, 1);
 	free(copy);
 	if (doc == NULL)
 		return ASH_EBADJSON;
@@ -231,6 +331,18 @@ ash_json_parse(const char *buf, size_t len, cJSON **out)
 	}
 	*out = doc;
 	return ASH_OK;
+}
+
+ash_err
+ash_json_parse(const char *buf, size_t len, cJSON **out)
+{
+	return json_parse(buf, len, false, out);
+}
+
+ash_err
+ash_json_parse_ids(const char *buf, size_t len, cJSON **out)
+{
+	return json_parse(buf, len, true, out);
 }
 
 const char *

@@ -636,7 +636,7 @@ hit_parse(
 
 	st.kinds    = cJSON_GetObjectItem(h->row, "kinds");
 	st.page_ids = cJSON_GetObjectItem(h->row, "page_ids");
-	if (ash_json_parse((const char *) raw, len, &doc) == ASH_OK &&
+	if (ash_json_parse_ids((const char *) raw, len, &doc) == ASH_OK &&
 	    only != NULL)
 		dropped = drop_entries(doc, only);
 	if (doc == NULL ||
@@ -704,7 +704,7 @@ body_peek(const uint8_t *raw, size_t len, char object[16])
 	const cJSON *e;
 
 	object[0] = '\0';
-	if (ash_json_parse((const char *) raw, len, &doc) != ASH_OK)
+	if (ash_json_parse_ids((const char *) raw, len, &doc) != ASH_OK)
 		return ids;
 	if (ash_json_str(doc, "object") != NULL)
 		snprintf(object, 16, "%s", ash_json_str(doc, "object"));

@@ -7,12 +7,15 @@
  * refusals), and its every key and string is UTF-8 (what Postgres text and
  * jsonb take); a refusal is EBADJSON or ETOOBIG; rendering an accepted
  * document gives the bytes cJSON_PrintUnformatted gives, and they parse
- * back to an equal document.
+ * back to an equal document. ash_json_parse_ids accepts whatever
+ * ash_json_parse accepts, and reads it alike but for integers beyond 2^53,
+ * which are strings of the same digits.
  */
 #include "fuzz.h"
 
 #include <ashoon/json.h>
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +31,48 @@ texts_ok(const cJSON *it)
 	}
 }
 
+/* a (ash_json_parse's) and b (ash_json_parse_ids's) are alike but for
+ * integers beyond 2^53, strings in b of digits that round to a's. */
+static void
+alike_but_ids(const cJSON *a, const cJSON *b)
+{
+	for (; a != NULL && b != NULL; a = a->next, b = b->next) {
+		CHECK((a->string == NULL) == (b->string == NULL));
+		CHECK(a->string == NULL || strcmp(a->string, b->string) == 0);
+		if (cJSON_IsNumber(a) && cJSON_IsString(b)) {
+			CHECK(fabs(a->valuedouble) >= 9007199254740992.0);
+			CHECK(strtod(b->valuestring, NULL) == a->valuedouble);
+			CHECK(strspn(b->valuestring, "-0123456789") ==
+			    strlen(b->valuestring));
+			continue;
+		}
+		CHECK(a->type == b->type);
+		if (cJSON_IsNumber(a))
+			CHECK(a->valuedouble == b->valuedouble);
+		if (cJSON_IsString(a))
+			CHECK(strcmp(a->valuestring, b->valuestring) == 0);
+		alike_but_ids(a->child, b->child);
+	}
+	CHECK(a == NULL && b == NULL);
+}
+
+static void
+ids(const uint8_t *data, size_t size, const cJSON *plain)
+{
+	cJSON  *doc = NULL;
+	ash_err rv  = ash_json_parse_ids((const char *) data, size, &doc);
+
+	if (rv != ASH_OK) {
+		CHECK(rv == ASH_EBADJSON || rv == ASH_ETOOBIG);
+		CHECK(doc == NULL && plain == NULL);
+		return;
+	}
+	texts_ok(doc);
+	if (plain != NULL)
+		alike_but_ids(plain, doc);
+	cJSON_Delete(doc);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -35,6 +80,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ash_err rv = ash_json_parse((const char *) data, size, &doc);
 	char   *ours, *cjson;
 
+	ids(data, size, doc);
 	if (rv != ASH_OK) {
 		CHECK(rv == ASH_EBADJSON || rv == ASH_ETOOBIG);
 		CHECK(doc == NULL);

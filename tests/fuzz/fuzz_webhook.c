@@ -84,7 +84,7 @@ parse(const uint8_t *body, size_t len)
 	mi_parse_stats st  = {0};
 	ash_err        rv;
 
-	if (ash_json_parse((const char *) body, len, &doc) != ASH_OK)
+	if (ash_json_parse_ids((const char *) body, len, &doc) != ASH_OK)
 		return;
 	events      = cJSON_CreateArray();
 	st.kinds    = cJSON_CreateObject();

@@ -28,7 +28,10 @@
 #define PAGE   "104857601234567"
 #define PAGE2  "110923847561203"
 #define IG     "17841405822304914"
-#define APP    "987654321012345"
+/* Our app id, beyond 2^53: Meta sends app ids as JSON numbers, and ours
+ * must keep every digit for our echoes and the threads passed to us to be
+ * known as ours (ash_json_parse_ids). */
+#define APP "9007199254740993"
 
 /* --- fixtures --- */
 

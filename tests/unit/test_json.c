@@ -153,6 +153,56 @@ ASH_TEST(a_number_beyond_a_doubles_range_is_refused)
 	cJSON_Delete(doc);
 }
 
+/* ash_json_parse_ids: an integer literal beyond 2^53 (which a double
+ * rounds) becomes the string of its digits, where a value goes; every
+ * other number, string and key is read as ash_json_parse reads it. */
+ASH_TEST(ids_beyond_2_pow_53_are_read_as_their_digits)
+{
+	const char *in =
+	    "{\"a\":9007199254740993,\"b\":[-12345678901234567890,"
+	    "9007199254740992,12,1.5e300,90071992547409930.5,"
+	    "9007199254740993e0],"
+	    "\"c\":\"x 9007199254740993\",\"d\" : 99999999999999999999 }";
+	cJSON *doc = NULL, *b;
+	char   huge[400];
+
+	ASH_T_OK(ash_json_parse_ids(in, strlen(in), &doc));
+	ASH_T_EQ_STR(ash_json_str(doc, "a"), "9007199254740993");
+	ASH_T_EQ_STR(ash_json_str(doc, "d"), "99999999999999999999");
+	ASH_T_EQ_STR(ash_json_str(doc, "c"), "x 9007199254740993");
+	b = cJSON_GetObjectItem(doc, "b");
+	ASH_T_EQ_STR(
+	    cJSON_GetArrayItem(b, 0)->valuestring, "-12345678901234567890");
+	for (int i = 1; i < 6; i++)
+		ASH_T_TRUE(cJSON_IsNumber(cJSON_GetArrayItem(b, i)));
+	ASH_T_TRUE(
+	    cJSON_GetArrayItem(b, 1)->valuedouble == 9007199254740992.0);
+	cJSON_Delete(doc);
+	/* ash_json_parse rounds it. */
+	ASH_T_OK(ash_json_parse(in, strlen(in), &doc));
+	ASH_T_TRUE(cJSON_IsNumber(cJSON_GetObjectItem(doc, "a")));
+	cJSON_Delete(doc);
+	/* A literal where a key goes stays a syntax error. */
+	for (int i = 0; i < 2; i++) {
+		const char *key = i ? "{\"k\":1,12345678901234567890:1}"
+		                    : "{12345678901234567890:1}";
+
+		ASH_T_ERR(
+		    ash_json_parse_ids(key, strlen(key), &doc), ASH_EBADJSON);
+	}
+	/* Too long for a double at all: refused as a number, kept as digits.
+	 */
+	memset(huge, '7', sizeof(huge) - 3);
+	huge[0]                = '[';
+	huge[sizeof(huge) - 3] = ']';
+	huge[sizeof(huge) - 2] = '\0';
+	ASH_T_ERR(ash_json_parse(huge, strlen(huge), &doc), ASH_EBADJSON);
+	ASH_T_OK(ash_json_parse_ids(huge, strlen(huge), &doc));
+	ASH_T_EQ_INT((int) strlen(cJSON_GetArrayItem(doc, 0)->valuestring),
+	    (int) sizeof(huge) - 4);
+	cJSON_Delete(doc);
+}
+
 /* n nested arrays, optionally wrapping a string full of brackets. */
 static char *
 nested(int n, const char *inner)
@@ -524,6 +574,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(trailing_garbage_rejected),
     ASH_TEST_ENTRY(strings_must_be_utf8_without_an_escaped_nul),
     ASH_TEST_ENTRY(a_key_given_twice_is_refused),
     ASH_TEST_ENTRY(a_number_beyond_a_doubles_range_is_refused),
+    ASH_TEST_ENTRY(ids_beyond_2_pow_53_are_read_as_their_digits),
     ASH_TEST_ENTRY(depth_64_ok_65_too_big),
     ASH_TEST_ENTRY(i64_from_string_exact),
     ASH_TEST_ENTRY(i64_bad_strings_rejected),

@@ -24,6 +24,14 @@
  * with cJSON_Delete. */
 ash_err ash_json_parse(const char *buf, size_t len, cJSON **out) ASH_MUSTCHECK;
 
+/* As ash_json_parse, but an integer literal beyond 2^53 in magnitude,
+ * which a double cannot hold exactly, is read as a string of its digits
+ * ("-" first if negative): for bodies that send 64-bit ids as numbers
+ * (Meta's app ids), so that none loses a digit. Every other number is a
+ * number, as ash_json_parse reads it. */
+ash_err ash_json_parse_ids(
+    const char *buf, size_t len, cJSON **out) ASH_MUSTCHECK;
+
 /* True when s is UTF-8 (RFC 3629), as every string ash_json_parse accepts
  * is. Bytes from elsewhere (decoded query values, path parts, header
  * values) must pass it before they go into a document: one that is not

@@ -409,6 +409,43 @@ ASH_TEST(f6_handover_and_unknown_kinds_are_counted_not_failed)
 	parsed_fini(&p);
 }
 
+/* Meta sends app ids as JSON numbers; one beyond 2^53 (a double's exact
+ * range) keeps every digit, or our own echoes and the threads passed to
+ * us would be taken for another app's. */
+ASH_TEST(f6_app_ids_beyond_2_pow_53_keep_every_digit)
+{
+	const char *body = ENVELOPE("page",
+	    "{\"sender\":{\"id\":\"17841405822304914\"},\"recipient\":{"
+	    "\"id\":\"111\"},\"timestamp\":1000,\"message\":{\"is_echo\":"
+	    "true,\"app_id\":9007199254740993,\"metadata\":\"ai-reply:x\","
+	    "\"mid\":\"e1\",\"text\":\"ok\"}},"
+	    "{" WHO ",\"pass_thread_control\":{"
+	    "\"new_owner_app_id\":9007199254740993}}");
+	const char *ours = "9007199254740993";
+	parsed      p;
+
+	for (int ids = 1; ids >= 0; ids--) {
+		memset(&p, 0, sizeof(p));
+		if (ids)
+			ASH_T_OK(
+			    ash_json_parse_ids(body, strlen(body), &p.doc));
+		else
+			ASH_T_OK(ash_json_parse(body, strlen(body), &p.doc));
+		p.events      = cJSON_CreateArray();
+		p.st.kinds    = cJSON_CreateObject();
+		p.st.page_ids = cJSON_CreateArray();
+		ASH_T_OK(mi_parse_webhook(p.doc, 0, ours, p.events, &p.st));
+		ASH_T_EQ_STR(ash_json_str(ev(&p, 0), "type"), "echo");
+		/* Read as a double, the id is 2^53: another app's. */
+		ASH_T_EQ_STR(ash_json_str(ev(&p, 0), "app_id"),
+		    ids ? ours : "9007199254740992");
+		ASH_T_EQ_STR(ash_json_str(ev(&p, 1), "type"), "handover");
+		ASH_T_EQ_STR(
+		    ash_json_str(ev(&p, 1), "owner"), ids ? "us" : "other");
+		parsed_fini(&p);
+	}
+}
+
 ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_every_spec_vector_verifies_over_raw_bytes),
     ASH_TEST_ENTRY(f6_signature_rejections),
     ASH_TEST_ENTRY(f6_unicode_vector_reserialised_fails),
@@ -418,4 +455,5 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_every_spec_vector_verifies_over_raw_bytes),
     ASH_TEST_ENTRY(f6_instagram_text_story_reply_and_reaction),
     ASH_TEST_ENTRY(f6_attachment_kinds_sticker_share_story_mention_reel),
     ASH_TEST_ENTRY(f6_unsend_edit_unreact_referral_and_standby),
+    ASH_TEST_ENTRY(f6_app_ids_beyond_2_pow_53_keep_every_digit),
     ASH_TEST_ENTRY(f6_handover_and_unknown_kinds_are_counted_not_failed))
