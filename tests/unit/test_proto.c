@@ -169,14 +169,19 @@ ASH_TEST(bad_envelopes_are_rejected_with_reasons)
 	              &req, msg),
 	    ASH_EINVAL);
 	ASH_T_CONTAINS(msg, "deadline_ms");
-	/* A time past 2^53 ms would be rounded when rendered again. */
+	/* A time of 10^15 ms or more could be rounded when rendered again
+	 * (2^53 was). */
 	ASH_T_ERR(parse_str("{\"v\":1,\"op\":\"sys.info\",\"id\":\"r-1\","
-	                    "\"deadline_ms\":\"9007199254740993\"}",
+	                    "\"deadline_ms\":\"9007199254740992\"}",
 	              &req, msg),
 	    ASH_EINVAL);
 	ASH_T_CONTAINS(msg, "deadline_ms");
+	ASH_T_ERR(parse_str("{\"v\":1,\"op\":\"sys.info\",\"id\":\"r-1\","
+	                    "\"deadline_ms\":1000000000000000}",
+	              &req, msg),
+	    ASH_EINVAL);
 	ASH_T_OK(parse_str("{\"v\":1,\"op\":\"sys.info\",\"id\":\"r-1\","
-	                   "\"deadline_ms\":\"9007199254740992\"}",
+	                   "\"deadline_ms\":\"999999999999999\"}",
 	    &req, msg));
 	ASH_T_ERR(parse_str("{\"v\":1,\"op\":\"sys.info\",\"id\":\"r-1\","
 	                    "\"deadline_ms\":5,\"body\":[]}",
@@ -260,18 +265,23 @@ ASH_TEST(events_round_trip_with_topic_prefix)
 	ASH_T_EQ_STR(ev.tenant, T_UUID);
 	ash_event_fini(&ev);
 	cJSON_free(s);
-	/* A ts past 2^53 ms (here a string, which get_i64 reads exactly)
-	 * would be rounded when the event is rendered again. */
+	/* A ts of 10^15 ms or more (here a string, which get_i64 reads
+	 * exactly) could be rounded when the event is rendered again. */
 	s = ash_xstrdup(
 	    "sys.started {\"v\":1,\"id\":\"e-1\",\"topic\":"
-	    "\"sys.started\",\"ts\":\"9007199254740993\",\"body\":{"
+	    "\"sys.started\",\"ts\":\"1000000000000000\",\"body\":{"
 	    "\"service\":\"g\",\"version\":\"1\",\"instance\":\"i\"}}");
 	len = strlen(s);
 	ASH_T_ERR(ash_event_parse(s, len, &ev), ASH_EINVAL);
 	ash_event_fini(&ev);
-	memcpy(strstr(s, "993"), "992", 3);
+	free(s);
+	s = ash_xstrdup(
+	    "sys.started {\"v\":1,\"id\":\"e-1\",\"topic\":"
+	    "\"sys.started\",\"ts\":\"999999999999999\",\"body\":{"
+	    "\"service\":\"g\",\"version\":\"1\",\"instance\":\"i\"}}");
+	len = strlen(s);
 	ASH_T_OK(ash_event_parse(s, len, &ev));
-	ASH_T_TRUE(ev.ts == (INT64_C(1) << 53));
+	ASH_T_TRUE(ev.ts == INT64_C(999999999999999));
 	ash_event_fini(&ev);
 	free(s);
 	s = ash_event_render(
