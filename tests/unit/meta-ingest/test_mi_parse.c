@@ -45,7 +45,7 @@ parse_file(const char *name, parsed *p)
 	char  *raw = load(name, &len);
 
 	memset(p, 0, sizeof(*p));
-	ASH_T_OK(ash_json_parse(raw, len, &p->doc));
+	ASH_T_OK(ash_json_parse_ids(raw, len, &p->doc));
 	free(raw);
 	p->events      = cJSON_CreateArray();
 	p->st.kinds    = cJSON_CreateObject();
@@ -299,7 +299,7 @@ static void
 parse_str(const char *json, parsed *p)
 {
 	memset(p, 0, sizeof(*p));
-	ASH_T_OK(ash_json_parse(json, strlen(json), &p->doc));
+	ASH_T_OK(ash_json_parse_ids(json, strlen(json), &p->doc));
 	p->events      = cJSON_CreateArray();
 	p->st.kinds    = cJSON_CreateObject();
 	p->st.page_ids = cJSON_CreateArray();
