@@ -35,8 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JSON_DEPTH_MAX 64
-#define JSON_EXACT_MAX 9007199254740992.0 /* 2^53 */
+#define JSON_DEPTH_MAX        64
+#define JSON_EXACT_MAX        9007199254740992.0 /* 2^53 */
+#define JSON_EXACT_MAX_DIGITS "9007199254740992" /* the same, as written */
 
 #define SPECIAL4(n) [n] = 1, [n + 1] = 1, [n + 2] = 1, [n + 3] = 1
 const unsigned char ash__json_special[256] = {SPECIAL4(0), SPECIAL4(4),
@@ -159,10 +160,11 @@ json_number_scan(const char *buf, size_t len, size_t i, big_ints *big)
 		end++;
 	if (big == NULL || !integer || end != i)
 		return end;
-	/* 2^53 itself is exact; every longer or larger literal is quoted. */
-	if (digits > 16 ||
-	    (digits == 16 &&
-	        memcmp(buf + i - 16, "9007199254740992", 16) > 0)) {
+	/* 2^53 itself is exact; every longer or larger literal is quoted
+	 * (same length: the digits compare as the numbers do). */
+	if (digits > sizeof(JSON_EXACT_MAX_DIGITS) - 1 ||
+	    (digits == sizeof(JSON_EXACT_MAX_DIGITS) - 1 &&
+	        memcmp(buf + i - digits, JSON_EXACT_MAX_DIGITS, digits) > 0)) {
 		if (big->n + 2 > big->cap) {
 			big->cap = big->cap ? 2 * big->cap : 8;
 			big->at  = ash_xrealloc(

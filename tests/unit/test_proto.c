@@ -183,6 +183,13 @@ ASH_TEST(bad_envelopes_are_rejected_with_reasons)
 	ASH_T_OK(parse_str("{\"v\":1,\"op\":\"sys.info\",\"id\":\"r-1\","
 	                   "\"deadline_ms\":\"999999999999999\"}",
 	    &req, msg));
+	/* The largest time taken renders back to itself. */
+	char *out = ash_request_render(ASH_OP_SYS_INFO, "r-1", NULL, NULL,
+	    NULL, INT64_C(999999999999999), NULL);
+	ASH_T_OK(ash_request_parse(out, strlen(out), &req, msg, sizeof(msg)));
+	ASH_T_TRUE(req.deadline_ms == INT64_C(999999999999999));
+	ash_request_fini(&req);
+	cJSON_free(out);
 	ASH_T_ERR(parse_str("{\"v\":1,\"op\":\"sys.info\",\"id\":\"r-1\","
 	                    "\"deadline_ms\":5,\"body\":[]}",
 	              &req, msg),
@@ -284,6 +291,13 @@ ASH_TEST(events_round_trip_with_topic_prefix)
 	ASH_T_TRUE(ev.ts == INT64_C(999999999999999));
 	ash_event_fini(&ev);
 	free(s);
+	/* ... and renders back to itself. */
+	s = ash_event_render(ASH_TOPIC_SYS_STARTED, "e-1", T_UUID,
+	    INT64_C(999999999999999), b, &len);
+	ASH_T_OK(ash_event_parse(s, len, &ev));
+	ASH_T_TRUE(ev.ts == INT64_C(999999999999999));
+	ash_event_fini(&ev);
+	cJSON_free(s);
 	s = ash_event_render(
 	    ASH_TOPIC_SYS_STARTED, "e-1", T_UUID, 1234, b, &len);
 	/* The prefix must name the same topic as the envelope. */
