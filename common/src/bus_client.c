@@ -44,6 +44,8 @@ typedef struct cmember {
 	char *
 	    env; /* rendered envelope (cJSON_free), until the frame is built */
 	size_t            len;
+	uint8_t          *att; /* a copy of its attachment, or NULL */
+	size_t            att_len;
 	ash_bus_result_cb cb;
 	void             *arg;
 } cmember;
@@ -172,6 +174,7 @@ members_fail(cmember *m, const ash_bus_result *res)
 		cmember *next = m->next;
 		m->cb(m->arg, res);
 		cJSON_free(m->env);
+		free(m->att);
 		free(m);
 		m = next;
 	}
@@ -397,13 +400,53 @@ pending_expire(ash_bus_client *c)
 		}
 		*pp = m->next;
 		c->npending--;
-		c->pending_len -= m->len + 1;
+		c->pending_len -= m->len + m->att_len + 1;
 		m->next = NULL;
 		*dt     = m;
 		dt      = &m->next;
 	}
 	c->pending_tail = pp;
 	members_fail(dead, &late);
+}
+
+/* msg's bytes for the members of list (n of them, total bytes): one
+ * envelope as it is, more as a batch frame "[env,env,...]"; then, if any
+ * has an attachment, a NUL and the attachments in member order (bus.h).
+ * Each member's envelope and attachment are freed. */
+static nng_msg *
+frame_build(cmember *list, int n, size_t total)
+{
+	nng_msg *msg;
+	char    *p;
+	bool     nul = false;
+
+	ASH_ASSERT(nng_msg_alloc(&msg, total) == 0);
+	p = nng_msg_body(msg);
+	if (n > 1)
+		*p++ = '[';
+	for (cmember *m = list; m != NULL; m = m->next) {
+		if (m != list)
+			*p++ = ',';
+		memcpy(p, m->env, m->len);
+		p += m->len;
+		cJSON_free(m->env);
+		m->env = NULL;
+	}
+	if (n > 1)
+		*p++ = ']';
+	for (cmember *m = list; m != NULL; m = m->next) {
+		if (m->att == NULL)
+			continue;
+		if (!nul)
+			*p++ = '\0';
+		nul = true;
+		memcpy(p, m->att, m->att_len);
+		p += m->att_len;
+		free(m->att);
+		m->att = NULL;
+	}
+	ASH_ASSERT(p == (char *) nng_msg_body(msg) + total);
+	return msg;
 }
 
 /* Sends the pending coalescing requests: one as it is, more as a batch
@@ -446,22 +489,13 @@ flush_pending(ash_bus_client *c, bool force)
 	 * zeroing it, which made a 100-item frame cost more than its items
 	 * (a sixth of the gateway's CPU at full webhook load). */
 	size_t total = n > 1 ? (size_t) n + 1 : 0; /* [ , ... ] */
-	for (cmember *m = list; m != NULL; m = m->next)
-		total += m->len;
-	ASH_ASSERT(nng_msg_alloc(&msg, total) == 0);
-	char *p = nng_msg_body(msg);
-	if (n > 1)
-		*p++ = '[';
+	bool   atts  = false;
 	for (cmember *m = list; m != NULL; m = m->next) {
-		if (m != list)
-			*p++ = ',';
-		memcpy(p, m->env, m->len);
-		p += m->len;
-		cJSON_free(m->env);
-		m->env = NULL;
+		total += m->len + m->att_len;
+		atts = atts || m->att != NULL;
 	}
+	msg = frame_build(list, n, total + atts);
 	if (n > 1) {
-		*p++        = ']';
 		r->members  = list;
 		r->nmembers = n;
 	} else {
@@ -478,7 +512,8 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	flush_pending(arg, false);
 }
 
-/* Queues a coalescing request for the end of this loop turn; takes env. */
+/* Queues a coalescing request for the end of this loop turn; takes env,
+ * copies the attachment. */
 static void
 coalesce(ash_bus_client *c, const ash_bus_req_opts *o, char *env,
     ash_bus_result_cb cb, void *arg)
@@ -491,11 +526,17 @@ coalesce(ash_bus_client *c, const ash_bus_req_opts *o, char *env,
 	m->env         = env;
 	m->cb          = cb;
 	m->arg         = arg;
-	if (c->npending > 0 && c->pending_len + m->len + 2 > c->max_frame)
+	if (o->att != NULL) {
+		m->att     = ash_xmalloc(o->att_len ? o->att_len : 1);
+		m->att_len = o->att_len;
+		memcpy(m->att, o->att, o->att_len);
+	}
+	if (c->npending > 0 &&
+	    c->pending_len + m->len + m->att_len + 3 > c->max_frame)
 		flush_pending(c, true);
 	*c->pending_tail = m;
 	c->pending_tail  = &m->next;
-	c->pending_len += m->len + 1;
+	c->pending_len += m->len + m->att_len + 1;
 	if (c->npending++ == 0)
 		event_active(c->flush, EV_TIMEOUT, 0);
 }
@@ -515,8 +556,8 @@ ash_bus_request(ash_bus_client *c, const ash_bus_req_opts *o,
 		return ASH_ETIMEDOUT;
 	if (atomic_load(&c->peers) == 0)
 		return ASH_EUNAVAIL;
-	env = ash_request_render(
-	    o->op, o->id, o->tenant, o->user, o->role, o->deadline_ms, body);
+	env = ash_request_render(o->op, o->id, o->tenant, o->user, o->role,
+	    o->deadline_ms, body, o->att ? (int64_t) o->att_len : -1);
 	if (o->coalesce) {
 		coalesce(c, o, env, cb, arg);
 		return ASH_OK;
@@ -525,9 +566,14 @@ ash_bus_request(ash_bus_client *c, const ash_bus_req_opts *o,
 		cJSON_free(env);
 		return rv;
 	}
-	size_t len = strlen(env);
-	ASH_ASSERT(nng_msg_alloc(&msg, len) == 0);
+	size_t len = strlen(env), tail = o->att ? 1 + o->att_len : 0;
+	ASH_ASSERT(nng_msg_alloc(&msg, len + tail) == 0);
 	memcpy(nng_msg_body(msg), env, len);
+	if (o->att != NULL) {
+		((char *) nng_msg_body(msg))[len] = '\0';
+		memcpy(
+		    (char *) nng_msg_body(msg) + len + 1, o->att, o->att_len);
+	}
 	cJSON_free(env);
 	r->cb  = cb;
 	r->arg = arg;

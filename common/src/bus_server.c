@@ -13,6 +13,10 @@
  * slot counts those still open, and the last one to end sends the array
  * of replies. The slot then holds the loop and one server reference for
  * the whole frame.
+ *
+ * A message with attachments (bus.h: the JSON, a NUL, the bytes) is kept
+ * by its slot until its reply goes: each call's attachment points into
+ * it, so none is copied.
  */
 #include "bus_impl.h"
 #include "loop_impl.h"
@@ -54,6 +58,7 @@ typedef struct slot {
 	ash_bus_call   *parts;           /* a batch frame's calls, else NULL */
 	char          **outs;            /* their rendered replies, by item */
 	int             nparts, pending; /* items, and those not ended */
+	nng_msg        *in; /* the request, kept for its attachments */
 } slot;
 
 /* An op's metrics, found once: looking them up by name and labels at every
@@ -92,9 +97,19 @@ slot_on_aio(void *arg)
 	ash__mbox_push(s->srv->mb, &s->node);
 }
 
+/* The request message is no longer needed: its calls have ended. */
+static void
+slot_drop_in(slot *s)
+{
+	if (s->in != NULL)
+		nng_msg_free(s->in);
+	s->in = NULL;
+}
+
 static void
 slot_arm(slot *s)
 {
+	slot_drop_in(s);
 	if (s->srv->stopping || s->srv->closed) {
 		s->state = SLOT_IDLE;
 		return;
@@ -140,6 +155,7 @@ slot_send(slot *s, char *rendered)
 	nng_msg *msg;
 	size_t   len = strlen(rendered);
 
+	slot_drop_in(s);
 	s->state = SLOT_SEND;
 	/* Sized once (see flush_pending in bus_client.c). */
 	if (s->srv->closed || nng_msg_alloc(&msg, len) != 0) {
@@ -186,20 +202,45 @@ call_check(ash_bus_call *call, char *why, size_t cap)
 	return ASH_OK;
 }
 
+/* The length of msg's JSON (up to its NUL, if any); *atts: the bytes
+ * after the NUL (the attachments), or -1 without one. */
+static size_t
+msg_split(nng_msg *msg, int64_t *atts)
+{
+	const char *p   = nng_msg_body(msg);
+	size_t      len = nng_msg_len(msg);
+	const char *nul = memchr(p, '\0', len);
+
+	*atts = nul ? (int64_t) (len - (size_t) (nul - p) - 1) : -1;
+	return nul ? (size_t) (nul - p) : len;
+}
+
 static void
 slot_dispatch(slot *s, nng_msg *msg)
 {
 	ash_bus_server *srv  = s->srv;
 	ash_bus_call   *call = &s->call;
+	const char     *body = nng_msg_body(msg);
+	int64_t         atts;
+	size_t          jlen = msg_split(msg, &atts);
 	char            why[160];
 	ash_err         rv;
 
 	call->slot = s;
 	call->idx  = -1;
 	call->t0   = ash_now_ms();
-	rv         = ash_request_parse(
-	            nng_msg_body(msg), nng_msg_len(msg), &call->req, why, sizeof(why));
-	nng_msg_free(msg);
+	rv = ash_request_parse(body, jlen, &call->req, why, sizeof(why));
+	if (rv == ASH_OK && call->req.att_len != atts) {
+		snprintf(why, sizeof(why),
+		    "\"att\" is not the length of the bytes after the JSON");
+		rv = ASH_EINVAL;
+	}
+	if (rv == ASH_OK && atts >= 0) {
+		call->req.att = body + jlen + 1;
+		s->in         = msg;
+	} else {
+		nng_msg_free(msg);
+	}
 	if (rv != ASH_OK) {
 		ash_log_warn(NULL, "BUS-BADREQ", "%s", why);
 		slot_fail_early(s, call->req.op, call->req.id, rv, why);
@@ -242,7 +283,7 @@ part_fail(ash_bus_call *call, ash_err e, const char *message)
  * request, except that every failure is answered in its place (a late item
  * too: the frame's reply must have one entry per item). */
 static void
-part_start(slot *s, int idx, cJSON *item)
+part_start(slot *s, int idx, cJSON *item, const char *att)
 {
 	ash_bus_server *srv  = s->srv;
 	ash_bus_call   *call = &s->parts[idx];
@@ -253,6 +294,8 @@ part_start(slot *s, int idx, cJSON *item)
 	call->idx  = idx;
 	call->t0   = s->call.t0;
 	rv         = ash_request_adopt(item, &call->req, why, sizeof(why));
+	if (call->req.att_len >= 0)
+		call->req.att = att;
 	if (rv != ASH_OK) {
 		ash_log_warn(
 		    NULL, "BUS-BADREQ", "batch item %d: %s", idx, why);
@@ -268,26 +311,54 @@ part_start(slot *s, int idx, cJSON *item)
 	srv->handlers[call->req.op](call, srv->hargs[call->req.op]);
 }
 
+/* The items' attachments fill what follows the frame's NUL exactly. */
+static bool
+batch_atts_ok(const cJSON *doc, int64_t atts)
+{
+	int64_t      sum = 0;
+	bool         any = false;
+	const cJSON *item;
+
+	cJSON_ArrayForEach(item, doc)
+	{
+		int64_t a = ash_request_att_len(item);
+		if (a >= 0) {
+			sum += a;
+			any = true;
+		}
+	}
+	return any ? sum == atts : atts < 0;
+}
+
 static void
 slot_dispatch_batch(slot *s, nng_msg *msg)
 {
-	ash_bus_server *srv = s->srv;
-	cJSON          *doc = NULL;
-	int             n   = 0;
+	ash_bus_server *srv  = s->srv;
+	const char     *body = nng_msg_body(msg), *att;
+	cJSON          *doc  = NULL;
+	int             n    = 0;
+	int64_t         atts;
+	size_t          jlen = msg_split(msg, &atts);
 
 	s->call.t0 = ash_now_ms();
-	if (ash_json_parse(nng_msg_body(msg), nng_msg_len(msg), &doc) ==
-	        ASH_OK &&
-	    cJSON_IsArray(doc))
+	if (ash_json_parse(body, jlen, &doc) == ASH_OK && cJSON_IsArray(doc))
 		n = cJSON_GetArraySize(doc);
-	nng_msg_free(msg);
-	if (n < 1 || n > BATCH_MAX) {
+	if (n < 1 || n > BATCH_MAX || !batch_atts_ok(doc, atts)) {
 		cJSON_Delete(doc);
+		nng_msg_free(msg);
 		ash_log_warn(NULL, "BUS-BADREQ", "malformed batch frame");
 		slot_fail_early(s, -1, NULL, ASH_EINVAL,
-		    "a batch frame is an array of 1-1024 envelopes");
+		    n < 1 || n > BATCH_MAX
+		        ? "a batch frame is an array of 1-1024 envelopes"
+		        : "the items' \"att\" do not add up to the bytes "
+		          "after "
+		          "the JSON");
 		return;
 	}
+	if (atts >= 0)
+		s->in = msg;
+	else
+		nng_msg_free(msg);
 	if (srv->metrics != NULL) {
 		ash_counter_add(
 		    ash_metrics_counter(srv->metrics,
@@ -309,8 +380,14 @@ slot_dispatch_batch(slot *s, nng_msg *msg)
 	ash_loop_hold(srv->loop);
 	/* The slot is only sent when the last item ends, which cannot
 	 * happen before the last one has been started. */
-	for (int i = 0; i < n; i++)
-		part_start(s, i, cJSON_DetachItemFromArray(doc, 0));
+	att = body + jlen + 1;
+	for (int i = 0; i < n; i++) {
+		cJSON  *item = cJSON_DetachItemFromArray(doc, 0);
+		int64_t a    = ash_request_att_len(item);
+
+		part_start(s, i, item, att);
+		att += a > 0 ? a : 0;
+	}
 	cJSON_Delete(doc);
 }
 
@@ -436,9 +513,11 @@ ash_bus_server_stop_recv(ash_bus_server *srv)
 static void
 srv_free(ash_bus_server *srv)
 {
-	for (int i = 0; i < srv->nslots; i++)
+	for (int i = 0; i < srv->nslots; i++) {
 		if (srv->slots[i].aio)
 			nng_aio_free(srv->slots[i].aio);
+		slot_drop_in(&srv->slots[i]);
+	}
 	free(srv->slots);
 	free(srv->service);
 	free(srv);
@@ -528,6 +607,7 @@ slot_end(slot *s, char *rendered)
 
 	if (srv->closed) {
 		cJSON_free(rendered);
+		slot_drop_in(s);
 		s->state = SLOT_IDLE;
 		srv->inflight--;
 		ash_loop_rele(srv->loop);

@@ -134,8 +134,9 @@ request_fill(ash_request *req, char *msg, size_t cap)
 {
 	const cJSON *pr =
 	    cJSON_GetObjectItemCaseSensitive(req->doc, "principal");
-	const char *op = ash_json_str(req->doc, "op");
-	ash_err     rv;
+	const cJSON *att;
+	const char  *op = ash_json_str(req->doc, "op");
+	ash_err      rv;
 
 	if ((rv = parse_common(req->doc, &req->id, &req->tenant, msg, cap)))
 		return rv;
@@ -154,6 +155,12 @@ request_fill(ash_request *req, char *msg, size_t cap)
 	}
 	req->user = ash_json_str(pr, "user");
 	req->role = ash_json_str(pr, "role");
+	att       = cJSON_GetObjectItemCaseSensitive(req->doc, "att");
+	if (att != NULL && !cJSON_IsNull(att) &&
+	    (req->att_len = ash_request_att_len(req->doc)) < 0) {
+		MSG("\"att\" must be a length in bytes");
+		return ASH_EINVAL;
+	}
 	if ((req->body = body_of(req->doc)) == NULL) {
 		MSG("\"body\" must be an object");
 		return ASH_EINVAL;
@@ -169,7 +176,8 @@ ash_request_parse(
 	ash_err rv;
 
 	memset(req, 0, sizeof(*req));
-	req->op = -1;
+	req->op      = -1;
+	req->att_len = -1;
 	if ((rv = ash_json_parse(buf, len, &req->doc)) != ASH_OK) {
 		MSG("envelope is not valid JSON");
 		return ASH_EBADJSON;
@@ -185,8 +193,9 @@ ash_err
 ash_request_adopt(cJSON *doc, ash_request *req, char *msg, size_t cap)
 {
 	memset(req, 0, sizeof(*req));
-	req->op  = -1;
-	req->doc = doc;
+	req->op      = -1;
+	req->att_len = -1;
+	req->doc     = doc;
 	if (!cJSON_IsObject(doc)) {
 		MSG("envelope must be an object");
 		return ASH_EBADJSON;
@@ -199,6 +208,19 @@ ash_request_fini(ash_request *req)
 {
 	cJSON_Delete(req->doc);
 	memset(req, 0, sizeof(*req));
+	req->att_len = -1;
+}
+
+int64_t
+ash_request_att_len(const cJSON *doc)
+{
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(doc, "att");
+
+	/* Below 2^31: a bus message is capped far lower (max_msg). */
+	if (!cJSON_IsNumber(a) || a->valuedouble != floor(a->valuedouble) ||
+	    a->valuedouble < 0 || a->valuedouble > 2147483647.0)
+		return -1;
+	return (int64_t) a->valuedouble;
 }
 
 static cJSON *
@@ -246,7 +268,8 @@ render_free(cJSON *doc)
 
 char *
 ash_request_render(int op, const char *id, const char *tenant,
-    const char *user, const char *role, int64_t deadline_ms, const cJSON *body)
+    const char *user, const char *role, int64_t deadline_ms, const cJSON *body,
+    int64_t att_len)
 {
 	cJSON *doc = envelope_new(id);
 
@@ -261,6 +284,8 @@ ash_request_render(int op, const char *id, const char *tenant,
 			ash_json_add_str(p, "role", role);
 	}
 	cJSON_AddNumberToObject(doc, "deadline_ms", (double) deadline_ms);
+	if (att_len >= 0)
+		cJSON_AddNumberToObject(doc, "att", (double) att_len);
 	add_body(doc, body);
 	return render_free(doc);
 }

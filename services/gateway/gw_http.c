@@ -209,6 +209,13 @@ forward(gw_call *c)
 	char    msg[160];
 	ash_err rv;
 
+	/* A signed body goes as sent, beside the envelope (body_raw). */
+	if (rt->shape == GW_RAW_IN) {
+		const char *data = NULL;
+		ash_http_req_body(c->req, &data, &o.att_len);
+		o.att = data ? data : "";
+	}
+
 	rv = peer ? ash_bus_request(peer, &o, c->body, on_backend, c)
 	          : ASH_EUNAVAIL;
 	if (rv == ASH_OK)
@@ -288,17 +295,16 @@ body_from_query(gw_call *c, const ash_op_desc *d, char *msg, size_t cap)
 	return ASH_OK;
 }
 
-/* The body's exact bytes: a signature is computed over them, and no
- * parse-and-render may change a byte before it is checked. */
+/* A signed body: its exact bytes travel as the request's attachment
+ * (forward), not in the JSON, since a signature is computed over them and
+ * no parse-and-render may change a byte before it is checked; the body
+ * only says how they came. */
 static void
 body_raw(gw_call *c)
 {
-	const char *data, *sig;
-	size_t      len;
+	const char *sig;
 
-	ash_http_req_body(c->req, &data, &len);
 	c->body = cJSON_CreateObject();
-	ash_json_add_str_take(c->body, "raw", ash_b64_encode(data, len));
 	/* A header that is not UTF-8 cannot go into the envelope, and is no
 	 * signature: it goes as one that is malformed, refused (401) and
 	 * journaled like any other. */

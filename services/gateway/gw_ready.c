@@ -81,8 +81,9 @@ ready_probe(ready *r, int svc)
 {
 	ash_bus_client  *peer = ash_svc_peer(r->gw->svc, svc);
 	probe           *p    = ash_xmalloc(sizeof(*p));
-	ash_bus_req_opts o = {ASH_OP_SYS_HEALTH, r->req_id, NULL, NULL, NULL,
-	    ash_wall_ms() + gw_config.ready_timeout_ms, false};
+	ash_bus_req_opts o    = {.op = ASH_OP_SYS_HEALTH,
+	       .id                   = r->req_id,
+	       .deadline_ms = ash_wall_ms() + gw_config.ready_timeout_ms};
 	ash_err          rv;
 
 	p->r   = r;

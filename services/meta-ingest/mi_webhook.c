@@ -50,8 +50,9 @@ typedef struct hit {
 	cJSON        *events; /* its normalized events */
 	int           nevents;
 	bool          solo; /* commit alone (its batch failed) */
-	char         *b64;  /* the body, journaled if the hit fails */
-	int64_t       t0;   /* ms, for the commit latency metric */
+	uint8_t      *body; /* the body as sent, journaled if the hit fails */
+	size_t        body_len;
+	int64_t       t0; /* ms, for the commit latency metric */
 } hit;
 
 struct mi_batch {
@@ -103,7 +104,7 @@ hit_free(hit *h)
 {
 	cJSON_Delete(h->row);
 	cJSON_Delete(h->events);
-	free(h->b64);
+	free(h->body);
 	free(h);
 }
 
@@ -115,12 +116,14 @@ hit_set_outcome(hit *h, const char *outcome)
 }
 
 /* Keeps the body itself in the journal (for bodies we could not fully
- * process: kept 90 days, like every journal row). */
+ * process: kept 90 days, like every journal row). In base64: the row is
+ * text (ingest_hit_in), and ingest_batch() decodes it. */
 static void
-hit_keep_raw(hit *h, const char *b64)
+hit_keep_raw(hit *h)
 {
 	cJSON_DeleteItemFromObjectCaseSensitive(h->row, "raw");
-	ash_json_add_str(h->row, "raw", b64);
+	ash_json_add_str_take(
+	    h->row, "raw", ash_b64_encode(h->body, h->body_len));
 }
 
 /* Counts a POST by the outcome it was answered with, once: where it is
@@ -446,8 +449,9 @@ hit_failed_alone(mi_batch *b, hit *h, ash_err rv)
 	    "bytes, raw) VALUES (to_timestamp($1::float8 / 1000), $2, $3, "
 	    "$6, $4::int, decode($5, 'base64'))";
 	const char *outcome = rv == ASH_EINVAL ? "unstorable" : "failed";
-	char        ms[24], bytes[24];
-	int64_t     v = 0;
+	char   *b64 = h->body ? ash_b64_encode(h->body, h->body_len) : NULL;
+	char    ms[24], bytes[24];
+	int64_t v = 0;
 	const char *p[6];
 	unstorable *u = NULL;
 
@@ -460,7 +464,7 @@ hit_failed_alone(mi_batch *b, hit *h, ash_err rv)
 	p[1] = ash_json_str(h->row, "signature");
 	p[2] = ash_json_str(h->row, "object");
 	p[3] = bytes;
-	p[4] = h->b64;
+	p[4] = b64;
 	p[5] = outcome;
 	if (rv == ASH_EINVAL) {
 		u  = ash_xmalloc(sizeof(*u));
@@ -473,6 +477,7 @@ hit_failed_alone(mi_batch *b, hit *h, ash_err rv)
 	}
 	rv = ash_db_query(
 	    ash_svc_db(b->mi->svc), sql, 6, p, on_failed_journaled, u);
+	free(b64);
 	if (rv != ASH_OK)
 		on_failed_journaled(u, rv, NULL);
 	if (u == NULL)
@@ -621,14 +626,14 @@ drop_entries(cJSON *doc, const cJSON *only)
 	return dropped;
 }
 
-/* Fills the hit from a body whose signature checked out: all of it when
- * it was signed with our app's secret (only == NULL), else the entries of
- * the accounts in only, whose channels' own secrets it was signed with.
- * The entries left out are counted as kind "unverified_entry" and the body
- * is kept in the journal, listed for those accounts' tenants. */
+/* Fills the hit from its body, whose signature checked out: all of it
+ * when it was signed with our app's secret (only == NULL), else the
+ * entries of the accounts in only, whose channels' own secrets it was
+ * signed with. The entries left out are counted as kind "unverified_entry"
+ * and the body is kept in the journal, listed for those accounts' tenants.
+ */
 static void
-hit_parse(
-    hit *h, const uint8_t *raw, size_t len, const char *b64, const cJSON *only)
+hit_parse(hit *h, const cJSON *only)
 {
 	mi_parse_stats st      = {0};
 	cJSON         *doc     = NULL;
@@ -636,14 +641,15 @@ hit_parse(
 
 	st.kinds    = cJSON_GetObjectItem(h->row, "kinds");
 	st.page_ids = cJSON_GetObjectItem(h->row, "page_ids");
-	if (ash_json_parse_ids((const char *) raw, len, &doc) == ASH_OK &&
+	if (ash_json_parse_ids((const char *) h->body, h->body_len, &doc) ==
+	        ASH_OK &&
 	    only != NULL)
 		dropped = drop_entries(doc, only);
 	if (doc == NULL ||
 	    mi_parse_webhook(doc, 0, mi_config.app_id, h->events, &st) !=
 	        ASH_OK) {
 		hit_set_outcome(h, "unparseable");
-		hit_keep_raw(h, b64);
+		hit_keep_raw(h);
 		cJSON_Delete(doc);
 		return;
 	}
@@ -655,7 +661,7 @@ hit_parse(
 		cJSON_AddNumberToObject(st.kinds, "unverified_entry", dropped);
 	hit_set_outcome(h, "stored");
 	if (st.unknown > 0 || dropped > 0)
-		hit_keep_raw(h, b64); /* to see later what we did not store */
+		hit_keep_raw(h); /* to see later what we did not store */
 	h->nevents = cJSON_GetArraySize(h->events);
 }
 
@@ -736,9 +742,8 @@ hit_peek(hit *h, const uint8_t *raw, size_t len)
 typedef struct post {
 	mi_batch *b;
 	hit      *h;
-	uint8_t  *raw;
+	uint8_t  *raw; /* the body as sent */
 	size_t    len;
-	char     *b64;
 	char     *sig;
 } post;
 
@@ -746,7 +751,6 @@ static void
 post_free(post *p)
 {
 	free(p->raw);
-	free(p->b64);
 	free(p->sig);
 	free(p);
 }
@@ -754,9 +758,10 @@ post_free(post *p)
 static void
 post_accept(post *p, const cJSON *only)
 {
-	hit_parse(p->h, p->raw, p->len, p->b64, only);
-	p->h->b64 = p->b64; /* kept in case the hit fails */
-	p->b64    = NULL;
+	p->h->body     = p->raw; /* kept in case the hit fails */
+	p->h->body_len = p->len;
+	p->raw         = NULL;
+	hit_parse(p->h, only);
 	queue_hit(p->b, p->h);
 	post_free(p);
 }
@@ -854,13 +859,23 @@ on_ingest(ash_bus_call *call, void *arg)
 	post              *p;
 	ash_err            rv;
 
+	if (req->att == NULL && b64 == NULL) {
+		ash_bus_call_fail(call, ASH_EINVAL,
+		    "the body is missing (neither an attachment nor \"raw\")");
+		return;
+	}
 	if (ash_json_get_i64(req->body, "received_ms", &received) != ASH_OK)
 		received = ash_wall_ms();
 	p      = ash_xcalloc(1, sizeof(*p));
 	p->b   = mi->batch;
-	p->b64 = ash_xstrdup(b64);
 	p->sig = sig ? ash_xstrdup(sig) : NULL;
-	if (ash_b64_decode(b64, strlen(b64), &p->raw, &p->len) != ASH_OK) {
+	if (req->att != NULL) {
+		p->len = (size_t) req->att_len;
+		p->raw = ash_xmalloc(p->len + 1);
+		memcpy(p->raw, req->att, p->len);
+		p->raw[p->len] = '\0';
+	} else if (ash_b64_decode(b64, strlen(b64), &p->raw, &p->len) !=
+	    ASH_OK) {
 		post_free(p);
 		ash_bus_call_fail(call, ASH_EINVAL, "raw is not base64");
 		return;

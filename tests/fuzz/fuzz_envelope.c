@@ -39,10 +39,11 @@ request(const char *buf, size_t len)
 		return;
 	}
 	out = ash_request_render(req.op, req.id, req.tenant, req.user,
-	    req.role, req.deadline_ms, req.body);
+	    req.role, req.deadline_ms, req.body, req.att_len);
 	CHECK(ash_request_parse(
 	          out, strlen(out), &again, msg2, sizeof(msg2)) == ASH_OK);
-	CHECK(again.op == req.op && again.deadline_ms == req.deadline_ms);
+	CHECK(again.op == req.op && again.deadline_ms == req.deadline_ms &&
+	    again.att_len == req.att_len);
 	CHECK(
 	    same_str(again.id, req.id) && same_str(again.tenant, req.tenant));
 	CHECK(

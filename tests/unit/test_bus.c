@@ -106,8 +106,9 @@ static ash_err
 send_echo(world *w, const char *data, int timeout_ms)
 {
 	cJSON           *b = cJSON_CreateObject();
-	ash_bus_req_opts o = {ASH_OP_SYS_ECHO, "r-test", NULL, NULL, NULL,
-	    ash_wall_ms() + timeout_ms, false};
+	ash_bus_req_opts o = {.op = ASH_OP_SYS_ECHO,
+	    .id                   = "r-test",
+	    .deadline_ms          = ash_wall_ms() + timeout_ms};
 	ash_err          rv;
 
 	cJSON_AddStringToObject(b, "data", data);
@@ -192,8 +193,7 @@ ASH_TEST(concurrent_requests_beyond_slots_all_answered)
 ASH_TEST(unserved_op_is_404_with_reason)
 {
 	world            w;
-	ash_bus_req_opts o = {
-	    ASH_OP_SYS_INFO, "r-1", NULL, NULL, NULL, 0, false};
+	ash_bus_req_opts o = {.op = ASH_OP_SYS_INFO, .id = "r-1"};
 
 	world_open(&w, 2);
 	ASH_T_OK(ash_bus_server_start(w.srv));
@@ -265,9 +265,11 @@ ASH_TEST(reply_breaking_the_contract_becomes_500)
 	world_close(&w);
 }
 
-/* A raw REQ socket: what a buggy or hostile peer could send. */
+/* A raw REQ socket: what a buggy or hostile peer could send (len bytes,
+ * NULs included). */
 static int
-raw_call(const char *u, const char *payload, char *out, size_t cap)
+raw_call_n(
+    const char *u, const char *payload, size_t len, char *out, size_t cap)
 {
 	nng_socket s;
 	char      *buf = NULL;
@@ -277,7 +279,7 @@ raw_call(const char *u, const char *payload, char *out, size_t cap)
 	nng_req0_open(&s);
 	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 300);
 	nng_dial(s, u, NULL, 0);
-	nng_send(s, (void *) payload, strlen(payload), 0);
+	nng_send(s, (void *) payload, len, 0);
 	rv = nng_recv(s, &buf, &n, NNG_FLAG_ALLOC);
 	if (rv == 0) {
 		snprintf(out, cap, "%.*s", (int) n, buf);
@@ -285,6 +287,12 @@ raw_call(const char *u, const char *payload, char *out, size_t cap)
 	}
 	nng_close(s);
 	return rv;
+}
+
+static int
+raw_call(const char *u, const char *payload, char *out, size_t cap)
+{
+	return raw_call_n(u, payload, strlen(payload), out, cap);
 }
 
 static void *
@@ -309,20 +317,29 @@ on_thread_done(evutil_socket_t fd, short what, void *arg)
 	ash_loop_exit_when_idle(arg, 0);
 }
 
+/* Opens w with h serving sys.echo, runs peer (a thread sending raw
+ * messages to it) while the loop runs for ms, and joins it. */
+static void
+run_raw_peer(world *w, ash_bus_handler h, void *(*peer)(void *), int ms)
+{
+	pthread_t      t;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	world_open(w, 2);
+	ash_bus_server_handle(w->srv, ASH_OP_SYS_ECHO, h, w);
+	ASH_T_OK(ash_bus_server_start(w->srv));
+	pthread_create(&t, NULL, peer, w);
+	event_base_once(ash_loop_base(w->loop), -1, EV_TIMEOUT, on_thread_done,
+	    w->loop, &tv);
+	ash_loop_run(w->loop);
+	pthread_join(t, NULL);
+}
+
 ASH_TEST(malformed_envelope_gets_400_and_late_one_is_dropped)
 {
-	world     w;
-	pthread_t t;
+	world w;
 
-	world_open(&w, 2);
-	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
-	ASH_T_OK(ash_bus_server_start(w.srv));
-	pthread_create(&t, NULL, raw_thread, &w);
-	struct timeval tv = {1, 0};
-	event_base_once(ash_loop_base(w.loop), -1, EV_TIMEOUT, on_thread_done,
-	    w.loop, &tv);
-	ash_loop_run(w.loop);
-	pthread_join(t, NULL);
+	run_raw_peer(&w, h_echo, raw_thread, 1000);
 	ASH_T_CONTAINS(w.last_body, "\"status\":400");
 	ASH_T_CONTAINS(w.last_body, "malformed_json");
 	ASH_T_EQ_INT(w.answered, NNG_ETIMEDOUT);
@@ -468,8 +485,10 @@ send_coalesced_by(
     world *w, int op, const char *data, int timeout_ms, slotres *out)
 {
 	cJSON           *b = cJSON_CreateObject();
-	ash_bus_req_opts o = {
-	    op, "r-co", NULL, NULL, NULL, ash_wall_ms() + timeout_ms, true};
+	ash_bus_req_opts o = {.op = op,
+	    .id                   = "r-co",
+	    .deadline_ms          = ash_wall_ms() + timeout_ms,
+	    .coalesce             = true};
 
 	out->w = w;
 	cJSON_AddStringToObject(b, "data", data);
@@ -704,19 +723,10 @@ raw_batch_thread(void *arg)
 
 ASH_TEST(malformed_batch_frames_and_items_get_their_errors)
 {
-	world     w;
-	pthread_t t;
-	cJSON    *doc = NULL;
+	world  w;
+	cJSON *doc = NULL;
 
-	world_open(&w, 2);
-	ash_bus_server_handle(w.srv, ASH_OP_SYS_ECHO, h_echo, &w);
-	ASH_T_OK(ash_bus_server_start(w.srv));
-	pthread_create(&t, NULL, raw_batch_thread, &w);
-	struct timeval tv = {1, 500000};
-	event_base_once(ash_loop_base(w.loop), -1, EV_TIMEOUT, on_thread_done,
-	    w.loop, &tv);
-	ash_loop_run(w.loop);
-	pthread_join(t, NULL);
+	run_raw_peer(&w, h_echo, raw_batch_thread, 1500);
 	ASH_T_OK(ash_json_parse(w.last_body, strlen(w.last_body), &doc));
 	ASH_T_EQ_INT(cJSON_GetArraySize(doc), 3);
 	ASH_T_EQ_INT(
@@ -734,6 +744,152 @@ ASH_TEST(malformed_batch_frames_and_items_get_their_errors)
 	    200);
 	ASH_T_EQ_INT(w.handled, 1);
 	cJSON_Delete(doc);
+	world_close(&w);
+}
+
+/* --- attachments -------------------------------------------------------- */
+
+/* Answers sys.echo with what the call's attachment holds: "none", or its
+ * length and bytes in hex ("3:410042"). */
+static void
+h_att(ash_bus_call *call, void *arg)
+{
+	const ash_request *req      = ash_bus_call_req(call);
+	const uint8_t     *a        = req->att;
+	cJSON             *b        = cJSON_CreateObject();
+	char               txt[256] = "none";
+	world             *w        = arg;
+
+	w->handled++;
+	if (a != NULL) {
+		int at = snprintf(
+		    txt, sizeof(txt), "%lld:", (long long) req->att_len);
+		for (int64_t i = 0; i < req->att_len && at < 250; i++)
+			at += snprintf(
+			    txt + at, sizeof(txt) - (size_t) at, "%02x", a[i]);
+	}
+	cJSON_AddStringToObject(b, "data", txt);
+	ash_bus_call_reply(call, 200, b);
+}
+
+static void
+send_att(world *w, bool coalesce, const void *att, size_t len, slotres *out)
+{
+	cJSON           *b = cJSON_CreateObject();
+	ash_bus_req_opts o = {.op = ASH_OP_SYS_ECHO,
+	    .id                   = "r-att",
+	    .deadline_ms          = ash_wall_ms() + 3000,
+	    .coalesce             = coalesce,
+	    .att                  = att,
+	    .att_len              = len};
+
+	out->w = w;
+	cJSON_AddStringToObject(b, "data", "x");
+	ASH_T_OK(ash_bus_request(w->cli, &o, b, on_slot_result, out));
+	cJSON_Delete(b);
+}
+
+ASH_TEST(an_attachment_reaches_its_handler_byte_for_byte)
+{
+	world         w;
+	slotres       r[2]  = {0};
+	const uint8_t bin[] = {'{', 0, 0xff, '"', '\\', 0x80, '\n'};
+	ash_metrics  *reg   = world_open_counted(&w, 2, h_att, 0);
+
+	/* Bytes no JSON string could carry as they are: a NUL, a byte that is
+	 * not UTF-8, quote, backslash. */
+	send_att(&w, false, bin, sizeof(bin), &r[0]);
+	send_att(&w, false, NULL, 0, &r[1]);
+	run(&w, 2);
+	ASH_T_EQ_INT(r[0].status, 200);
+	ASH_T_EQ_STR(r[0].body, "{\"data\":\"7:7b00ff225c800a\"}");
+	ASH_T_EQ_STR(r[1].body, "{\"data\":\"none\"}");
+	world_close(&w);
+	ash_metrics_free(reg);
+}
+
+ASH_TEST(coalesced_attachments_each_reach_their_own_call)
+{
+	world        w;
+	slotres      r[4] = {0};
+	char        *text;
+	ash_metrics *reg = world_open_counted(&w, 2, h_att, 5);
+
+	send_att(&w, true, "A\0B", 3, &r[0]);
+	send_att(&w, true, NULL, 0, &r[1]); /* none, between two */
+	send_att(&w, true, "", 0, &r[2]);   /* one of no bytes */
+	send_att(&w, true, "CD", 2, &r[3]);
+	run(&w, 4);
+	ASH_T_EQ_STR(r[0].body, "{\"data\":\"3:410042\"}");
+	ASH_T_EQ_STR(r[1].body, "{\"data\":\"none\"}");
+	ASH_T_EQ_STR(r[2].body, "{\"data\":\"0:\"}");
+	ASH_T_EQ_STR(r[3].body, "{\"data\":\"2:4344\"}");
+	text = ash_metrics_render(reg);
+	ASH_T_CONTAINS(text, "ashoon_bus_batch_frames_total 1\n");
+	free(text);
+	world_close(&w);
+	ash_metrics_free(reg);
+}
+
+#define ATT_ENV(id, att)                                  \
+	"{\"v\":1,\"op\":\"sys.echo\",\"id\":\"" id "\"," \
+	"\"deadline_ms\":99999999999999," att "\"body\":{\"data\":1}}"
+
+static void *
+raw_att_thread(void *arg)
+{
+	char out[512];
+	/* Each: a message as a buggy peer could send it, and its length. */
+	static const struct {
+		const char *msg;
+		size_t      len;
+		const char *want;
+	} cases[] = {
+	    /* "att" longer, then shorter, than what follows the NUL */
+	    {ATT_ENV("r-a", "\"att\":5,") "\0abc",
+	        sizeof(ATT_ENV("r-a", "\"att\":5,")) + 3, "\"status\":400"},
+	    {ATT_ENV("r-b", "\"att\":1,") "\0abc",
+	        sizeof(ATT_ENV("r-b", "\"att\":1,")) + 3, "\"status\":400"},
+	    /* bytes after a NUL, and no "att" */
+	    {ATT_ENV("r-c", "") "\0abc", sizeof(ATT_ENV("r-c", "")) + 3,
+	        "\"status\":400"},
+	    /* "att" that is not a length */
+	    {ATT_ENV("r-d", "\"att\":-1,") "\0",
+	        sizeof(ATT_ENV("r-d", "\"att\":-1,")), "\"status\":400"},
+	    /* a batch whose items' lengths do not add up */
+	    {"[" ATT_ENV("r-e", "\"att\":1,") "," ATT_ENV(
+	         "r-f", "\"att\":1,") "]\0abc",
+	        sizeof("[" ATT_ENV("r-e", "\"att\":1,") "," ATT_ENV(
+	            "r-f", "\"att\":1,") "]") +
+	            3,
+	        "\"status\":400"},
+	    /* and one that is right: answered item by item */
+	    {"[" ATT_ENV("r-g", "\"att\":1,") "," ATT_ENV(
+	         "r-h", "\"att\":2,") "]\0abc",
+	        sizeof("[" ATT_ENV("r-g", "\"att\":1,") "," ATT_ENV(
+	            "r-h", "\"att\":2,") "]") +
+	            3,
+	        "1:61"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ASH_T_EQ_INT(raw_call_n(url, cases[i].msg, cases[i].len, out,
+		                 sizeof(out)),
+		    0);
+		ASH_T_CONTAINS(out, cases[i].want);
+		if (i == sizeof(cases) / sizeof(cases[0]) - 1)
+			ASH_T_CONTAINS(out, "2:6263");
+	}
+	return NULL;
+}
+
+ASH_TEST(attachments_that_do_not_fill_the_bytes_after_the_json_are_refused)
+{
+	world w;
+
+	run_raw_peer(&w, h_att, raw_att_thread, 2000);
+	/* Only the two items of the good batch reached the handler. */
+	ASH_T_EQ_INT(w.handled, 2);
 	world_close(&w);
 }
 
@@ -934,6 +1090,10 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(request_reply_round_trip),
     ASH_TEST_ENTRY(
         coalesced_request_whose_deadline_passes_while_held_times_out),
     ASH_TEST_ENTRY(malformed_batch_frames_and_items_get_their_errors),
+    ASH_TEST_ENTRY(an_attachment_reaches_its_handler_byte_for_byte),
+    ASH_TEST_ENTRY(coalesced_attachments_each_reach_their_own_call),
+    ASH_TEST_ENTRY(
+        attachments_that_do_not_fill_the_bytes_after_the_json_are_refused),
     ASH_TEST_ENTRY(
         client_close_cancels_pending_and_carried_coalesced_requests),
     ASH_TEST_ENTRY(restarted_server_is_redialed),

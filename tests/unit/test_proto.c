@@ -60,8 +60,8 @@ ASH_TEST(every_op_round_trips_its_sample_request)
 	for (int op = 0; op < ASH_OP_COUNT; op++) {
 		const ash_op_desc *d    = ash_op(op);
 		cJSON             *body = sample_body(d->req, d->nreq, -1, -1);
-		char              *env  = ash_request_render(
-		                  op, "r-abc", T_UUID, "u1", "agent", 4102444800000LL, body);
+		char       *env = ash_request_render(op, "r-abc", T_UUID, "u1",
+		          "agent", 4102444800000LL, body, -1);
 		ash_request req;
 		char        msg[160];
 
@@ -185,7 +185,7 @@ ASH_TEST(bad_envelopes_are_rejected_with_reasons)
 	    &req, msg));
 	/* The largest time taken renders back to itself. */
 	char *out = ash_request_render(ASH_OP_SYS_INFO, "r-1", NULL, NULL,
-	    NULL, INT64_C(999999999999999), NULL);
+	    NULL, INT64_C(999999999999999), NULL, -1);
 	ASH_T_OK(ash_request_parse(out, strlen(out), &req, msg, sizeof(msg)));
 	ASH_T_TRUE(req.deadline_ms == INT64_C(999999999999999));
 	ash_request_fini(&req);
@@ -203,6 +203,46 @@ ASH_TEST(bad_envelopes_are_rejected_with_reasons)
 	/* Unknown fields are ignored; a missing body is {}. */
 	ASH_T_OK(parse_str("{\"v\":1,\"op\":\"sys.info\",\"id\":\"r-1\","
 	                   "\"deadline_ms\":5,\"extra\":true}",
+	    &req, msg));
+}
+
+ASH_TEST(an_attachment_length_is_read_rendered_and_checked)
+{
+	ash_request req;
+	char        msg[160];
+	char       *out;
+
+	/* Rendered with its length, read back; -1 renders none. */
+	out = ash_request_render(
+	    ASH_OP_SYS_INFO, "r-1", NULL, NULL, NULL, 5, NULL, 274);
+	ASH_T_CONTAINS(out, "\"att\":274");
+	ASH_T_OK(ash_request_parse(out, strlen(out), &req, msg, sizeof(msg)));
+	ASH_T_TRUE(req.att_len == 274 && req.att == NULL);
+	ash_request_fini(&req);
+	cJSON_free(out);
+	out = ash_request_render(
+	    ASH_OP_SYS_INFO, "r-1", NULL, NULL, NULL, 5, NULL, -1);
+	ASH_T_TRUE(strstr(out, "att") == NULL);
+	ASH_T_OK(ash_request_parse(out, strlen(out), &req, msg, sizeof(msg)));
+	ASH_T_TRUE(req.att_len == -1);
+	ash_request_fini(&req);
+	cJSON_free(out);
+	/* null is absent; anything but a length in bytes is refused. */
+	ASH_T_OK(parse_str("{\"v\":1,\"op\":\"sys.info\",\"id\":\"r-1\","
+	                   "\"deadline_ms\":5,\"att\":null}",
+	    &req, msg));
+	const char *bad[] = {"-1", "1.5", "\"3\"", "true", "2147483648", "[]"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char env[160];
+		snprintf(env, sizeof(env),
+		    "{\"v\":1,\"op\":\"sys.info\",\"id\":\"r-1\","
+		    "\"deadline_ms\":5,\"att\":%s}",
+		    bad[i]);
+		ASH_T_ERR(parse_str(env, &req, msg), ASH_EINVAL);
+		ASH_T_CONTAINS(msg, "\"att\"");
+	}
+	ASH_T_OK(parse_str("{\"v\":1,\"op\":\"sys.info\",\"id\":\"r-1\","
+	                   "\"deadline_ms\":5,\"att\":0}",
 	    &req, msg));
 }
 
@@ -318,6 +358,7 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(every_op_round_trips_its_sample_request),
     ASH_TEST_ENTRY(every_required_field_is_enforced_and_typed),
     ASH_TEST_ENTRY(op_and_service_tables_are_consistent),
     ASH_TEST_ENTRY(bad_envelopes_are_rejected_with_reasons),
+    ASH_TEST_ENTRY(an_attachment_length_is_read_rendered_and_checked),
     ASH_TEST_ENTRY(id_survives_an_invalid_envelope_for_the_reply),
     ASH_TEST_ENTRY(replies_round_trip),
     ASH_TEST_ENTRY(events_round_trip_with_topic_prefix))

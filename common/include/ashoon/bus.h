@@ -21,6 +21,15 @@
  * fails at once with ASH_EUNAVAIL (NNG 1.5.2 reports ECONNRESET), and the
  * caller decides whether a retry is safe.
  *
+ * Messages: a request is its envelope's JSON (ashoon/proto.h), or a batch
+ * frame, the JSON array of several envelopes (coalescing requests, below);
+ * a reply is the reply envelope, or for a batch frame the array of its
+ * replies in item order. A request with an attachment (an envelope with
+ * "att": n) has its bytes after the JSON: the JSON, one NUL byte (JSON
+ * text never holds one), then the attachments of the message's envelopes
+ * that have one, in their order, back to back. The lengths must add up to
+ * exactly what follows the NUL, else the whole message is refused (400).
+ *
  * Sizes: every socket caps received messages at max_msg bytes.
  */
 #ifndef ASHOON_BUS_H
@@ -84,7 +93,8 @@ void ash_bus_server_close(ash_bus_server *srv);
 /* Calls being handled now. */
 unsigned ash_bus_server_inflight(const ash_bus_server *srv);
 
-/* The validated request (borrowed, valid until the call is ended). */
+/* The validated request (borrowed, valid until the call is ended), its
+ * attachment (att, att_len) included when it had one. */
 const ash_request *ash_bus_call_req(const ash_bus_call *call);
 /* Request id and tenant, for log lines about this call. */
 const ash_log_ctx *ash_bus_call_log(const ash_bus_call *call);
@@ -152,6 +162,10 @@ typedef struct ash_bus_req_opts {
 	 * for one to come back and then go together (one whose deadline
 	 * passes meanwhile fails with ASH_ETIMEDOUT, never sent). */
 	bool coalesce;
+	/* An attachment: att_len bytes sent beside the envelope, exactly as
+	 * they are (copied; see Messages above). NULL: none. */
+	const void *att;
+	size_t      att_len;
 } ash_bus_req_opts;
 
 /* Loop thread. body is borrowed (may be NULL). On ASH_OK cb runs exactly

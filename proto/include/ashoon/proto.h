@@ -3,13 +3,19 @@
  *
  * Request:  {"v":1,"op":"sys.info","id":"r-...","tenant":"<uuid>",
  *            "principal":{"user":"...","role":"agent"},
- *            "deadline_ms":<epoch ms>,"body":{...}}
+ *            "deadline_ms":<epoch ms>,"att":<bytes>,"body":{...}}
  * Reply:    {"v":1,"id":"r-...","status":200,"body":{...}}
  *        or {"v":1,"id":"r-...","status":404,
  *            "error":{"code":"not_found","message":"..."}}
  * Event:    "<topic> " + {"v":1,"topic":"...","id":"e-...","tenant":"...",
  *            "ts":<epoch ms>,"body":{...}}   (the topic prefix is what SUB
  *            sockets filter on; the space ends it)
+ *
+ * "att" (optional) is the length of the request's attachment: bytes that
+ * travel beside the JSON, not in it, so that a body which must stay
+ * exactly as sent (a signed webhook) is neither base64-encoded nor
+ * escaped on the way. Where the bytes are is the bus's business
+ * (ashoon/bus.h: after the frame's JSON and a NUL).
  *
  * deadline_ms is absolute wall-clock time: a receiver drops requests whose
  * deadline has passed, and an owner that calls further passes the same
@@ -144,8 +150,10 @@ typedef struct ash_request {
 	const char *user;   /* principal.user or NULL */
 	const char *role;   /* principal.role or NULL */
 	int64_t     deadline_ms;
-	cJSON      *body; /* always an object (borrowed from doc) */
-	cJSON      *doc;  /* the parsed envelope, owned */
+	cJSON      *body;    /* always an object (borrowed from doc) */
+	cJSON      *doc;     /* the parsed envelope, owned */
+	int64_t     att_len; /* "att", or -1: no attachment */
+	const void *att;     /* its bytes, set by the bus (ashoon/bus.h) */
 } ash_request;
 
 /* Parses and validates a request envelope (exactly len bytes). Errors:
@@ -163,10 +171,16 @@ ash_err ash_request_adopt(
 void ash_request_fini(ash_request *req);
 
 /* Renders a request envelope; body may be NULL ({}). tenant/user/role may
- * be NULL (omitted). Free with cJSON_free. */
+ * be NULL (omitted). att_len: the attachment's length, or -1 for none
+ * ("att" omitted). Free with cJSON_free. */
 char *ash_request_render(int op, const char *id, const char *tenant,
-    const char *user, const char *role, int64_t deadline_ms,
-    const cJSON *body);
+    const char *user, const char *role, int64_t deadline_ms, const cJSON *body,
+    int64_t att_len);
+
+/* The "att" of an envelope not yet adopted (an item of a batch frame):
+ * its length, or -1 when it has none or not a valid one (which
+ * ash_request_adopt then refuses). */
+int64_t ash_request_att_len(const cJSON *doc);
 
 typedef struct ash_reply {
 	const char *id;      /* borrowed from doc */
