@@ -568,6 +568,65 @@ ASH_TEST(render_matches_cjson_over_generated_documents)
 	ASH_T_TRUE(numbers > 2000); /* the generator reached the numbers */
 }
 
+/* obj's members through the writer, each the way its kind is written. */
+static void
+jw_walk(ash_jw *w, const cJSON *obj)
+{
+	for (const cJSON *c = obj->child; c != NULL; c = c->next) {
+		double d = c->valuedouble;
+
+		if (cJSON_IsObject(c)) {
+			ash_jw_open(w, c->string);
+			jw_walk(w, c);
+			ash_jw_close(w);
+		} else if (cJSON_IsString(c)) {
+			ash_jw_str(w, c->string, c->valuestring);
+		} else if (cJSON_IsNumber(c) && fabs(d) < 9e18 &&
+		    d == (double) (int64_t) d && !(d == 0 && signbit(d))) {
+			ash_jw_int(w, c->string, (int64_t) d);
+		} else {
+			ash_jw_item(w, c->string, c);
+		}
+	}
+}
+
+/* Over 20,000 generated objects, the writer puts down exactly the bytes
+ * ash_json_render (so cJSON) writes for the same tree, prefix and all. */
+ASH_TEST(jw_writes_the_bytes_of_the_tree_over_generated_objects)
+{
+	int ints = 0, nested = 0;
+
+	for (int i = 0; i < 20000; i++) {
+		cJSON *doc = cJSON_CreateObject(), *it;
+		ash_jw w   = {0};
+		char  *ours, *ref, *want;
+
+		for (int n = (int) (rnd() % 6); n > 0; n--) {
+			it = rnd_item(rnd() % 2 ? 0 : 3);
+			ints += cJSON_IsNumber(it) &&
+			    it->valuedouble == floor(it->valuedouble);
+			nested += cJSON_IsObject(it);
+			cJSON_AddItemToObject(
+			    doc, n % 2 ? "k" : "\"\x01é", it);
+		}
+		ash_jw_raw(&w, "topic ", 6);
+		ash_jw_open(&w, NULL);
+		jw_walk(&w, doc);
+		ash_jw_close(&w);
+		ours = ash_jw_done(&w);
+		ref  = ash_json_render(doc);
+		want = malloc(strlen(ref) + 7);
+		sprintf(want, "topic %s", ref);
+		ASH_T_EQ_STR(ours, want);
+		ASH_T_TRUE(w.p == NULL && w.depth == 0); /* w is empty again */
+		free(want);
+		cJSON_free(ours);
+		cJSON_free(ref);
+		cJSON_Delete(doc);
+	}
+	ASH_T_TRUE(ints > 2000 && nested > 2000);
+}
+
 ASH_TEST_MAIN(ASH_TEST_ENTRY(trailing_garbage_rejected),
     ASH_TEST_ENTRY(surrounding_whitespace_ok),
     ASH_TEST_ENTRY(parses_by_length_only),
@@ -584,4 +643,5 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(trailing_garbage_rejected),
     ASH_TEST_ENTRY(add_str_take_owns_the_string),
     ASH_TEST_ENTRY(render_numbers_and_escapes_as_cjson_does),
     ASH_TEST_ENTRY(render_grows_inside_long_escaped_strings),
-    ASH_TEST_ENTRY(render_matches_cjson_over_generated_documents))
+    ASH_TEST_ENTRY(render_matches_cjson_over_generated_documents),
+    ASH_TEST_ENTRY(jw_writes_the_bytes_of_the_tree_over_generated_objects))

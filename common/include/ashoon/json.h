@@ -44,6 +44,31 @@ bool ash_json_text_ok(const char *s);
  * is NULL; aborts where cJSON would fail (OOM, a raw item without text). */
 char *ash_json_render(const cJSON *doc);
 
+/* A compact JSON text written as it goes, for the hot documents whose
+ * shape is fixed (the bus envelopes): the bytes ash_json_render writes for
+ * the same tree, without building one (a tree is a malloc per member and
+ * per string, and a free of each). Start from {0}; objects open and close
+ * in order, up to 32 deep, and members go into the innermost open one
+ * (key NULL only for the outermost). ash_jw_done returns the text (free
+ * with cJSON_free). Out of memory aborts; a misuse asserts. */
+typedef struct ash_jw {
+	char    *p;
+	size_t   len, cap;
+	uint32_t more;  /* bit d: the object at depth d has a member */
+	int      depth; /* objects open */
+} ash_jw;
+
+void ash_jw_open(ash_jw *w, const char *key);
+void ash_jw_close(ash_jw *w);
+void ash_jw_str(ash_jw *w, const char *key, const char *v);
+/* Written as cJSON writes the double of v (an integer below 10^15). */
+void ash_jw_int(ash_jw *w, const char *key, int64_t v);
+/* v rendered whole; NULL is {}. */
+void ash_jw_item(ash_jw *w, const char *key, const cJSON *v);
+/* n bytes as they are, outside any object (a prefix). */
+void  ash_jw_raw(ash_jw *w, const char *s, size_t n);
+char *ash_jw_done(ash_jw *w);
+
 /* Typed getters on an object member. They never allocate. */
 const char *ash_json_str(const cJSON *obj, const char *key); /* NULL if not
                                                                 a string */
