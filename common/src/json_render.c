@@ -29,30 +29,21 @@
 typedef ash__out out;
 
 char *
-ash__out_room(out *o, size_t n)
+ash__out_grow(out *o, size_t n)
 {
-	if (o->len + n > o->cap) {
-		size_t cap = o->cap ? o->cap : 256;
-		char  *p;
+	size_t cap = o->cap ? o->cap : 256;
+	char  *p;
 
-		while (cap < o->len + n)
-			cap *= 2;
-		p = cJSON_malloc(cap);
-		ASH_ASSERT(p != NULL);
-		if (o->len > 0)
-			memcpy(p, o->p, o->len);
-		cJSON_free(o->p);
-		o->p   = p;
-		o->cap = cap;
-	}
+	while (cap < o->len + n)
+		cap *= 2;
+	p = cJSON_malloc(cap);
+	ASH_ASSERT(p != NULL);
+	if (o->len > 0)
+		memcpy(p, o->p, o->len);
+	cJSON_free(o->p);
+	o->p   = p;
+	o->cap = cap;
 	return o->p + o->len;
-}
-
-void
-ash__out_put(out *o, const char *s, size_t n)
-{
-	memcpy(ash__out_room(o, n), s, n);
-	o->len += n;
 }
 
 size_t
