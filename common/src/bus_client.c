@@ -409,43 +409,44 @@ pending_expire(ash_bus_client *c)
 	members_fail(dead, &late);
 }
 
-/* msg's bytes for the members of list (n of them, total bytes): one
- * envelope as it is, more as a batch frame "[env,env,...]"; then, if any
- * has an attachment, a NUL and the attachments in member order (bus.h).
- * Each member's envelope and attachment are freed. */
+/* The message for the members of list (n of them): one envelope as it
+ * is, more as a batch frame "[env,env,...]"; then, if any has an
+ * attachment, a NUL and the attachments in member order (bus.h). Sized
+ * once: appending grows an NNG message by reallocating and zeroing it,
+ * which made a 100-item frame cost more than its items (a sixth of the
+ * gateway's CPU at full webhook load). */
 static nng_msg *
-frame_build(cmember *list, int n, size_t total)
+frame_build(const cmember *list, int n)
 {
+	size_t   total = n > 1 ? (size_t) n + 1 : 0; /* [ , ... ] */
+	bool     nul   = false;
 	nng_msg *msg;
 	char    *p;
-	bool     nul = false;
 
-	ASH_ASSERT(nng_msg_alloc(&msg, total) == 0);
+	for (const cmember *m = list; m != NULL; m = m->next) {
+		total += m->len + m->att_len;
+		nul = nul || m->att != NULL;
+	}
+	ASH_ASSERT(nng_msg_alloc(&msg, total + nul) == 0);
 	p = nng_msg_body(msg);
 	if (n > 1)
 		*p++ = '[';
-	for (cmember *m = list; m != NULL; m = m->next) {
+	for (const cmember *m = list; m != NULL; m = m->next) {
 		if (m != list)
 			*p++ = ',';
 		memcpy(p, m->env, m->len);
 		p += m->len;
-		cJSON_free(m->env);
-		m->env = NULL;
 	}
 	if (n > 1)
 		*p++ = ']';
-	for (cmember *m = list; m != NULL; m = m->next) {
-		if (m->att == NULL)
-			continue;
-		if (!nul)
-			*p++ = '\0';
-		nul = true;
-		memcpy(p, m->att, m->att_len);
-		p += m->att_len;
-		free(m->att);
-		m->att = NULL;
-	}
-	ASH_ASSERT(p == (char *) nng_msg_body(msg) + total);
+	if (nul)
+		*p++ = '\0';
+	for (const cmember *m = list; m != NULL; m = m->next)
+		if (m->att != NULL) {
+			memcpy(p, m->att, m->att_len);
+			p += m->att_len;
+		}
+	ASH_ASSERT(p == (char *) nng_msg_body(msg) + total + nul);
 	return msg;
 }
 
@@ -485,16 +486,14 @@ flush_pending(ash_bus_client *c, bool force)
 	}
 	r->carrier = true;
 	c->carriers++;
-	/* Sized once: appending grows an NNG message by reallocating and
-	 * zeroing it, which made a 100-item frame cost more than its items
-	 * (a sixth of the gateway's CPU at full webhook load). */
-	size_t total = n > 1 ? (size_t) n + 1 : 0; /* [ , ... ] */
-	bool   atts  = false;
+	msg = frame_build(list, n);
+	/* Only the callbacks are kept until the reply. */
 	for (cmember *m = list; m != NULL; m = m->next) {
-		total += m->len + m->att_len;
-		atts = atts || m->att != NULL;
+		cJSON_free(m->env);
+		free(m->att);
+		m->env = NULL;
+		m->att = NULL;
 	}
-	msg = frame_build(list, n, total + atts);
 	if (n > 1) {
 		r->members  = list;
 		r->nmembers = n;
@@ -566,14 +565,11 @@ ash_bus_request(ash_bus_client *c, const ash_bus_req_opts *o,
 		cJSON_free(env);
 		return rv;
 	}
-	size_t len = strlen(env), tail = o->att ? 1 + o->att_len : 0;
-	ASH_ASSERT(nng_msg_alloc(&msg, len + tail) == 0);
-	memcpy(nng_msg_body(msg), env, len);
-	if (o->att != NULL) {
-		((char *) nng_msg_body(msg))[len] = '\0';
-		memcpy(
-		    (char *) nng_msg_body(msg) + len + 1, o->att, o->att_len);
-	}
+	cmember lone = {.env = env,
+	    .len             = strlen(env),
+	    .att             = (uint8_t *) o->att, /* read only */
+	    .att_len         = o->att ? o->att_len : 0};
+	msg          = frame_build(&lone, 1);
 	cJSON_free(env);
 	r->cb  = cb;
 	r->arg = arg;

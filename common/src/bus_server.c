@@ -350,8 +350,7 @@ slot_dispatch_batch(slot *s, nng_msg *msg)
 		slot_fail_early(s, -1, NULL, ASH_EINVAL,
 		    n < 1 || n > BATCH_MAX
 		        ? "a batch frame is an array of 1-1024 envelopes"
-		        : "the items' \"att\" do not add up to the bytes "
-		          "after "
+		        : "the items' \"att\" do not add up to what follows "
 		          "the JSON");
 		return;
 	}

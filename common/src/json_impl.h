@@ -5,6 +5,8 @@
 #ifndef ASH_JSON_IMPL_H
 #define ASH_JSON_IMPL_H
 
+#include <ashoon/json.h>
+
 #include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,11 +19,9 @@
 extern const unsigned char ash__json_special[256];
 
 /* A text growing in a buffer of cJSON's (cJSON_free frees p), as
- * json_render.c and pgrec.c write theirs. Out of memory aborts. */
-typedef struct ash__out {
-	char  *p;
-	size_t len, cap;
-} ash__out;
+ * json_render.c and pgrec.c write theirs, and an ash_jw's text is.
+ * Out of memory aborts. */
+typedef struct ash_jw_text ash__out;
 
 /* Grows o to hold n more bytes; where they go. */
 char *ash__out_grow(ash__out *o, size_t n);

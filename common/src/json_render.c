@@ -189,13 +189,9 @@ ash_json_render(const cJSON *doc)
 
 /* --- ash_jw: the same bytes, written without a tree --- */
 
-/* w's buffer as an ash__out for the duration of one call. */
-#define JW_IN(w)  ash__out o = {(w)->p, (w)->len, (w)->cap}
-#define JW_OUT(w) ((w)->p = o.p, (w)->len = o.len, (w)->cap = o.cap)
-
 /* The comma before a member, and its key. */
 static void
-jw_member(ash_jw *w, out *o, const char *key)
+jw_member(ash_jw *w, const char *key)
 {
 	uint32_t bit;
 
@@ -203,87 +199,70 @@ jw_member(ash_jw *w, out *o, const char *key)
 	bit = UINT32_C(1) << (w->depth - 1);
 	ASH_ASSERT(key != NULL);
 	if (w->more & bit)
-		ash__out_put(o, ",", 1);
+		ash__out_put(&w->text, ",", 1);
 	w->more |= bit;
-	put_string(o, key);
-	ash__out_put(o, ":", 1);
+	put_string(&w->text, key);
+	ash__out_put(&w->text, ":", 1);
 }
 
 void
 ash_jw_open(ash_jw *w, const char *key)
 {
-	JW_IN(w);
-
 	if (w->depth > 0)
-		jw_member(w, &o, key);
+		jw_member(w, key);
 	ASH_ASSERT(w->depth < 32);
 	w->depth++;
 	w->more &= ~(UINT32_C(1) << (w->depth - 1));
-	ash__out_put(&o, "{", 1);
-	JW_OUT(w);
+	ash__out_put(&w->text, "{", 1);
 }
 
 void
 ash_jw_close(ash_jw *w)
 {
-	JW_IN(w);
-
 	ASH_ASSERT(w->depth > 0);
 	w->depth--;
-	ash__out_put(&o, "}", 1);
-	JW_OUT(w);
+	ash__out_put(&w->text, "}", 1);
 }
 
 void
 ash_jw_str(ash_jw *w, const char *key, const char *v)
 {
-	JW_IN(w);
-
 	ASH_ASSERT(v != NULL);
-	jw_member(w, &o, key);
-	put_string(&o, v);
-	JW_OUT(w);
+	jw_member(w, key);
+	put_string(&w->text, v);
 }
 
 void
 ash_jw_int(ash_jw *w, const char *key, int64_t v)
 {
-	JW_IN(w);
-
-	jw_member(w, &o, key);
-	put_number(&o, (double) v);
-	JW_OUT(w);
+	jw_member(w, key);
+	put_number(&w->text, (double) v);
 }
 
 void
 ash_jw_item(ash_jw *w, const char *key, const cJSON *v)
 {
-	JW_IN(w);
-
-	jw_member(w, &o, key);
+	jw_member(w, key);
 	if (v == NULL)
-		ash__out_put(&o, "{}", 2);
+		ash__out_put(&w->text, "{}", 2);
 	else
-		ash__json_put(&o, v);
-	JW_OUT(w);
+		ash__json_put(&w->text, v);
 }
 
 void
 ash_jw_raw(ash_jw *w, const char *s, size_t n)
 {
-	JW_IN(w);
-
-	ash__out_put(&o, s, n);
-	JW_OUT(w);
+	ash__out_put(&w->text, s, n);
 }
 
 char *
 ash_jw_done(ash_jw *w)
 {
-	JW_IN(w);
+	char *p;
 
 	ASH_ASSERT(w->depth == 0);
-	*ash__out_room(&o, 1) = '\0';
+	*ash__out_room(&w->text, 1) = '\0';
+	p                           = w->text.p;
 	memset(w, 0, sizeof(*w));
-	return o.p;
+	return p;
 }

@@ -618,7 +618,8 @@ ASH_TEST(jw_writes_the_bytes_of_the_tree_over_generated_objects)
 		want = malloc(strlen(ref) + 7);
 		sprintf(want, "topic %s", ref);
 		ASH_T_EQ_STR(ours, want);
-		ASH_T_TRUE(w.p == NULL && w.depth == 0); /* w is empty again */
+		ASH_T_TRUE(
+		    w.text.p == NULL && w.depth == 0); /* w is empty again */
 		free(want);
 		cJSON_free(ours);
 		cJSON_free(ref);

@@ -52,8 +52,10 @@ char *ash_json_render(const cJSON *doc);
  * (key NULL only for the outermost). ash_jw_done returns the text (free
  * with cJSON_free). Out of memory aborts; a misuse asserts. */
 typedef struct ash_jw {
-	char    *p;
-	size_t   len, cap;
+	struct ash_jw_text { /* the text so far (json_render.c's buffer) */
+		char  *p;
+		size_t len, cap;
+	} text;
 	uint32_t more;  /* bit d: the object at depth d has a member */
 	int      depth; /* objects open */
 } ash_jw;
