@@ -67,7 +67,11 @@ struct mi_batch {
 	struct event *kick;       /* end of turn: start a commit when idle */
 	ash_hmac_key *app_key; /* META_APP_SECRET's, NULL when it is empty */
 	ash_counter  *hits;    /* hits_total of hits_outcome (hit_count) */
-	char          hits_outcome[32];
+	/* POST bodies by how they crossed the bus: as the request's
+	 * attachment, or in base64 from a gateway of before (when both
+	 * counts move, an upgrade is half done). */
+	ash_counter *bodies_att, *bodies_b64;
+	char         hits_outcome[32];
 };
 
 /* One ingest_batch() call and the hits it carries. */
@@ -869,6 +873,8 @@ on_ingest(ash_bus_call *call, void *arg)
 	p      = ash_xcalloc(1, sizeof(*p));
 	p->b   = mi->batch;
 	p->sig = sig ? ash_xstrdup(sig) : NULL;
+	ash_counter_add(
+	    req->att != NULL ? p->b->bodies_att : p->b->bodies_b64, 1);
 	if (req->att != NULL) {
 		p->len = (size_t) req->att_len;
 		p->raw = ash_xmalloc(p->len + 1);
@@ -951,6 +957,14 @@ mi_webhook_init(mi_ctx *mi)
 		free(b);
 		return ASH_ENOMEM;
 	}
+	b->bodies_att = ash_metrics_counter(ash_svc_metrics(mi->svc),
+	    "ashoon_meta_webhook_bodies_total",
+	    "Webhook POST bodies by how they crossed the bus",
+	    "form=\"attachment\"");
+	b->bodies_b64 = ash_metrics_counter(ash_svc_metrics(mi->svc),
+	    "ashoon_meta_webhook_bodies_total",
+	    "Webhook POST bodies by how they crossed the bus",
+	    "form=\"base64\"");
 	if (*mi_config.app_secret)
 		b->app_key = ash_hmac_key_new(
 		    mi_config.app_secret, strlen(mi_config.app_secret));

@@ -2093,6 +2093,11 @@ ASH_TEST(f6_a_body_in_base64_from_an_older_gateway_is_stored_alike)
 	/* The same bytes through the gateway: a redelivery, stored once. */
 	ASH_T_EQ_INT(post_vector(&s, "meta-messenger-text.json"), 200);
 	ASH_T_EQ_STR(q(&s, "SELECT count(*) FROM meta_ingest.messages"), "1");
+	/* The gateway sent them as an attachment, not in base64. */
+	mi_metrics_have(
+	    &s, "ashoon_meta_webhook_bodies_total{form=\"attachment\"} 1\n");
+	mi_metrics_have(
+	    &s, "ashoon_meta_webhook_bodies_total{form=\"base64\"} 1\n");
 	/* Both journaled alike, with the body's own length. */
 	snprintf(
 	    want, sizeof(want), "valid/stored/%zu,valid/stored/%zu", len, len);
