@@ -379,6 +379,9 @@ slot_dispatch_batch(slot *s, nng_msg *msg)
 	ash_loop_hold(srv->loop);
 	/* The slot is only sent when the last item ends, which cannot
 	 * happen before the last one has been started. */
+	/* Each item's bytes follow those of the items before it, whether or
+	 * not it is then accepted (its "att" read as batch_atts_ok read it).
+	 */
 	att = body + jlen + 1;
 	for (int i = 0; i < n; i++) {
 		cJSON  *item = cJSON_DetachItemFromArray(doc, 0);

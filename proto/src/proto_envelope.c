@@ -155,9 +155,10 @@ request_fill(ash_request *req, char *msg, size_t cap)
 	}
 	req->user = ash_json_str(pr, "user");
 	req->role = ash_json_str(pr, "role");
-	att       = cJSON_GetObjectItemCaseSensitive(req->doc, "att");
-	if (att != NULL && !cJSON_IsNull(att) &&
-	    (req->att_len = ash_request_att_len(req->doc)) < 0) {
+	/* Absent or null: no attachment; anything else is a length. */
+	att          = cJSON_GetObjectItemCaseSensitive(req->doc, "att");
+	req->att_len = ash_request_att_len(req->doc);
+	if (req->att_len < 0 && att != NULL && !cJSON_IsNull(att)) {
 		MSG("\"att\" must be a length in bytes");
 		return ASH_EINVAL;
 	}
