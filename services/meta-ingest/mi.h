@@ -49,6 +49,7 @@ typedef struct mi_cfg {
 	int   journal_days;
 	int   batch_max;      /* webhook hits per commit */
 	int   batch_inflight; /* ingest_batch() calls at once */
+	int   batch_lanes;    /* queues of hits, by thread */
 	int   batch_overlap;  /* a call beside another only below this queue */
 	int   sender_poll_ms; /* how often due outbound rows are looked for */
 	bool  media_allow_private; /* attachment URLs may be private */

@@ -39,6 +39,10 @@ const ash_cfg_key mi_keys[] = {
         16, 0,
         "webhook batches being committed at once, each on its own "
         "database connection"),
+    ASH_CFG_INT("ASHOON_META_BATCH_LANES", mi_config.batch_lanes, "2", 1, 16,
+        0,
+        "queues of webhook POSTs, by conversation: the calls of two lanes "
+        "seldom wait for the same rows and are committed side by side"),
     ASH_CFG_INT("ASHOON_META_BATCH_OVERLAP", mi_config.batch_overlap, "64", 1,
         10000, 0,
         "a webhook batch starts beside one being committed only while "

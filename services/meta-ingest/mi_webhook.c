@@ -2,18 +2,21 @@
  * mi_webhook.c - Meta's webhooks: the GET handshake and the POSTs.
  *
  * A POST is acknowledged only after it is committed: each one becomes a
- * "hit" (its journal row and its normalized events) queued in the batch.
- * Up to batch_inflight calls of ingest_batch() run at once, each on its
- * own connection; while they run, new hits queue up, and when one returns
- * they all go together in the next call - one statement, one transaction,
- * one round trip for however many POSTs arrived (group commit). A second
- * call starts beside a running one only while fewer than batch_overlap
- * hits wait: a short queue (light load, or a commit stuck on one thread's
- * row) need not wait for it, while a long one (full load) waits and goes
- * whole, because two calls halve the batches and, when their POSTs share
- * threads, the second waits at the thread rows' lock for the first's
- * commit (docs/PERFORMANCE.md: 10 % more events a second with 16 senders,
- * no difference beyond the noise with 1,000). The SQL takes shared rows in
+ * "hit" (its journal row and its normalized events) queued in one of
+ * batch_lanes lanes, chosen by the thread (page and customer) of its first
+ * event. Up to batch_inflight calls of ingest_batch() run at once, in all
+ * lanes together, each on its own connection; while they run, new hits
+ * queue up, and when a lane's call returns its queue goes whole in the
+ * next call - one statement, one transaction, one round trip for however
+ * many POSTs arrived (group commit). Two lanes' calls seldom touch the
+ * same thread rows, so they run side by side on two Postgres backends
+ * instead of one waiting at the other's row locks (docs/PERFORMANCE.md).
+ * Within a lane, a second call starts beside a running one only while
+ * fewer than batch_overlap hits wait: a short queue (light load, or a
+ * commit stuck on one thread's row) need not wait for it, while a long
+ * one (full load) waits and goes whole, because two calls halve the
+ * batches and, when their POSTs share threads, the second waits at the
+ * thread rows' lock for the first's commit. The SQL takes shared rows in
  * one order, so calls do not deadlock (migration 0005). Every caller of a
  * batch is answered from its commit: 200 when stored, 503 when Postgres
  * could not be reached (Meta then retries, and ingest is idempotent), 500
@@ -25,7 +28,7 @@
  * line is committed, as a body that does not parse is. An idle batch
  * starts its commit at the end of the loop turn in which its first hit
  * arrived, so the hits of one bus batch frame (the gateway coalesces the POSTs
- * it reads in one turn) commit together.
+ * it reads in one turn) commit together, in a call per lane.
  *
  * Rejected POSTs (no or bad signature) are answered at once and leave only
  * their journal line, written with the next batch. A signed body that does
@@ -52,15 +55,23 @@ typedef struct hit {
 	bool          solo; /* commit alone (its batch failed) */
 	uint8_t      *body; /* the body as sent, journaled if the hit fails */
 	size_t        body_len;
-	int64_t       t0; /* ms, for the commit latency metric */
+	int64_t       t0;   /* ms, for the commit latency metric */
+	int           lane; /* its lane (hit_lane) */
 } hit;
+
+/* A queue of hits and its calls of ingest_batch(). */
+typedef struct lane {
+	hit *head, *tail; /* waiting for the next commit */
+	int  queued;
+	int  flying; /* its ingest_batch() calls running */
+} lane;
 
 struct mi_batch {
 	mi_ctx       *mi;
-	hit          *head, *tail; /* waiting for the next commit */
-	int           queued;
+	lane         *lanes;      /* mi_config.batch_lanes */
+	int           queued;     /* in all lanes */
 	ash_gauge    *waiting;    /* queued, as a metric */
-	int           flying;     /* ingest_batch() calls running */
+	int           flying;     /* ingest_batch() calls running, all lanes */
 	int           journaling; /* unstorable hits' journal lines */
 	int           checking;   /* POSTs waiting for channels' secrets */
 	bool          closing;    /* free when the last query returns */
@@ -77,11 +88,13 @@ struct mi_batch {
 /* One ingest_batch() call and the hits it carries. */
 typedef struct flight {
 	mi_batch *b;
+	lane     *l;
 	hit      *list;
 	int       count; /* hits in list */
 } flight;
 
-static void batch_flush(mi_batch *b);
+static void lane_flush(mi_batch *b, lane *l);
+static void batch_flush(mi_batch *b, lane *first);
 
 /* --- hits --- */
 
@@ -156,19 +169,22 @@ hit_count(mi_batch *b, const char *outcome)
 static void
 batch_push(mi_batch *b, hit *h, bool front)
 {
+	lane *l = &b->lanes[h->lane];
+
 	if (front) {
-		h->next = b->head;
-		b->head = h;
-		if (b->tail == NULL)
-			b->tail = h;
+		h->next = l->head;
+		l->head = h;
+		if (l->tail == NULL)
+			l->tail = h;
 	} else {
 		h->next = NULL;
-		if (b->tail)
-			b->tail->next = h;
+		if (l->tail)
+			l->tail->next = h;
 		else
-			b->head = h;
-		b->tail = h;
+			l->head = h;
+		l->tail = h;
 	}
+	l->queued++;
 	b->queued++;
 	ash_gauge_set(b->waiting, b->queued);
 }
@@ -176,9 +192,9 @@ batch_push(mi_batch *b, hit *h, bool front)
 /* Takes the next batch off the queue: up to batch_max hits, or one hit
  * marked solo. */
 static hit *
-batch_take(mi_batch *b, int *count)
+batch_take(mi_batch *b, lane *l, int *count)
 {
-	hit *first = b->head, *last = first;
+	hit *first = l->head, *last = first;
 	int  n = 1;
 
 	if (first == NULL)
@@ -189,10 +205,11 @@ batch_take(mi_batch *b, int *count)
 			last = last->next;
 			n++;
 		}
-	b->head    = last->next;
+	l->head    = last->next;
 	last->next = NULL;
-	if (b->head == NULL)
-		b->tail = NULL;
+	if (l->head == NULL)
+		l->tail = NULL;
+	l->queued -= n;
 	b->queued -= n;
 	ash_gauge_set(b->waiting, b->queued);
 	*count = n;
@@ -521,10 +538,12 @@ on_batch_done(void *arg, ash_err rv, const PGresult *res)
 {
 	flight   *f     = arg;
 	mi_batch *b     = f->b;
+	lane     *l     = f->l;
 	hit      *list  = f->list;
 	int       count = f->count;
 
 	free(f);
+	l->flying--;
 	b->flying--;
 	/* A failed batch first queues its hits again, to be tried alone.
 	 * The next call starts before a committed batch's POSTs are
@@ -533,31 +552,33 @@ on_batch_done(void *arg, ash_err rv, const PGresult *res)
 	if (rv != ASH_OK)
 		batch_failed(b, list, rv);
 	if (!b->closing)
-		batch_flush(b);
+		batch_flush(b, l);
 	if (rv == ASH_OK)
 		batch_committed(b, list, count, res);
 	batch_release(b);
 }
 
 static void
-batch_flush(mi_batch *b)
+lane_flush(mi_batch *b, lane *l)
 {
 	static const double sizes[] = {1, 2, 5, 10, 20, 50, 100, 200, 500};
 	char               *hits, *events;
 	int                 n = 0;
 	ash_err             rv;
 
-	if (b->flying >= mi_config.batch_inflight || b->head == NULL)
+	if (b->flying >= mi_config.batch_inflight || l->head == NULL)
 		return;
-	/* A long queue waits for the running call and then goes whole: two
-	 * calls beside each other halve the batches and contend for the same
-	 * thread rows (the top of this file). */
-	if (b->flying > 0 && b->queued >= mi_config.batch_overlap)
+	/* A long queue waits for its lane's running call and then goes
+	 * whole: two calls of a lane beside each other halve the batches
+	 * and contend for the same thread rows (the top of this file). */
+	if (l->flying > 0 && l->queued >= mi_config.batch_overlap)
 		return;
 	flight *f = ash_xmalloc(sizeof(*f));
 	f->b      = b;
-	f->list   = batch_take(b, &n);
+	f->l      = l;
+	f->list   = batch_take(b, l, &n);
 	f->count  = n;
+	l->flying++;
 	b->flying++;
 	batch_render(f->list, &hits, &events);
 	const char *p[] = {mi_config.app_id, hits, events};
@@ -576,17 +597,32 @@ batch_flush(mi_batch *b)
 		on_batch_done(f, rv, NULL);
 }
 
+/* Starts the calls that may start: first's lane first (the lane whose
+ * call just returned), then the others, which may have waited for that
+ * call's connection. */
+static void
+batch_flush(mi_batch *b, lane *first)
+{
+	if (first != NULL)
+		lane_flush(b, first);
+	for (int i = 0; i < mi_config.batch_lanes; i++)
+		if (&b->lanes[i] != first)
+			lane_flush(b, &b->lanes[i]);
+}
+
 static void
 batch_free(mi_batch *b)
 {
 	hit *h;
 
-	while ((h = b->head) != NULL) {
-		b->head = h->next;
-		if (h->call)
-			ash_bus_call_fail(h->call, ASH_ECLOSED, NULL);
-		hit_free(h);
-	}
+	for (int i = 0; i < mi_config.batch_lanes; i++)
+		while ((h = b->lanes[i].head) != NULL) {
+			b->lanes[i].head = h->next;
+			if (h->call)
+				ash_bus_call_fail(h->call, ASH_ECLOSED, NULL);
+			hit_free(h);
+		}
+	free(b->lanes);
 	event_free(b->kick);
 	ash_hmac_key_free(b->app_key);
 	free(b);
@@ -669,9 +705,33 @@ hit_parse(hit *h, const cJSON *only)
 	h->nevents = cJSON_GetArraySize(h->events);
 }
 
+/* A hit's lane: by the thread of its first event (its page and customer,
+ * FNV-1a), so that the calls of two lanes seldom share a thread's rows and
+ * run side by side, and a thread's hits queue in one lane, behind each
+ * other. A POST naming several threads goes by its first: its commit may
+ * then wait for another lane's, never deadlock with it (the SQL's order).
+ * A hit without events (refused, unparseable) goes to the first lane. */
+static int
+hit_lane(const hit *h)
+{
+	const cJSON *e = h->events != NULL ? h->events->child : NULL;
+	const char  *k[2];
+	uint32_t     x = 2166136261u;
+
+	if (e == NULL || mi_config.batch_lanes <= 1)
+		return 0;
+	k[0] = ash_json_str(e, "page");
+	k[1] = ash_json_str(e, "customer");
+	for (int i = 0; i < 2; i++)
+		for (const char *c = k[i] ? k[i] : ""; *c != '\0'; c++)
+			x = (x ^ (uint8_t) *c) * 16777619u;
+	return (int) (x % (uint32_t) mi_config.batch_lanes);
+}
+
 static void
 queue_hit(mi_batch *b, hit *h)
 {
+	h->lane = hit_lane(h);
 	batch_push(b, h, false);
 	if (b->flying < mi_config.batch_inflight)
 		event_active(b->kick, EV_TIMEOUT, 0);
@@ -680,7 +740,7 @@ queue_hit(mi_batch *b, hit *h)
 static void
 on_kick(evutil_socket_t fd, short what, void *arg)
 {
-	batch_flush(arg);
+	batch_flush(arg, NULL);
 }
 
 /* A POST refused for its signature: answered at once, journaled with the
@@ -948,12 +1008,14 @@ mi_webhook_init(mi_ctx *mi)
 	mi_batch *b = ash_xcalloc(1, sizeof(*b));
 
 	b->mi      = mi;
+	b->lanes   = ash_xcalloc((size_t) mi_config.batch_lanes, sizeof(lane));
 	b->waiting = ash_metrics_gauge(ash_svc_metrics(mi->svc),
 	    "ashoon_meta_webhook_waiting",
 	    "Webhook POSTs waiting for their commit to start", NULL);
 	b->kick =
 	    event_new(ash_loop_base(ash_svc_loop(mi->svc)), -1, 0, on_kick, b);
 	if (b->kick == NULL) {
+		free(b->lanes);
 		free(b);
 		return ASH_ENOMEM;
 	}

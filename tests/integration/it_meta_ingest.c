@@ -90,11 +90,11 @@ q(it_stack *s, const char *sql)
 /* env: one more NAME=value for every service, or NULL. */
 static void
 start_env(it_stack *s, const char *tag, char tenant[64], char key[128],
-    const char *env)
+    const char *const *env)
 {
 	it_stack_init(s, tag);
-	if (env != NULL)
-		it_stack_env(s, env);
+	for (int i = 0; env != NULL && env[i] != NULL; i++)
+		it_stack_env(s, env[i]);
 	it_stack_env(s, "META_APP_SECRET=" SECRET);
 	it_stack_env(s, "META_VERIFY_TOKEN=" VERIFY);
 	it_stack_env(s, "META_APP_ID=" APP);
@@ -2438,24 +2438,33 @@ unstick(it_stack *s, PGconn *lock, bg_json *a, bg_json *b)
 	ENV("{" FROM_43 ",\"timestamp\":2000,\"message\":{\"mid\":" \
 	    "\"b2\",\"text\":\"b again\"}}")
 
-/* Two commits in flight (ASHOON_META_BATCH_INFLIGHT=2, the default): a
- * batch stuck on one conversation's row does not hold back the POSTs of
- * another conversation, when few wait (ASHOON_META_BATCH_OVERLAP). */
-ASH_TEST(f6_a_stuck_commit_does_not_hold_back_another_conversation)
+/* 42's commit stuck (stuck_commit) in a stack started with env: 43's POST
+ * is committed beside it, and answered first. */
+static void
+b2_goes_beside_the_stuck_commit(const char *tag, const char *const *env)
 {
 	it_stack s;
 	char     t[64], k[128];
 	bg_json  a = {0};
 	PGconn  *lock;
 
-	start(&s, "mi_inflight", t, k);
+	start_env(&s, tag, t, k, env);
 	lock = stuck_commit(&s, t, &a);
-	/* Customer 43's POST is committed beside it, and answered first. */
 	ASH_T_EQ_INT(post_json(&s, POST_B2), 200);
 	long before = a.status;
 	unstick(&s, lock, &a, NULL);
 	ASH_T_EQ_INT(before, 0);
 	it_stack_fini(&s);
+}
+
+/* Two commits in flight (ASHOON_META_BATCH_INFLIGHT=2, the default): a
+ * batch stuck on one conversation's row does not hold back the POSTs of
+ * another conversation, when few wait (ASHOON_META_BATCH_OVERLAP), even in
+ * the same lane (one lane here). */
+ASH_TEST(f6_a_stuck_commit_does_not_hold_back_another_conversation)
+{
+	b2_goes_beside_the_stuck_commit("mi_inflight",
+	    (const char *const[]) {"ASHOON_META_BATCH_LANES=1", NULL});
 }
 
 /* meta-ingest's gauge of POSTs waiting for their commit reads n (waits up
@@ -2480,18 +2489,18 @@ waiting_reaches(it_stack *s, int n)
 	ASH_T_FAILF("meta-ingest never had %d POST(s) waiting", n);
 }
 
-/* As many POSTs waiting as ASHOON_META_BATCH_OVERLAP: no commit starts
- * beside the running one; they wait for it and go together (with the
- * default, a long queue at full load makes one big commit instead of two
- * halves contending for the same thread rows). */
-ASH_TEST(f6_a_long_queue_waits_for_the_running_commit)
+/* 42's commit stuck (stuck_commit) in a stack started with env: 43's POST
+ * then waits (it is queued, and unanswered 300 ms later), and is committed
+ * once 42's is. */
+static void
+b2_waits_for_the_stuck_commit(const char *tag, const char *const *env)
 {
 	it_stack s;
 	char     t[64], k[128];
 	bg_json  a = {0}, b = {0};
 	PGconn  *lock;
 
-	start_env(&s, "mi_overlap", t, k, "ASHOON_META_BATCH_OVERLAP=1");
+	start_env(&s, tag, t, k, env);
 	lock   = stuck_commit(&s, t, &a);
 	b.s    = &s;
 	b.json = POST_B2;
@@ -2504,6 +2513,37 @@ ASH_TEST(f6_a_long_queue_waits_for_the_running_commit)
 	ASH_T_EQ_INT(before, 0);
 	waiting_reaches(&s, 0);
 	it_stack_fini(&s);
+}
+
+/* As many POSTs waiting in a lane as ASHOON_META_BATCH_OVERLAP: no commit
+ * starts beside the lane's running one; they wait for it and go together
+ * (with the default, a long queue at full load makes one big commit
+ * instead of two halves contending for the same thread rows). One lane
+ * here: customers 42 and 43 would be in two. */
+ASH_TEST(f6_a_long_queue_waits_for_the_running_commit)
+{
+	b2_waits_for_the_stuck_commit("mi_overlap",
+	    (const char *const[]) {"ASHOON_META_BATCH_OVERLAP=1",
+	        "ASHOON_META_BATCH_LANES=1", NULL});
+}
+
+/* Lanes (ASHOON_META_BATCH_LANES=2, the default) by conversation:
+ * customers 42 and 43 are in two, so 43's POST is committed beside 42's
+ * stuck one although a lane's queue waits for its running call
+ * (ASHOON_META_BATCH_OVERLAP=1; with one lane it waits: above). */
+ASH_TEST(f6_a_conversation_s_lane_does_not_hold_back_another_lane)
+{
+	b2_goes_beside_the_stuck_commit("mi_lanes",
+	    (const char *const[]) {"ASHOON_META_BATCH_OVERLAP=1", NULL});
+}
+
+/* One call at a time in all lanes (ASHOON_META_BATCH_INFLIGHT=1): 43's
+ * POST, in the other lane, waits for 42's stuck commit, and is committed
+ * when it returns - with nothing else arriving to start it. */
+ASH_TEST(f6_a_lane_waiting_for_the_connection_goes_when_another_returns)
+{
+	b2_waits_for_the_stuck_commit("mi_lanes1",
+	    (const char *const[]) {"ASHOON_META_BATCH_INFLIGHT=1", NULL});
 }
 
 /* Acknowledged only after commit: a batch whose commit itself fails (here
@@ -2756,6 +2796,9 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(f2_new_inbound_message_is_announced_after_commit),
     ASH_TEST_ENTRY(f6_a_stuck_commit_does_not_hold_back_another_conversation),
     ASH_TEST_ENTRY(f6_a_long_queue_waits_for_the_running_commit),
+    ASH_TEST_ENTRY(f6_a_conversation_s_lane_does_not_hold_back_another_lane),
+    ASH_TEST_ENTRY(
+        f6_a_lane_waiting_for_the_connection_goes_when_another_returns),
     ASH_TEST_ENTRY(f6_a_batch_failing_at_commit_stores_nothing),
     ASH_TEST_ENTRY(p16_a_conversation_deleted_under_a_batch_gets_none_of_it),
     ASH_TEST_ENTRY(
