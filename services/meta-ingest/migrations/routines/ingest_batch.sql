@@ -23,7 +23,7 @@
 -- applied again when it changes. A change it cannot make alone (a new
 -- return type, a new type it uses) goes in a migration, which runs first.
 -- Why each part is the way it is: the migrations that changed it, 0002,
--- 0005, 0006, 0008, 0009, 0010, 0011, 0012, 0014, 0015 and 0018.
+-- 0005, 0006, 0008, 0009, 0010, 0011, 0012, 0014, 0015, 0018 and 0019.
 
 -- The events of a batch with their channel (only connected channels):
 -- made in 0012_ingest_rows.sql, and a part of this routine since, so that
@@ -84,6 +84,15 @@ DECLARE
     th        ingest_thread[];
     want      int;
     locked    int;
+    newc      int[];
+    s         record;
+    pages     text[];
+    connected uuid[];
+    tenants   uuid[];
+    span_t    uuid[] := '{}';
+    span_lo   bigint[] := '{}';
+    span_hi   bigint[] := '{}';
+    unknown   int[] := '{}';
 BEGIN
     -- The events, their types, and their threads, those not stored yet
     -- first (0010_ingest_instructions.sql, 1.).
@@ -384,88 +393,105 @@ BEGIN
     -- had the page (it is shown to them as unverified). The hits' ids are
     -- taken first, as blocks of 1024 (0009_journal_spans.sql, 1.: the
     -- sequence steps by 1024, and this must agree with it), so that one
-    -- span per block and tenant lists them.
+    -- span per block and tenant lists them. They are written set of pages
+    -- by set of pages (0019_journal_by_page_set.sql), the spans of all
+    -- sets after them.
     blocks := ARRAY(SELECT nextval('journal_id_seq')
                       FROM generate_series(1, (coalesce(cardinality(hits), 0)
                                                + 1023) / 1024));
-    WITH h AS MATERIALIZED (
-        SELECT blocks[(x.i - 1) / 1024 + 1] + (x.i - 1) % 1024 AS id,
-               (x.i - 1) / 1024 AS block, x.*
-        FROM unnest(hits) WITH ORDINALITY AS x(
-                 n, received_ms, signature, object, page_ids, entries,
-                 events, kinds, bytes, raw, outcome, i)
-    ), g AS (
-        -- Each set of pages that hits name, once (a batch's hits mostly
-        -- name the same Page): its pages, the tenants that have them
-        -- connected (by the index on live channels), and the tenants a hit
-        -- naming them is listed for. OFFSET 0 keeps each subquery whole:
-        -- flattened into this one, its arrays were computed again
-        -- wherever they are named (the pages three times, the connected
-        -- tenants twice).
-        SELECT x.object, x.signature, x.page_ids, x.pages, x.connected,
-               CASE WHEN x.signature = 'valid' THEN x.connected
-                    ELSE ARRAY(SELECT DISTINCT c.tenant_id FROM channels c
-                                WHERE c.external_id = ANY (x.pages)) END
-                   AS tenants
-        FROM (SELECT k.object, k.signature, k.page_ids, p.pages,
-                     ARRAY(SELECT DISTINCT c.tenant_id FROM channels c
-                            WHERE c.kind = CASE k.object
+    -- New messages per hit, by its n (its place in hits, from 0). A mid that
+    -- several hits of the batch carried (a redelivery arriving with the
+    -- original) is new in the first of them only.
+    newc := NULL;
+    IF new_mid IS NOT NULL THEN
+        newc := ARRAY(
+            SELECT coalesce(k.c, 0)
+              FROM generate_series(0, cardinality(hits) - 1) AS g(i)
+              LEFT JOIN (SELECT f.hit, count(*) AS c
+                           FROM (SELECT min(e.hit) AS hit
+                                   FROM unnest(new_ch, new_mid)
+                                        AS x(channel_id, mid)
+                                   JOIN unnest(ev) e
+                                     ON e.channel_id = x.channel_id
+                                    AND e.mid = x.mid
+                                  GROUP BY x.channel_id, x.mid) f
+                          GROUP BY f.hit) k ON k.hit = g.i
+             ORDER BY g.i);
+    END IF;
+    -- Each set of pages that hits name (a batch's hits mostly name the
+    -- same Page): its pages, the tenants that have them connected (by the
+    -- index on live channels), and the tenants its hits are listed for.
+    FOR s IN SELECT DISTINCT coalesce(x.object, '') AS object,
+                    coalesce(x.signature, '') AS signature,
+                    coalesce(x.page_ids, '[]') AS page_ids
+               FROM unnest(hits) x LOOP
+        pages := ARRAY(SELECT jsonb_array_elements_text(s.page_ids::jsonb));
+        connected := ARRAY(SELECT DISTINCT c.tenant_id FROM channels c
+                            WHERE c.kind = CASE s.object
                                                WHEN 'page' THEN 'messenger'
                                                ELSE 'instagram' END
-                              AND c.external_id = ANY (p.pages)
-                              AND c.disconnected_at IS NULL) AS connected
-                FROM (SELECT DISTINCT coalesce(h.object, '') AS object,
-                             coalesce(h.signature, '') AS signature,
-                             coalesce(h.page_ids, '[]') AS page_ids
-                        FROM h) k,
-                     LATERAL (SELECT ARRAY(
-                            SELECT jsonb_array_elements_text(k.page_ids))
-                                AS pages OFFSET 0) p
-              OFFSET 0) x
-    ), t AS (
-        -- Each hit with its set's pages and tenants.
-        SELECT h.n, h.outcome, g.pages, g.connected, g.tenants
-        FROM h JOIN g ON g.object = coalesce(h.object, '')
-                     AND g.signature = coalesce(h.signature, '')
-                     AND g.page_ids = coalesce(h.page_ids, '[]')
-    ), n AS (
-        -- New messages per hit (by the mids each hit carried). A mid
-        -- that several hits of the batch carried (a redelivery arriving
-        -- with the original) is new in the first of them only.
-        SELECT f.hit AS n, count(*) AS new_messages
-        FROM (SELECT min(e.hit) AS hit
-                FROM unnest(new_ch, new_mid) AS x(channel_id, mid)
-                JOIN unnest(ev) e ON e.channel_id = x.channel_id
-                                 AND e.mid = x.mid
-               GROUP BY x.channel_id, x.mid) f
-        GROUP BY f.hit
-    ), j AS (
-        INSERT INTO journal (id, received_at, signature, object, page_ids,
-                             tenant_ids, entries, events, kinds,
-                             new_messages, outcome, bytes, raw)
-        SELECT h.id, to_timestamp(h.received_ms::float8 / 1000), -- (*)
-               h.signature,
-               h.object, t.pages, t.tenants, coalesce(h.entries, 0),
-               coalesce(h.events, 0), coalesce(h.kinds, '{}'),
-               coalesce(n.new_messages, 0),
-               CASE WHEN h.outcome = 'stored'
-                         AND cardinality(t.connected) = 0
-                    THEN 'unknown_channel' ELSE h.outcome END,
-               h.bytes, decode(h.raw, 'base64')
-        FROM h LEFT JOIN t ON t.n = h.n LEFT JOIN n ON n.n = h.n
-    ), l AS (
-        INSERT INTO journal_spans (tenant_id, first_id, last_id)
-        SELECT u.tenant_id, min(h.id), max(h.id)
-        FROM h JOIN t ON t.n = h.n, unnest(t.tenants) AS u(tenant_id)
-        GROUP BY u.tenant_id, h.block
-    )
-    -- The hits whose outcome this decided: stored, but for no channel
-    -- connected.
-    SELECT coalesce(json_agg(json_build_object(
-               'n', t.n, 'outcome', 'unknown_channel')), '[]')
-      INTO hit_rows
-      FROM t
-     WHERE t.outcome = 'stored' AND cardinality(t.connected) = 0;
+                              AND c.external_id = ANY (pages)
+                              AND c.disconnected_at IS NULL);
+        IF s.signature = 'valid' THEN
+            tenants := connected;
+        ELSE
+            tenants := ARRAY(SELECT DISTINCT c.tenant_id FROM channels c
+                              WHERE c.external_id = ANY (pages));
+        END IF;
+        WITH h AS (
+            SELECT blocks[(x.i - 1) / 1024 + 1] + (x.i - 1) % 1024 AS id,
+                   x.*
+            FROM unnest(hits) WITH ORDINALITY AS x(
+                     n, received_ms, signature, object, page_ids, entries,
+                     events, kinds, bytes, raw, outcome, i)
+            WHERE coalesce(x.object, '') = s.object
+              AND coalesce(x.signature, '') = s.signature
+              AND coalesce(x.page_ids, '[]') = s.page_ids
+        ), j AS (
+            INSERT INTO journal (id, received_at, signature, object,
+                                 page_ids, tenant_ids, entries, events,
+                                 kinds, new_messages, outcome, bytes, raw)
+            SELECT h.id, to_timestamp(h.received_ms::float8 / 1000), -- (*)
+                   h.signature, h.object, pages, tenants,
+                   coalesce(h.entries, 0), coalesce(h.events, 0),
+                   coalesce(h.kinds, '{}'), coalesce(newc[h.n + 1], 0),
+                   CASE WHEN h.outcome = 'stored'
+                             AND cardinality(connected) = 0
+                        THEN 'unknown_channel' ELSE h.outcome END,
+                   h.bytes, decode(h.raw, 'base64')
+            FROM h
+            RETURNING id
+        )
+        -- The set's range of ids in each block, for each of its tenants.
+        SELECT span_t || array_agg(u.tenant_id), span_lo || array_agg(b.lo),
+               span_hi || array_agg(b.hi)
+          INTO span_t, span_lo, span_hi
+          FROM (SELECT min(j.id) AS lo, max(j.id) AS hi FROM j
+                 GROUP BY (j.id - blocks[1]) / 1024) b,
+               unnest(tenants) AS u(tenant_id);
+        -- Its hits stored for no channel connected: their outcome is
+        -- decided here.
+        IF cardinality(connected) = 0 THEN
+            unknown := unknown || ARRAY(
+                SELECT x.n FROM unnest(hits) x
+                 WHERE x.outcome = 'stored'
+                   AND coalesce(x.object, '') = s.object
+                   AND coalesce(x.signature, '') = s.signature
+                   AND coalesce(x.page_ids, '[]') = s.page_ids);
+        END IF;
+    END LOOP;
+    -- One span per tenant and block, whatever the sets: the blocks'
+    -- starts all agree modulo 1024.
+    INSERT INTO journal_spans (tenant_id, first_id, last_id)
+    SELECT x.t, min(x.lo), max(x.hi)
+      FROM unnest(span_t, span_lo, span_hi) AS x(t, lo, hi)
+     GROUP BY x.t, (x.lo - blocks[1]) / 1024;
+    hit_rows := '[]';
+    IF cardinality(unknown) > 0 THEN
+        hit_rows := (SELECT json_agg(json_build_object(
+                                'n', u.n, 'outcome', 'unknown_channel'))
+                       FROM unnest(unknown) AS u(n));
+    END IF;
 
     -- The threads' rows, in id order (0005_ingest_cost.sql, 5.).
     PERFORM 1 FROM conversations v
