@@ -45,8 +45,9 @@ const ash_cfg_key mi_keys[] = {
         "seldom wait for the same rows and are committed side by side"),
     ASH_CFG_INT("ASHOON_META_BATCH_OVERLAP", mi_config.batch_overlap, "64", 1,
         10000, 0,
-        "a webhook batch starts beside one being committed only while "
-        "fewer POSTs than this wait; more wait for it and go together"),
+        "a webhook batch starts beside one of its lane being committed "
+        "only while fewer POSTs than this wait in the lane; more wait for "
+        "it and go together"),
     ASH_CFG_MS("ASHOON_META_SENDER_POLL_MS", mi_config.sender_poll_ms, "1000",
         10, 60000, 0,
         "how often the sender looks for due outbound messages (it is also "
