@@ -94,7 +94,7 @@ typedef struct flight {
 } flight;
 
 static void lane_flush(mi_batch *b, lane *l);
-static void batch_flush(mi_batch *b, lane *first);
+static void batch_flush(mi_batch *b, const lane *after);
 
 /* --- hits --- */
 
@@ -597,17 +597,28 @@ lane_flush(mi_batch *b, lane *l)
 		on_batch_done(f, rv, NULL);
 }
 
-/* Starts the calls that may start: first's lane first (the lane whose
- * call just returned), then the others, which may have waited for that
- * call's connection. */
+/* Starts the calls that may start: first in the lanes with none running,
+ * then a second call beside a lane's running one (lane_flush: only for a
+ * short queue). A lane waiting for a connection thus never waits behind
+ * another lane's second calls. Each pass goes round from the lane after
+ * `after` (the lane whose call just returned, NULL: from the first), so
+ * that with more lanes than connections none is passed over for good. */
 static void
-batch_flush(mi_batch *b, lane *first)
+batch_flush(mi_batch *b, const lane *after)
 {
-	if (first != NULL)
-		lane_flush(b, first);
-	for (int i = 0; i < mi_config.batch_lanes; i++)
-		if (&b->lanes[i] != first)
-			lane_flush(b, &b->lanes[i]);
+	int      n     = mi_config.batch_lanes;
+	int      first = after != NULL ? (int) (after - b->lanes) + 1 : 0;
+	uint32_t idle  = 0; /* lanes with no call running, before this */
+
+	for (int i = 0; i < n; i++)
+		if (b->lanes[i].flying == 0)
+			idle |= 1u << i;
+	for (int pass = 0; pass < 2; pass++)
+		for (int k = 0; k < n; k++) {
+			int i = (first + k) % n;
+			if ((((idle >> i) & 1u) != 0) == (pass == 0))
+				lane_flush(b, &b->lanes[i]);
+		}
 }
 
 static void

@@ -402,7 +402,6 @@ BEGIN
     -- New messages per hit, by its n (its place in hits, from 0). A mid that
     -- several hits of the batch carried (a redelivery arriving with the
     -- original) is new in the first of them only.
-    newc := NULL;
     IF new_mid IS NOT NULL THEN
         newc := ARRAY(
             SELECT coalesce(k.c, 0)
