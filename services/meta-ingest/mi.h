@@ -51,6 +51,7 @@ typedef struct mi_cfg {
 	int   batch_inflight; /* ingest_batch() calls at once */
 	int   batch_lanes;    /* queues of hits, by thread */
 	int   batch_overlap;  /* a call beside another only below this queue */
+	int   batch_stagger_ms; /* nor before the latest has run this long */
 	int   sender_poll_ms; /* how often due outbound rows are looked for */
 	bool  media_allow_private; /* attachment URLs may be private */
 	char *media_hosts;         /* domains whose attachment URLs we ask */

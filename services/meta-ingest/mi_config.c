@@ -35,19 +35,28 @@ const ash_cfg_key mi_keys[] = {
         3650, 0, "how long webhook journal rows are kept"),
     ASH_CFG_INT("ASHOON_META_BATCH_MAX", mi_config.batch_max, "256", 1, 10000,
         0, "webhook POSTs committed together at most"),
-    ASH_CFG_INT("ASHOON_META_BATCH_INFLIGHT", mi_config.batch_inflight, "2", 1,
+    ASH_CFG_INT("ASHOON_META_BATCH_INFLIGHT", mi_config.batch_inflight, "3", 1,
         16, 0,
-        "webhook batches being committed at once, each on its own "
-        "database connection"),
+        "webhook batches being committed at once at most, each on its own "
+        "database connection: more than one only beside a slow or stuck "
+        "one (ASHOON_META_BATCH_STAGGER_MS), where each lane can then have "
+        "its own"),
     ASH_CFG_INT("ASHOON_META_BATCH_LANES", mi_config.batch_lanes, "2", 1, 16,
         0,
-        "queues of webhook POSTs, by conversation: the calls of two lanes "
-        "seldom wait for the same rows and are committed side by side"),
+        "queues of webhook POSTs, by conversation: beside a slow or stuck "
+        "commit each lane's POSTs go in a batch of their own, which "
+        "seldom waits for the same rows"),
     ASH_CFG_INT("ASHOON_META_BATCH_OVERLAP", mi_config.batch_overlap, "64", 1,
         10000, 0,
-        "a webhook batch starts beside one of its lane being committed "
-        "only while fewer POSTs than this wait in the lane; more wait for "
-        "it and go together"),
+        "a webhook batch starts beside one holding POSTs of its lane only "
+        "while fewer POSTs than this wait in the lane; more wait for it "
+        "and go together"),
+    ASH_CFG_MS("ASHOON_META_BATCH_STAGGER_MS", mi_config.batch_stagger_ms,
+        "20", 0, 60000, 0,
+        "a webhook batch starts beside one being committed only once that "
+        "one has run this long: until then POSTs wait and go together in "
+        "the next, one commit at a time being cheaper for Postgres; a "
+        "slow or stuck commit gets company (0: at once)"),
     ASH_CFG_MS("ASHOON_META_SENDER_POLL_MS", mi_config.sender_poll_ms, "1000",
         10, 60000, 0,
         "how often the sender looks for due outbound messages (it is also "

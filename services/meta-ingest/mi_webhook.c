@@ -4,19 +4,22 @@
  * A POST is acknowledged only after it is committed: each one becomes a
  * "hit" (its journal row and its normalized events) queued in one of
  * batch_lanes lanes, chosen by the thread (page and customer) of its first
- * event. Up to batch_inflight calls of ingest_batch() run at once, in all
- * lanes together, each on its own connection; while they run, new hits
- * queue up, and when a lane's call returns its queue goes whole in the
- * next call - one statement, one transaction, one round trip for however
- * many POSTs arrived (group commit). Two lanes' calls seldom touch the
- * same thread rows, so they run side by side on two Postgres backends
- * instead of one waiting at the other's row locks (docs/PERFORMANCE.md).
- * Within a lane, a second call starts beside a running one only while
- * fewer than batch_overlap hits wait: a short queue (light load, or a
- * commit stuck on one thread's row) need not wait for it, while a long
- * one (full load) waits and goes whole, because two calls halve the
- * batches and, when their POSTs share threads, the second waits at the
- * thread rows' lock for the first's commit. The SQL takes shared rows in
+ * event. One call of ingest_batch() at a time takes the queues of all the
+ * lanes, their hits in arrival order - one statement, one transaction, one
+ * round trip for however many POSTs arrived while the call before ran
+ * (group commit) - and the next starts when it returns. One call at a
+ * time is the cheap way for Postgres: two side by side cost it a fifth to
+ * a third more CPU per POST, in calls half the size, and took no more
+ * POSTs a second (docs/PERFORMANCE.md). A call starts beside running
+ * ones only once the latest of them has run batch_stagger_ms: a slow
+ * commit, or one stuck on a thread's row, then gets company, up to
+ * batch_inflight calls, each on its own connection. Such a call carries
+ * the lanes with no call running, or, beside a call holding a lane's hits,
+ * that lane's alone, and only while fewer than batch_overlap of them wait
+ * (a long queue waits and goes whole: two calls sharing threads halve the
+ * batch and the second waits at the thread rows' lock for the first's
+ * commit). Lanes are taken in turn, so that a call stuck on one thread
+ * holds back only the POSTs of its own lane. The SQL takes shared rows in
  * one order, so calls do not deadlock (migration 0005). Every caller of a
  * batch is answered from its commit: 200 when stored, 503 when Postgres
  * could not be reached (Meta then retries, and ingest is idempotent), 500
@@ -27,8 +30,8 @@
  * failing) is journaled raw as "unstorable" and answered 200 once that
  * line is committed, as a body that does not parse is. An idle batch
  * starts its commit at the end of the loop turn in which its first hit
- * arrived, so the hits of one bus batch frame (the gateway coalesces the POSTs
- * it reads in one turn) commit together, in a call per lane.
+ * arrived, so the hits of one bus batch frame (the gateway coalesces the
+ * POSTs it reads in one turn) commit together.
  *
  * Rejected POSTs (no or bad signature) are answered at once and leave only
  * their journal line, written with the next batch. A signed body that does
@@ -57,6 +60,7 @@ typedef struct hit {
 	size_t        body_len;
 	int64_t       t0;   /* ms, for the commit latency metric */
 	int           lane; /* its lane (hit_lane) */
+	uint64_t      seq;  /* arrival order, over all lanes */
 } hit;
 
 /* A queue of hits and its calls of ingest_batch(). */
@@ -67,17 +71,21 @@ typedef struct lane {
 } lane;
 
 struct mi_batch {
-	mi_ctx       *mi;
-	lane         *lanes;      /* mi_config.batch_lanes */
-	int           queued;     /* in all lanes */
-	ash_gauge    *waiting;    /* queued, as a metric */
-	int           flying;     /* ingest_batch() calls running, all lanes */
-	int           journaling; /* unstorable hits' journal lines */
-	int           checking;   /* POSTs waiting for channels' secrets */
-	bool          closing;    /* free when the last query returns */
-	struct event *kick;       /* end of turn: start a commit when idle */
-	ash_hmac_key *app_key; /* META_APP_SECRET's, NULL when it is empty */
-	ash_counter  *hits;    /* hits_total of hits_outcome (hit_count) */
+	mi_ctx        *mi;
+	lane          *lanes;     /* mi_config.batch_lanes */
+	int            queued;    /* in all lanes */
+	ash_gauge     *waiting;   /* queued, as a metric */
+	int            flying;    /* ingest_batch() calls running, all lanes */
+	struct flight *flights;   /* those calls, the latest started first */
+	uint64_t       seq;       /* hits queued so far (hit.seq) */
+	int            next_lane; /* where the next overlap pass begins */
+	int            journaling; /* unstorable hits' journal lines */
+	int            checking;   /* POSTs waiting for channels' secrets */
+	bool           closing;    /* free when the last query returns */
+	struct event  *kick;       /* end of turn: start a commit when idle */
+	struct event  *stagger;    /* when a call may start beside others */
+	ash_hmac_key  *app_key; /* META_APP_SECRET's, NULL when it is empty */
+	ash_counter   *hits;    /* hits_total of hits_outcome (hit_count) */
 	/* POST bodies by how they crossed the bus: as the request's
 	 * attachment, or in base64 from a gateway of before (when both
 	 * counts move, an upgrade is half done). */
@@ -87,14 +95,15 @@ struct mi_batch {
 
 /* One ingest_batch() call and the hits it carries. */
 typedef struct flight {
-	mi_batch *b;
-	lane     *l;
-	hit      *list;
-	int       count; /* hits in list */
+	mi_batch      *b;
+	struct flight *prev, *next; /* the calls running (mi_batch.flights) */
+	uint32_t       lanes;       /* those its hits are of (bit i: lane i) */
+	hit           *list;
+	int            count; /* hits in list */
+	int64_t        t0;    /* when it started (ash_now_ms) */
 } flight;
 
-static void lane_flush(mi_batch *b, lane *l);
-static void batch_flush(mi_batch *b, const lane *after);
+static void batch_flush(mi_batch *b);
 
 /* --- hits --- */
 
@@ -189,27 +198,54 @@ batch_push(mi_batch *b, hit *h, bool front)
 	ash_gauge_set(b->waiting, b->queued);
 }
 
-/* Takes the next batch off the queue: up to batch_max hits, or one hit
- * marked solo. */
-static hit *
-batch_take(mi_batch *b, lane *l, int *count)
+/* The lane of mask whose first hit arrived first, NULL if all are empty. */
+static lane *
+oldest_lane(mi_batch *b, uint32_t mask)
 {
-	hit *first = l->head, *last = first;
-	int  n = 1;
+	lane *best = NULL;
 
-	if (first == NULL)
-		return NULL;
-	if (!first->solo)
-		while (last->next != NULL && !last->next->solo &&
-		    n < mi_config.batch_max) {
-			last = last->next;
-			n++;
+	for (int i = 0; i < mi_config.batch_lanes; i++) {
+		lane *l = &b->lanes[i];
+
+		if ((mask >> i & 1u) != 0 && l->head != NULL &&
+		    (best == NULL || l->head->seq < best->head->seq))
+			best = l;
+	}
+	return best;
+}
+
+/* Takes the next batch off the queues of the lanes in mask, their hits
+ * in the order they arrived: up to batch_max, or one hit marked solo
+ * alone (a lane whose first hit is solo is left for the next call).
+ * *lanes gets the lanes it took hits of. */
+static hit *
+batch_take(mi_batch *b, uint32_t mask, int *count, uint32_t *lanes)
+{
+	hit  *first = NULL, **tail = &first;
+	int   n = 0;
+	lane *l;
+
+	*lanes = 0;
+	while (n < mi_config.batch_max && (l = oldest_lane(b, mask)) != NULL) {
+		hit *h = l->head;
+		int  i = (int) (l - b->lanes);
+
+		if (h->solo && n > 0) {
+			mask &= ~(1u << i);
+			continue;
 		}
-	l->head    = last->next;
-	last->next = NULL;
-	if (l->head == NULL)
-		l->tail = NULL;
-	l->queued -= n;
+		l->head = h->next;
+		if (l->head == NULL)
+			l->tail = NULL;
+		l->queued--;
+		*tail = h;
+		tail  = &h->next;
+		*lanes |= 1u << i;
+		n++;
+		if (h->solo)
+			break;
+	}
+	*tail = NULL;
 	b->queued -= n;
 	ash_gauge_set(b->waiting, b->queued);
 	*count = n;
@@ -538,13 +574,20 @@ on_batch_done(void *arg, ash_err rv, const PGresult *res)
 {
 	flight   *f     = arg;
 	mi_batch *b     = f->b;
-	lane     *l     = f->l;
 	hit      *list  = f->list;
 	int       count = f->count;
 
-	free(f);
-	l->flying--;
+	if (f->prev != NULL)
+		f->prev->next = f->next;
+	else
+		b->flights = f->next;
+	if (f->next != NULL)
+		f->next->prev = f->prev;
+	for (int i = 0; i < mi_config.batch_lanes; i++)
+		if ((f->lanes >> i & 1u) != 0)
+			b->lanes[i].flying--;
 	b->flying--;
+	free(f);
 	/* A failed batch first queues its hits again, to be tried alone.
 	 * The next call starts before a committed batch's POSTs are
 	 * answered: otherwise Postgres sat idle while they were, 1.1-1.5 ms
@@ -552,41 +595,40 @@ on_batch_done(void *arg, ash_err rv, const PGresult *res)
 	if (rv != ASH_OK)
 		batch_failed(b, list, rv);
 	if (!b->closing)
-		batch_flush(b, l);
+		batch_flush(b);
 	if (rv == ASH_OK)
 		batch_committed(b, list, count, res);
 	batch_release(b);
 }
 
+/* Starts a call of ingest_batch() with the next batch of the lanes in
+ * mask (batch_take). */
 static void
-lane_flush(mi_batch *b, lane *l)
+batch_start(mi_batch *b, uint32_t mask)
 {
 	static const double sizes[] = {1, 2, 5, 10, 20, 50, 100, 200, 500};
+	flight             *f       = ash_xcalloc(1, sizeof(*f));
 	char               *hits, *events;
-	int                 n = 0;
 	ash_err             rv;
 
-	if (b->flying >= mi_config.batch_inflight || l->head == NULL)
-		return;
-	/* A long queue waits for its lane's running call and then goes
-	 * whole: two calls of a lane beside each other halve the batches
-	 * and contend for the same thread rows (the top of this file). */
-	if (l->flying > 0 && l->queued >= mi_config.batch_overlap)
-		return;
-	flight *f = ash_xmalloc(sizeof(*f));
-	f->b      = b;
-	f->l      = l;
-	f->list   = batch_take(b, l, &n);
-	f->count  = n;
-	l->flying++;
+	f->b    = b;
+	f->t0   = ash_now_ms();
+	f->list = batch_take(b, mask, &f->count, &f->lanes);
+	for (int i = 0; i < mi_config.batch_lanes; i++)
+		if ((f->lanes >> i & 1u) != 0)
+			b->lanes[i].flying++;
 	b->flying++;
+	f->next = b->flights;
+	if (f->next != NULL)
+		f->next->prev = f;
+	b->flights = f;
 	batch_render(f->list, &hits, &events);
 	const char *p[] = {mi_config.app_id, hits, events};
 	ash_histogram_observe(
 	    ash_metrics_histogram(ash_svc_metrics(b->mi->svc),
 	        "ashoon_meta_webhook_batch_size", "Webhook POSTs per commit",
 	        NULL, sizes, sizeof(sizes) / sizeof(sizes[0])),
-	    (double) n);
+	    (double) f->count);
 	rv = ash_db_query(ash_svc_db(b->mi->svc),
 	    "SELECT ingest_batch($1, $2::ingest_hit_in[], "
 	    "$3::ingest_event_in[])",
@@ -597,28 +639,65 @@ lane_flush(mi_batch *b, lane *l)
 		on_batch_done(f, rv, NULL);
 }
 
-/* Starts the calls that may start: first in the lanes with none running,
- * then a second call beside a lane's running one (lane_flush: only for a
- * short queue). A lane waiting for a connection thus never waits behind
- * another lane's second calls. Each pass goes round from the lane after
- * `after` (the lane whose call just returned, NULL: from the first), so
- * that with more lanes than connections none is passed over for good. */
+/* Whether a call may start now: none is running, or the latest started
+ * has run batch_stagger_ms. If not, the stagger timer is set for when it
+ * will have: a commit slow or stuck on one thread's rows then gets
+ * company, while at any load the POSTs arriving during a quick one wait
+ * for it and go together (the top of this file). */
+static bool
+batch_may_start(mi_batch *b)
+{
+	int64_t        age;
+	struct timeval tv;
+
+	if (b->flights == NULL || mi_config.batch_stagger_ms == 0)
+		return true;
+	age = ash_now_ms() - b->flights->t0;
+	if (age >= mi_config.batch_stagger_ms)
+		return true;
+	if (!evtimer_pending(b->stagger, NULL)) {
+		int64_t left = mi_config.batch_stagger_ms - age;
+		tv.tv_sec    = (time_t) (left / 1000);
+		tv.tv_usec   = (suseconds_t) (left % 1000 * 1000);
+		evtimer_add(b->stagger, &tv);
+	}
+	return false;
+}
+
+/* Starts the calls that may start (batch_may_start): one for all the
+ * lanes with none running, their hits in arrival order; then, beside a
+ * lane's running call, one for its queue if it is short
+ * (batch_overlap), lane by lane in turn so that with more lanes than
+ * connections none is passed over for good. */
 static void
-batch_flush(mi_batch *b, const lane *after)
+batch_flush(mi_batch *b)
 {
 	int      n     = mi_config.batch_lanes;
-	int      first = after != NULL ? (int) (after - b->lanes) + 1 : 0;
-	uint32_t idle  = 0; /* lanes with no call running, before this */
+	int      first = b->next_lane;
+	uint32_t idle  = 0;
 
+	if (b->queued == 0 || b->flying >= mi_config.batch_inflight ||
+	    !batch_may_start(b))
+		return;
 	for (int i = 0; i < n; i++)
-		if (b->lanes[i].flying == 0)
+		if (b->lanes[i].flying == 0 && b->lanes[i].head != NULL)
 			idle |= 1u << i;
-	for (int pass = 0; pass < 2; pass++)
-		for (int k = 0; k < n; k++) {
-			int i = (first + k) % n;
-			if ((((idle >> i) & 1u) != 0) == (pass == 0))
-				lane_flush(b, &b->lanes[i]);
-		}
+	if (idle != 0)
+		batch_start(b, idle);
+	for (int k = 0; k < n; k++) {
+		int   i = (first + k) % n;
+		lane *l = &b->lanes[i];
+
+		if (b->flying >= mi_config.batch_inflight)
+			return;
+		if (l->head == NULL || l->flying == 0 ||
+		    l->queued >= mi_config.batch_overlap)
+			continue;
+		if (!batch_may_start(b))
+			return;
+		batch_start(b, 1u << i);
+		b->next_lane = (i + 1) % n;
+	}
 }
 
 static void
@@ -635,6 +714,7 @@ batch_free(mi_batch *b)
 		}
 	free(b->lanes);
 	event_free(b->kick);
+	event_free(b->stagger);
 	ash_hmac_key_free(b->app_key);
 	free(b);
 }
@@ -743,6 +823,7 @@ static void
 queue_hit(mi_batch *b, hit *h)
 {
 	h->lane = hit_lane(h);
+	h->seq  = b->seq++;
 	batch_push(b, h, false);
 	if (b->flying < mi_config.batch_inflight)
 		event_active(b->kick, EV_TIMEOUT, 0);
@@ -751,7 +832,16 @@ queue_hit(mi_batch *b, hit *h)
 static void
 on_kick(evutil_socket_t fd, short what, void *arg)
 {
-	batch_flush(arg, NULL);
+	batch_flush(arg);
+}
+
+static void
+on_stagger(evutil_socket_t fd, short what, void *arg)
+{
+	mi_batch *b = arg;
+
+	if (!b->closing)
+		batch_flush(b);
 }
 
 /* A POST refused for its signature: answered at once, journaled with the
@@ -1025,7 +1115,11 @@ mi_webhook_init(mi_ctx *mi)
 	    "Webhook POSTs waiting for their commit to start", NULL);
 	b->kick =
 	    event_new(ash_loop_base(ash_svc_loop(mi->svc)), -1, 0, on_kick, b);
-	if (b->kick == NULL) {
+	b->stagger =
+	    evtimer_new(ash_loop_base(ash_svc_loop(mi->svc)), on_stagger, b);
+	if (b->kick == NULL || b->stagger == NULL) {
+		if (b->kick != NULL)
+			event_free(b->kick);
 		free(b->lanes);
 		free(b);
 		return ASH_ENOMEM;

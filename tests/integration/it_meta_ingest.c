@@ -10,8 +10,10 @@
 #include <ashoon/json.h>
 #include <ashoon/loop.h>
 
+#include <arpa/inet.h>
 #include <glob.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define SECRET "3f6a1c9e8b7d4f20a5c1e9d7b3f8a6c2"
@@ -2384,11 +2387,11 @@ bg_json_run(void *arg)
 	ENV("{" FROM_C ",\"timestamp\":2000,\"message\":{\"mid\":" \
 	    "\"a2\",\"text\":\"a again\"}}")
 
-/* Customers 42 and 43 each with a thread, then 42's thread row held by a
- * transaction of its own (returned: COMMIT and PQfinish it), and a POST for
- * 42 started in the background (in a): its commit waits for the row. */
+/* Customers 42 and 43 each with a thread (their messages a1 and b1), then
+ * 42's thread row held by a transaction of its own: returned (COMMIT and
+ * PQfinish it). */
 static PGconn *
-stuck_commit(it_stack *s, const char *t, bg_json *a)
+threads_of_42_and_43_locked(it_stack *s, const char *t)
 {
 	PGconn *lock;
 
@@ -2408,6 +2411,16 @@ stuck_commit(it_stack *s, const char *t, bg_json *a)
 	    "BEGIN; SELECT 1 FROM meta_ingest.conversations v "
 	    "JOIN meta_ingest.participants p ON p.id = v.participant_id "
 	    "WHERE p.external_id = '42' FOR UPDATE OF v"));
+	return lock;
+}
+
+/* threads_of_42_and_43_locked, and a POST for 42 started in the background
+ * (in a): its commit waits for the row. */
+static PGconn *
+stuck_commit(it_stack *s, const char *t, bg_json *a)
+{
+	PGconn *lock = threads_of_42_and_43_locked(s, t);
+
 	a->s    = s;
 	a->json = POST_A2;
 	pthread_create(&a->t, NULL, bg_json_run, a);
@@ -2457,10 +2470,11 @@ b2_goes_beside_the_stuck_commit(const char *tag, const char *const *env)
 	it_stack_fini(&s);
 }
 
-/* Two commits in flight (ASHOON_META_BATCH_INFLIGHT=2, the default): a
- * batch stuck on one conversation's row does not hold back the POSTs of
- * another conversation, when few wait (ASHOON_META_BATCH_OVERLAP), even in
- * the same lane (one lane here). */
+/* More than one commit in flight (ASHOON_META_BATCH_INFLIGHT): a batch
+ * stuck on one conversation's row does not hold back the POSTs of another
+ * conversation, when few wait (ASHOON_META_BATCH_OVERLAP), even in the same
+ * lane (one lane here): they go beside it once it has run
+ * ASHOON_META_BATCH_STAGGER_MS. */
 ASH_TEST(f6_a_stuck_commit_does_not_hold_back_another_conversation)
 {
 	b2_goes_beside_the_stuck_commit("mi_inflight",
@@ -2489,6 +2503,18 @@ waiting_reaches(it_stack *s, int n)
 	ASH_T_FAILF("meta-ingest never had %d POST(s) waiting", n);
 }
 
+/* 43's POST b2 started in the background (in b), once meta-ingest has it
+ * queued, and 300 ms later (beside a commit, it would take a few ms). */
+static void
+b2_queued(it_stack *s, bg_json *b)
+{
+	b->s    = s;
+	b->json = POST_B2;
+	pthread_create(&b->t, NULL, bg_json_run, b);
+	waiting_reaches(s, 1);
+	usleep(300000);
+}
+
 /* 42's commit stuck (stuck_commit) in a stack started with env: 43's POST
  * then waits (it is queued, and unanswered 300 ms later), and is committed
  * once 42's is. */
@@ -2501,13 +2527,8 @@ b2_waits_for_the_stuck_commit(const char *tag, const char *const *env)
 	PGconn  *lock;
 
 	start_env(&s, tag, t, k, env);
-	lock   = stuck_commit(&s, t, &a);
-	b.s    = &s;
-	b.json = POST_B2;
-	pthread_create(&b.t, NULL, bg_json_run, &b);
-	waiting_reaches(&s, 1);
-	/* Beside the stuck commit, 43's would take a few ms. */
-	usleep(300000);
+	lock = stuck_commit(&s, t, &a);
+	b2_queued(&s, &b);
 	long before = b.status;
 	unstick(&s, lock, &a, &b);
 	ASH_T_EQ_INT(before, 0);
@@ -2529,7 +2550,7 @@ ASH_TEST(f6_a_long_queue_waits_for_the_running_commit)
 
 /* Lanes (ASHOON_META_BATCH_LANES=2, the default) by conversation:
  * customers 42 and 43 are in two, so 43's POST is committed beside 42's
- * stuck one although a lane's queue waits for its running call
+ * stuck one although a lane's queue waits for a call holding its hits
  * (ASHOON_META_BATCH_OVERLAP=1; with one lane it waits: above). */
 ASH_TEST(f6_a_conversation_s_lane_does_not_hold_back_another_lane)
 {
@@ -2544,6 +2565,186 @@ ASH_TEST(f6_a_lane_waiting_for_the_connection_goes_when_another_returns)
 {
 	b2_waits_for_the_stuck_commit("mi_lanes1",
 	    (const char *const[]) {"ASHOON_META_BATCH_INFLIGHT=1", NULL});
+}
+
+/* A commit starts beside a running one only once that one has run
+ * ASHOON_META_BATCH_STAGGER_MS (here 1 s): 43's POST, in the other lane,
+ * waits (unanswered 300 ms later), then is committed beside 42's stuck
+ * commit once that has run 1 s, before it returns. */
+ASH_TEST(f6_a_commit_starts_beside_another_only_once_that_has_run_the_stagger)
+{
+	it_stack s;
+	char     t[64], k[128];
+	bg_json  a = {0}, b = {0};
+	PGconn  *lock;
+
+	start_env(&s, "mi_stagger", t, k,
+	    (const char *const[]) {"ASHOON_META_BATCH_STAGGER_MS=1000", NULL});
+	lock = stuck_commit(&s, t, &a);
+	b2_queued(&s, &b);
+	ASH_T_EQ_INT(b.status, 0);
+	for (int i = 0; i < 500 && b.status == 0; i++)
+		usleep(10000);
+	ASH_T_EQ_INT(b.status, 200);
+	ASH_T_EQ_INT(a.status, 0);
+	unstick(&s, lock, &a, &b);
+	it_stack_fini(&s);
+}
+
+/* A connection to the gateway, made before its request is written. */
+static int
+gw_connect(it_stack *s)
+{
+	struct sockaddr_in a  = {.sin_family = AF_INET};
+	int                fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_port        = htons((uint16_t) s->http_port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ASH_T_TRUE(fd >= 0);
+	ASH_T_EQ_INT(connect(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+	return fd;
+}
+
+/* Writes a signed webhook POST of json on fd. */
+static void
+gw_write_webhook(int fd, const char *json)
+{
+	char    req[2048], sig[80];
+	int     n;
+	ssize_t w;
+
+	it_webhook_signature(json, strlen(json), SECRET, sig);
+	n = snprintf(req, sizeof(req),
+	    "POST /webhooks/meta HTTP/1.1\r\nHost: it\r\n"
+	    "Content-Type: application/json\r\nX-Hub-Signature-256: %s\r\n"
+	    "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+	    sig, strlen(json), json);
+	ASH_T_TRUE(n > 0 && n < (int) sizeof(req));
+	w = write(fd, req, (size_t) n);
+	ASH_T_EQ_INT(w, n);
+}
+
+/* The status of the answer on fd (read up to 10 s), then closes fd. */
+static long
+gw_read_status(int fd)
+{
+	char           buf[256];
+	size_t         got = 0;
+	long           st  = 0;
+	struct timeval tv  = {10, 0};
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (got < 12) {
+		ssize_t r = read(fd, buf + got, sizeof(buf) - 1 - got);
+		if (r <= 0)
+			break;
+		got += (size_t) r;
+	}
+	buf[got] = '\0';
+	if (got >= 12 && strncmp(buf, "HTTP/1.1 ", 9) == 0)
+		st = strtol(buf + 9, NULL, 10);
+	close(fd);
+	return st;
+}
+
+/* Writes json on fa and json2 on fb while the gateway is stopped, so that
+ * it reads both in one loop turn and sends them to meta-ingest in one bus
+ * frame (fa and fb were connected, and accepted, before). */
+static void
+gw_write_two(it_stack *s, int fa, const char *json, int fb, const char *json2)
+{
+	usleep(200000); /* the connections accepted */
+	it_proc_signal(s->procs[ASH_SVC_GATEWAY], SIGSTOP);
+	gw_write_webhook(fa, json);
+	gw_write_webhook(fb, json2);
+	it_proc_signal(s->procs[ASH_SVC_GATEWAY], SIGCONT);
+}
+
+/* The lanes with no commit running go together, in one call: 42's POST and
+ * 43's, which are in two lanes, read by the gateway in one loop turn (it
+ * is stopped while both are written) and so coming in one bus frame, are
+ * committed in one call - their journal rows numbered one after the other
+ * (a call numbers its hits from a block of 1024 ids of its own). */
+ASH_TEST(f6_lanes_without_a_running_commit_go_in_one_call)
+{
+	it_stack s;
+	char     t[64], k[128];
+	PGconn  *lock;
+	int      fa, fb;
+
+	start(&s, "mi_merge", t, k);
+	lock = threads_of_42_and_43_locked(&s, t);
+	PQclear(PQexec(lock, "COMMIT"));
+	PQfinish(lock);
+	fa = gw_connect(&s);
+	fb = gw_connect(&s);
+	gw_write_two(&s, fa, POST_A2, fb, POST_B2);
+	ASH_T_EQ_INT(gw_read_status(fa), 200);
+	ASH_T_EQ_INT(gw_read_status(fb), 200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT string_agg(mid, ',' ORDER BY mid) "
+	                 "FROM meta_ingest.messages"),
+	    "a1,a2,b1,b2");
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT max(id) - min(id) FROM (SELECT id FROM "
+	                 "meta_ingest.journal ORDER BY id DESC LIMIT 2) x"),
+	    "1");
+	it_stack_fini(&s);
+}
+
+/* A commit stuck with the POSTs of both lanes (they came together): after
+ * the stagger each lane gets a call of its own beside it (three at once,
+ * ASHOON_META_BATCH_INFLIGHT's default), so 43's next POST is committed
+ * although 42's next one, in the first of them, is stuck too. (Its answer
+ * waits for the bus frame it came in, which 42's shares.) */
+ASH_TEST(f6_a_stuck_commit_of_both_lanes_holds_back_neither_lane_s_next)
+{
+	it_stack s;
+	char     t[64], k[128];
+	PGconn  *lock;
+	int      fa, fb, fc, fd;
+	bool     stored = false;
+
+	start(&s, "mi_stuck2", t, k);
+	lock = threads_of_42_and_43_locked(&s, t);
+	fa   = gw_connect(&s);
+	fb   = gw_connect(&s);
+	gw_write_two(&s, fa, POST_A2, fb, POST_B2);
+	it_pg_wait_lock(s.dsn, "ashoon_meta_ingest");
+	fc = gw_connect(&s);
+	fd = gw_connect(&s);
+	gw_write_two(&s, fc,
+	    ENV("{" FROM_C ",\"timestamp\":3000,\"message\":{\"mid\":"
+	        "\"a3\",\"text\":\"a once more\"}}"),
+	    fd,
+	    ENV("{" FROM_43 ",\"timestamp\":3000,\"message\":{\"mid\":"
+	        "\"b3\",\"text\":\"b once more\"}}"));
+	/* Well within the 5 s after which the stuck commit is cancelled. */
+	for (int i = 0; i < 200 && !stored; i++) {
+		stored =
+		    strcmp(q(&s,
+		               "SELECT count(*) FROM meta_ingest.messages "
+		               "WHERE mid = 'b3'"),
+		        "1") == 0;
+		if (!stored)
+			usleep(10000);
+	}
+	ASH_T_TRUE(stored);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT string_agg(mid, ',' ORDER BY mid) "
+	                 "FROM meta_ingest.messages"),
+	    "a1,b1,b3");
+	PQclear(PQexec(lock, "COMMIT"));
+	PQfinish(lock);
+	ASH_T_EQ_INT(gw_read_status(fa), 200);
+	ASH_T_EQ_INT(gw_read_status(fb), 200);
+	ASH_T_EQ_INT(gw_read_status(fc), 200);
+	ASH_T_EQ_INT(gw_read_status(fd), 200);
+	ASH_T_EQ_STR(q(&s,
+	                 "SELECT string_agg(mid, ',' ORDER BY mid) "
+	                 "FROM meta_ingest.messages"),
+	    "a1,a2,a3,b1,b2,b3");
+	it_stack_fini(&s);
 }
 
 /* Acknowledged only after commit: a batch whose commit itself fails (here
@@ -2799,6 +3000,11 @@ ASH_TEST_MAIN(ASH_TEST_ENTRY(f6_verification_handshake_echoes_the_challenge),
     ASH_TEST_ENTRY(f6_a_conversation_s_lane_does_not_hold_back_another_lane),
     ASH_TEST_ENTRY(
         f6_a_lane_waiting_for_the_connection_goes_when_another_returns),
+    ASH_TEST_ENTRY(
+        f6_a_commit_starts_beside_another_only_once_that_has_run_the_stagger),
+    ASH_TEST_ENTRY(f6_lanes_without_a_running_commit_go_in_one_call),
+    ASH_TEST_ENTRY(
+        f6_a_stuck_commit_of_both_lanes_holds_back_neither_lane_s_next),
     ASH_TEST_ENTRY(f6_a_batch_failing_at_commit_stores_nothing),
     ASH_TEST_ENTRY(p16_a_conversation_deleted_under_a_batch_gets_none_of_it),
     ASH_TEST_ENTRY(
